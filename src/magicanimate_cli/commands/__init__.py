@@ -1,0 +1,5 @@
+"""One module per subcommand; each exposes `register(app)`. Add new ones to COMMAND_MODULES."""
+
+from __future__ import annotations
+
+COMMAND_MODULES: list = []
