@@ -1,0 +1,404 @@
+"""Reading a weights directory in the official MagicAnimate layout into our models.
+
+    <root>/stable-diffusion-v1-5/{unet,text_encoder,tokenizer,scheduler}/
+    <root>/sd-vae-ft-mse/
+    <root>/MagicAnimate/{appearance_encoder,densepose_controlnet}/
+    <root>/MagicAnimate/temporal_attention/temporal_attention.ckpt
+
+Every model is built on the meta device and filled from its file with `assign=True`, so no memory is spent
+on random initialisation and memory-mapped tensors are not copied. Nothing is dropped silently: a missing,
+unexpected or mis-shaped key is an error naming the file and the first offending keys.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import WeightsError, missing_weights
+
+SD_DIR = "stable-diffusion-v1-5"
+VAE_DIR = "sd-vae-ft-mse"
+MA_DIR = "MagicAnimate"
+TEMPORAL_CKPT = f"{MA_DIR}/temporal_attention/temporal_attention.ckpt"
+
+DIFFUSERS_WEIGHTS = (
+    "diffusion_pytorch_model.safetensors",
+    "diffusion_pytorch_model.fp16.safetensors",
+    "diffusion_pytorch_model.bin",
+    "diffusion_pytorch_model.fp16.bin",
+)
+TRANSFORMERS_WEIGHTS = ("model.safetensors", "model.fp16.safetensors", "pytorch_model.bin", "pytorch_model.fp16.bin")
+CHECKPOINT_PREFIXES = ("module.", "unet.")
+
+
+@dataclass(frozen=True)
+class WeightsLayout:
+    """Where each part of the release lives under one root folder."""
+
+    root: Path
+
+    @property
+    def unet(self) -> Path:
+        return self.root / SD_DIR / "unet"
+
+    @property
+    def text_encoder(self) -> Path:
+        return self.root / SD_DIR / "text_encoder"
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.root / SD_DIR / "tokenizer"
+
+    @property
+    def scheduler(self) -> Path:
+        return self.root / SD_DIR / "scheduler"
+
+    @property
+    def vae(self) -> Path:
+        return self.root / VAE_DIR
+
+    @property
+    def appearance_encoder(self) -> Path:
+        return self.root / MA_DIR / "appearance_encoder"
+
+    @property
+    def controlnet(self) -> Path:
+        return self.root / MA_DIR / "densepose_controlnet"
+
+    @property
+    def temporal_checkpoint(self) -> Path:
+        return self.root / TEMPORAL_CKPT
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+
+def find_weights_file(folder: Path, names: Iterable[str]) -> Path:
+    """The first of `names` present in `folder` (safetensors before pickles, full precision before fp16)."""
+    names = list(names)
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    raise missing_weights(folder / names[0])
+
+
+def read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise missing_weights(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: not a readable JSON file ({exc})") from None
+
+
+def _strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in state.items():
+        for prefix in CHECKPOINT_PREFIXES:
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+        out[key] = value
+    return out
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a `.safetensors` or pickled checkpoint, memory-mapped where the format allows."""
+    if not path.is_file():
+        raise missing_weights(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):  # legacy (non-zip) pickles cannot be mapped
+                raise
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except WeightsError:
+        raise
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"{path}: cannot read weights ({reason}); the file may be truncated or corrupt") from None
+    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
+        state = state["state_dict"]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{path}: not a state dict of tensors")
+    return _strip_prefixes(state)
+
+
+def read_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of a weights file without reading the tensors (safetensors header, or a mapped pickle)."""
+    if path.suffix == ".safetensors":
+        if not path.is_file():
+            raise missing_weights(path)
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as handle:
+                return {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}
+        except Exception as exc:
+            raise WeightsError(f"{path}: cannot read safetensors header ({exc}); the file may be truncated") from None
+    return {k: tuple(v.shape) for k, v in read_state_dict(path).items()}
+
+
+# ---------------------------------------------------------------------------------------------- checks
+
+
+def _first(keys: Iterable[str], limit: int = 3) -> str:
+    keys = sorted(keys)
+    shown = ", ".join(keys[:limit])
+    return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def compare_shapes(expected: Mapping[str, tuple], found: Mapping[str, tuple], source: Path,
+                   optional: Iterable[str] = ()) -> None:
+    """Raise a WeightsError naming `source` unless `found` has exactly the expected keys and shapes."""
+    optional = set(optional)
+    missing = set(expected) - set(found)
+    unexpected = set(found) - set(expected) - optional
+    if missing:
+        raise WeightsError(f"{source}: {len(missing)} missing keys: {_first(missing)}")
+    if unexpected:
+        raise WeightsError(f"{source}: {len(unexpected)} unexpected keys: {_first(unexpected)}")
+    wrong = [k for k in expected if tuple(found[k]) != tuple(expected[k])]
+    if wrong:
+        k = wrong[0]
+        raise WeightsError(
+            f"{source}: {len(wrong)} keys with the wrong shape: {k} is {list(found[k])}, expected {list(expected[k])}"
+        )
+
+
+def model_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def fill(model: nn.Module, state: Mapping[str, torch.Tensor], source: Path, optional: Iterable[str] = ()) -> nn.Module:
+    """Strictly load `state` into a meta-device `model`, keeping the given tensors (no copy)."""
+    compare_shapes(model_shapes(model), {k: tuple(v.shape) for k, v in state.items()}, source, optional)
+    expected = model.state_dict().keys()
+    model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=True, assign=True)
+    return model
+
+
+def on_meta(factory: Callable[[], nn.Module]) -> nn.Module:
+    with torch.device("meta"):
+        return factory()
+
+
+# ---------------------------------------------------------------------------------------------- models
+
+
+@dataclass
+class Components:
+    """Every network MagicAnimate needs, ready to run."""
+
+    unet: nn.Module
+    appearance_encoder: nn.Module
+    controlnet: nn.Module
+    vae: nn.Module
+    text_encoder: nn.Module
+    prompt_tokens: "EmptyPromptTokens"  # noqa: F821 - defined in models.clip_text
+    scheduler_config: dict
+
+
+def _unet_config(layout: WeightsLayout, motion_shapes: Mapping[str, tuple] | None = None):
+    from .models.unet3d import TemporalUNetConfig
+
+    cfg = read_json(layout.unet / "config.json")
+    if motion_shapes:  # the checkpoint's position table fixes the longest window
+        pe = [s for k, s in motion_shapes.items() if k.endswith("pos_encoder.pe")]
+        if pe:
+            cfg = {**cfg, "motion_max_len": int(pe[0][1])}
+    return TemporalUNetConfig.from_dict(cfg)
+
+
+def _temporal_unet(layout: WeightsLayout) -> tuple[nn.Module, dict[str, torch.Tensor], list[Path]]:
+    """The UNet with SD 1.5's weights and every key of `temporal_attention.ckpt` applied over them.
+
+    The released checkpoint carries the whole temporal UNet (spatial weights included), and the official loader
+    lets it override SD 1.5's; when it covers every spatial key the SD 1.5 unet file is not needed at all.
+    """
+    from .models.unet3d import TemporalUNet
+
+    ckpt_path = layout.temporal_checkpoint
+    temporal = read_state_dict(ckpt_path)
+    cfg = _unet_config(layout, {k: tuple(v.shape) for k, v in temporal.items()})
+    model = on_meta(lambda: TemporalUNet(cfg))
+    expected = model_shapes(model)
+    unexpected = set(temporal) - set(expected)
+    if unexpected:
+        raise WeightsError(f"{ckpt_path}: {len(unexpected)} unexpected keys: {_first(unexpected)}")
+    wrong = [k for k in temporal if tuple(temporal[k].shape) != expected[k]]
+    if wrong:
+        k = wrong[0]
+        raise WeightsError(f"{ckpt_path}: {len(wrong)} keys with the wrong shape: {k} is "
+                           f"{list(temporal[k].shape)}, expected {list(expected[k])}")
+    sources = [ckpt_path]
+    state = dict(temporal)
+    uncovered = set(expected) - set(temporal)
+    if uncovered:
+        sd_path = find_weights_file(layout.unet, DIFFUSERS_WEIGHTS)
+        spatial = read_state_dict(sd_path)
+        motion_keys = {k for k in expected if ".motion_modules." in k}
+        compare_shapes({k: v for k, v in expected.items() if k not in motion_keys},
+                       {k: tuple(v.shape) for k, v in spatial.items()}, sd_path)
+        state = {**spatial, **temporal}
+        sources.insert(0, sd_path)
+        still = set(expected) - set(state)
+        if still:
+            raise WeightsError(f"{ckpt_path}: {len(still)} UNet keys set by no file: {_first(still)}")
+    fill(model, state, ckpt_path)
+    return model, state, sources
+
+
+def _diffusers_model(folder: Path, factory: Callable[[dict], nn.Module]) -> nn.Module:
+    config = read_json(folder / "config.json")
+    model = on_meta(lambda: factory(config))
+    path = find_weights_file(folder, DIFFUSERS_WEIGHTS)
+    return fill(model, read_state_dict(path), path)
+
+
+def _controlnet_factory(config: dict) -> nn.Module:
+    from diffusers import ControlNetModel
+
+    return ControlNetModel.from_config(config)
+
+
+def _vae_factory(config: dict) -> nn.Module:
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL.from_config(config)
+
+
+def _appearance_factory(config: dict) -> nn.Module:
+    from .models.appearance_encoder import build_appearance_encoder
+
+    return build_appearance_encoder(config)
+
+
+def _text_encoder(layout: WeightsLayout) -> nn.Module:
+    from .models.clip_text import CLIPTextConfig, CLIPTextEncoder
+
+    cfg_path = layout.text_encoder / "config.json"
+    read_json(cfg_path)
+    model = on_meta(lambda: CLIPTextEncoder(CLIPTextConfig.from_json(cfg_path)))
+    path = find_weights_file(layout.text_encoder, TRANSFORMERS_WEIGHTS)
+    return fill(model, read_state_dict(path), path, optional=CLIPTextEncoder.optional_keys)
+
+
+def _prompt_tokens(layout: WeightsLayout):
+    from .models.clip_text import EmptyPromptTokens
+
+    for name in ("vocab.json",):
+        if not (layout.tokenizer / name).is_file():
+            raise missing_weights(layout.tokenizer / name)
+    try:
+        return EmptyPromptTokens.from_tokenizer_dir(layout.tokenizer)
+    except (KeyError, ValueError) as exc:
+        raise WeightsError(f"{layout.tokenizer}: unusable tokenizer files ({exc})") from None
+
+
+def _ready(model: nn.Module, source: Path, device: torch.device | str, dtype: torch.dtype) -> nn.Module:
+    leftovers = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if leftovers:
+        raise WeightsError(f"{source}: tensors not set by the file: {_first(leftovers)}")
+    # nn.Module.to, not diffusers' override: its fp32-module warning does not apply to these models.
+    return nn.Module.to(model, device=device, dtype=dtype).eval().requires_grad_(False)
+
+
+def load_components(root: Path | str, device: torch.device | str = "cpu",
+                    dtype: torch.dtype = torch.float32) -> Components:
+    """Build and fill every network from a weights directory in the official layout."""
+    layout = WeightsLayout(Path(root).expanduser())
+    if not layout.root.is_dir():
+        raise WeightsError(f"{layout.root}: weights directory not found; run `magicanimate download-weights`")
+    scheduler_config = read_json(layout.scheduler / "scheduler_config.json")
+    tokens = _prompt_tokens(layout)
+    text_encoder = _ready(_text_encoder(layout), layout.text_encoder, device, dtype)
+    unet, _, _ = _temporal_unet(layout)
+    unet = _ready(unet, layout.temporal_checkpoint, device, dtype)
+    appearance = _ready(_diffusers_model(layout.appearance_encoder, _appearance_factory),
+                        layout.appearance_encoder, device, dtype)
+    controlnet = _ready(_diffusers_model(layout.controlnet, _controlnet_factory), layout.controlnet, device, dtype)
+    vae = _ready(_diffusers_model(layout.vae, _vae_factory), layout.vae, device, dtype)
+    return Components(unet, appearance, controlnet, vae, text_encoder, tokens, scheduler_config)
+
+
+def weight_files(root: Path | str) -> list[Path]:
+    """The files `load_components` reads, for records (sidecars) and checks."""
+    layout = WeightsLayout(Path(root).expanduser())
+    files = [layout.scheduler / "scheduler_config.json", layout.tokenizer / "vocab.json",
+             layout.unet / "config.json", layout.temporal_checkpoint]
+    for folder, names in [(layout.text_encoder, TRANSFORMERS_WEIGHTS), (layout.appearance_encoder, DIFFUSERS_WEIGHTS),
+                          (layout.controlnet, DIFFUSERS_WEIGHTS), (layout.vae, DIFFUSERS_WEIGHTS)]:
+        files.append(folder / "config.json")
+        files.append(find_weights_file(folder, names))
+    unet_file = next((layout.unet / n for n in DIFFUSERS_WEIGHTS if (layout.unet / n).is_file()), None)
+    if unet_file is not None:
+        files.append(unet_file)
+    return files
+
+
+def check_weights(root: Path | str) -> list[str]:
+    """Problems with a weights directory, found without loading tensors; empty when it would load.
+
+    Checks that every file is present, that safetensors headers are readable, and that the names and shapes of
+    the tensors are exactly what the models built from the directory's configs expect.
+    """
+    from .models.clip_text import CLIPTextConfig, CLIPTextEncoder
+    from .models.unet3d import TemporalUNet
+
+    layout = WeightsLayout(Path(root).expanduser())
+    problems: list[str] = []
+
+    def attempt(step: Callable[[], None]) -> None:
+        try:
+            step()
+        except WeightsError as exc:
+            problems.append(str(exc))
+
+    def diffusers_part(folder: Path, factory: Callable[[dict], nn.Module]) -> None:
+        model = on_meta(lambda: factory(read_json(folder / "config.json")))
+        path = find_weights_file(folder, DIFFUSERS_WEIGHTS)
+        compare_shapes(model_shapes(model), read_shapes(path), path)
+
+    def text_part() -> None:
+        cfg_path = layout.text_encoder / "config.json"
+        read_json(cfg_path)
+        model = on_meta(lambda: CLIPTextEncoder(CLIPTextConfig.from_json(cfg_path)))
+        path = find_weights_file(layout.text_encoder, TRANSFORMERS_WEIGHTS)
+        compare_shapes(model_shapes(model), read_shapes(path), path, CLIPTextEncoder.optional_keys)
+
+    def unet_part() -> None:
+        ckpt = layout.temporal_checkpoint
+        temporal = read_shapes(ckpt)
+        model = on_meta(lambda: TemporalUNet(_unet_config(layout, temporal)))
+        expected = model_shapes(model)
+        extra = set(temporal) - set(expected)
+        if extra:
+            raise WeightsError(f"{ckpt}: {len(extra)} unexpected keys: {_first(extra)}")
+        uncovered = {k: v for k, v in expected.items() if k not in temporal}
+        if uncovered:
+            sd_path = find_weights_file(layout.unet, DIFFUSERS_WEIGHTS)
+            spatial = {k: v for k, v in expected.items() if ".motion_modules." not in k}
+            compare_shapes(spatial, read_shapes(sd_path), sd_path)
+        wrong = [k for k in temporal if tuple(temporal[k]) != expected[k]]
+        if wrong:
+            raise WeightsError(f"{ckpt}: {wrong[0]} is {list(temporal[wrong[0]])}, expected {list(expected[wrong[0]])}")
+
+    attempt(lambda: read_json(layout.scheduler / "scheduler_config.json"))
+    attempt(lambda: _prompt_tokens(layout))
+    attempt(text_part)
+    attempt(unet_part)
+    attempt(lambda: diffusers_part(layout.appearance_encoder, _appearance_factory))
+    attempt(lambda: diffusers_part(layout.controlnet, _controlnet_factory))
+    attempt(lambda: diffusers_part(layout.vae, _vae_factory))
+    return problems

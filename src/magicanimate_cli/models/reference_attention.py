@@ -1,0 +1,141 @@
+"""Reference attention: how the appearance encoder's features reach the denoising UNet.
+
+The appearance encoder (a copy of SD's UNet run on the clean reference latent) records the input of the first
+self-attention (`norm1` output) of each transformer block in its mid and up blocks. In the denoising UNet the
+same blocks' self-attention then attends over its own tokens *and* those reference tokens. In the guidance
+batch the unconditional half gets plain self-attention: MagicAnimate's guidance is over appearance, not text.
+
+Both directions are attention processors sharing one `ReferenceBank`; no forward method is replaced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention import BasicTransformerBlock
+from diffusers.models.attention_processor import Attention
+from torch import nn
+
+
+@dataclass
+class ReferenceBank:
+    """Reference features for one denoising step, one (1, tokens, channels) tensor per reading block.
+
+    `unconditional_first_half` says that the UNet batch is [unconditional frames, conditional frames] and the
+    first half must ignore the reference (classifier-free guidance over appearance).
+    """
+
+    size: int
+    features: list[torch.Tensor | None] = field(default_factory=list)
+    unconditional_first_half: bool = True
+
+    def __post_init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.features = [None] * self.size
+
+    @property
+    def complete(self) -> bool:
+        return all(f is not None for f in self.features)
+
+
+def _attend(attn: Attention, hidden_states: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    """Multi-head attention of `hidden_states` over `context` with `attn`'s projections (no residual)."""
+    b, n, _ = hidden_states.shape
+    q = attn.to_q(hidden_states)
+    k = attn.to_k(context)
+    v = attn.to_v(context)
+    head_dim = q.shape[-1] // attn.heads
+
+    def heads(t: torch.Tensor) -> torch.Tensor:
+        return t.view(b, -1, attn.heads, head_dim).transpose(1, 2)
+
+    out = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), scale=attn.scale)
+    out = out.transpose(1, 2).reshape(b, n, attn.heads * head_dim).to(q.dtype)
+    out = attn.to_out[0](out)
+    return attn.to_out[1](out)
+
+
+class ReferenceWriteProcessor:
+    """Self-attention that also stores its input in the bank (appearance encoder side)."""
+
+    def __init__(self, bank: ReferenceBank, index: int) -> None:
+        self.bank, self.index = bank, index
+
+    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states=None,
+                 attention_mask=None, temb=None, **kwargs) -> torch.Tensor:
+        self.bank.features[self.index] = hidden_states[:1]
+        return _attend(attn, hidden_states, hidden_states)
+
+
+class ReferenceReadProcessor:
+    """Self-attention over [own tokens, reference tokens] for conditional rows (denoising UNet side)."""
+
+    def __init__(self, bank: ReferenceBank, index: int) -> None:
+        self.bank, self.index = bank, index
+
+    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states=None,
+                 attention_mask=None, temb=None, **kwargs) -> torch.Tensor:
+        reference = self.bank.features[self.index]
+        if reference is None:
+            return _attend(attn, hidden_states, hidden_states)
+        rows = hidden_states.shape[0]
+        split = rows // 2 if self.bank.unconditional_first_half else 0
+        cond = hidden_states[split:]
+        ref = reference.to(cond.dtype).expand(cond.shape[0], -1, -1)
+        out_cond = _attend(attn, cond, torch.cat([cond, ref], dim=1))
+        if split == 0:
+            return out_cond
+        uncond = hidden_states[:split]
+        return torch.cat([_attend(attn, uncond, uncond), out_cond], dim=0)
+
+
+def reference_blocks(model: nn.Module) -> list[nn.Module]:
+    """The transformer blocks of the mid and up blocks, in module order: the pairs that exchange features.
+
+    The official writer/reader pairing sorts these stably by channel count, largest first; for SD's UNet
+    layout that is the module order itself, so encoder and UNet blocks pair up index by index.
+    """
+    blocks: list[nn.Module] = []
+    for part in [model.mid_block, *model.up_blocks]:
+        blocks.extend(
+            m for m in part.modules()
+            if isinstance(m, (BasicTransformerBlock, BankOnlyTransformerBlock))
+        )
+    return blocks
+
+
+class BankOnlyTransformerBlock(nn.Module):
+    """The last transformer block of the released appearance encoder, which keeps only `norm1`.
+
+    The official class stubs everything after `norm1` in this block (the weights are not in the release, and
+    nothing after it is used), so its single job is to put `norm1(x)` in the bank and pass `x` on.
+    """
+
+    def __init__(self, dim: int, bank: ReferenceBank | None = None, index: int = -1) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=True)
+        self.bank, self.index = bank, index
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if self.bank is not None:
+            self.bank.features[self.index] = self.norm1(hidden_states)[:1]
+        return hidden_states
+
+
+def attach_writer(encoder: nn.Module, bank: ReferenceBank) -> None:
+    """Make the appearance encoder fill `bank` whenever it runs."""
+    for index, block in enumerate(reference_blocks(encoder)):
+        if isinstance(block, BankOnlyTransformerBlock):
+            block.bank, block.index = bank, index
+        else:
+            block.attn1.set_processor(ReferenceWriteProcessor(bank, index))
+
+
+def attach_reader(unet: nn.Module, bank: ReferenceBank) -> None:
+    """Make the denoising UNet's mid/up self-attention read from `bank`."""
+    for index, block in enumerate(reference_blocks(unet)):
+        block.attn1.set_processor(ReferenceReadProcessor(bank, index))

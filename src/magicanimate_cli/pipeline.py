@@ -1,0 +1,160 @@
+"""`Animator`: the public Python API that turns a reference image and a DensePose clip into a video."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .loader import Components, load_components
+from .models.reference_attention import ReferenceBank, attach_reader, attach_writer, reference_blocks
+from .sampler import Conditioning, SamplerConfig, SamplerModels, StepStats, denoise
+from .windows import padded_length, plan_windows, validate_context
+
+VAE_SCALE = 0.18215
+
+
+@dataclass
+class AnimationResult:
+    frames: np.ndarray  # float32 (N, H, W, 3) in [0, 1]
+    latents: torch.Tensor  # (1, 4, N, H/8, W/8)
+    seed: int
+    timings: dict[str, float] = field(default_factory=dict)
+    stats: list[StepStats] = field(default_factory=list)
+
+
+def initial_noise(seed: int, frames: int, height: int, width: int, context_frames: int,
+                  noise: str = "shared") -> torch.Tensor:
+    """The starting latents, drawn on the CPU so a seed means the same video on every machine.
+
+    `shared`: one K-frame draw tiled over the video (MagicAnimate); `independent`: a fresh draw for each frame.
+    """
+    generator = torch.Generator("cpu").manual_seed(int(seed))
+    h, w = height // 8, width // 8
+    if noise == "independent":
+        return torch.randn((1, 4, frames, h, w), generator=generator)
+    if noise != "shared":
+        raise ValueError(f"unknown noise mode {noise!r} (shared or independent)")
+    base = torch.randn((1, 4, context_frames, h, w), generator=generator)
+    return base.repeat(1, 1, -(-frames // context_frames), 1, 1)[:, :, :frames]
+
+
+def pad_motion(motion: np.ndarray, context_frames: int) -> np.ndarray:
+    """Repeat the last frame up to a whole number of windows (the output is trimmed back later)."""
+    n = len(motion)
+    target = padded_length(n, context_frames)
+    if target == n:
+        return motion
+    return np.concatenate([motion, np.repeat(motion[-1:], target - n, axis=0)], axis=0)
+
+
+class Animator:
+    """MagicAnimate inference on one device and dtype; load once, call many times."""
+
+    def __init__(self, components: Components, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32) -> None:
+        self.components = components
+        self.device = torch.device(device)
+        self.dtype = dtype
+        bank = ReferenceBank(len(reference_blocks(components.unet)))
+        attach_writer(components.appearance_encoder, bank)
+        attach_reader(components.unet, bank)
+        self.models = SamplerModels(components.unet, components.appearance_encoder, components.controlnet, bank)
+        self._text: torch.Tensor | None = None
+
+    @classmethod
+    def from_pretrained(cls, weights_dir: str | Path, device: torch.device | str = "cpu",
+                        dtype: torch.dtype = torch.float32) -> "Animator":
+        return cls(load_components(weights_dir, device, dtype), device, dtype)
+
+    @property
+    def max_context_frames(self) -> int:
+        return int(self.components.unet.config.motion_max_len)
+
+    # -- conditioning -------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def text_embedding(self) -> torch.Tensor:
+        """CLIP embedding of the empty prompt: MagicAnimate's prompt and negative prompt alike."""
+        if self._text is None:
+            ids = self.components.prompt_tokens.ids().to(self.device)
+            self._text = self.components.text_encoder(ids)
+        return self._text
+
+    @torch.no_grad()
+    def encode_reference(self, reference: np.ndarray) -> torch.Tensor:
+        """VAE mean of the reference image × 0.18215 (the mean, not a sample, as the official pipeline)."""
+        image = torch.from_numpy(np.ascontiguousarray(reference)).to(self.device).permute(2, 0, 1)[None]
+        image = (image.to(torch.float32) / 127.5 - 1.0).to(self.dtype)
+        latent = self.components.vae.encode(image).latent_dist.mean
+        return latent.float() * VAE_SCALE
+
+    # -- sampling -----------------------------------------------------------------------------------
+
+    def prepare(self, reference: np.ndarray, motion: np.ndarray, config: SamplerConfig) -> Conditioning:
+        _check_inputs(reference, motion)
+        validate_context(config.context_frames, config.context_overlap, self.max_context_frames)
+        return Conditioning(self.text_embedding(), self.encode_reference(reference),
+                            pad_motion(np.asarray(motion), config.context_frames))
+
+    @torch.no_grad()
+    def sample(self, reference: np.ndarray, motion: np.ndarray, config: SamplerConfig, seed: int,
+               callback: Callable[[int, torch.Tensor], None] | None = None,
+               on_window: Callable[[], None] | None = None, noise: str = "shared",
+               stats: list[StepStats] | None = None) -> torch.Tensor:
+        """Final latents (1, 4, N, h, w), trimmed to the motion's length."""
+        cond = self.prepare(reference, motion, config)
+        frames = len(cond.control)
+        height, width = reference.shape[:2]
+        latents = initial_noise(seed, frames, height, width, config.context_frames, noise).to(self.device)
+        overlap = 0 if config.fusion == "none" else config.context_overlap
+        plan = plan_windows(frames, config.context_frames, overlap, config.wrap)
+        latents = denoise(self.models, cond, latents, plan, config, callback=callback, on_window=on_window,
+                          stats=stats)
+        return latents[:, :, : len(motion)]
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor, batch_size: int = 8) -> Iterator[np.ndarray]:
+        """Frames as float32 (H, W, 3) in [0, 1], decoded a batch at a time so memory stays flat."""
+        vae = self.components.vae
+        frames = latents.shape[2]
+        for start in range(0, frames, batch_size):
+            chunk = latents[0, :, start:start + batch_size].permute(1, 0, 2, 3)
+            images = vae.decode((chunk / VAE_SCALE).to(self.dtype), return_dict=False)[0]
+            images = (images.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+            yield from images
+
+    def __call__(self, reference: np.ndarray, motion: np.ndarray, steps: int = 25, guidance_scale: float = 7.5,
+                 seed: int = 1, context_frames: int = 16, context_overlap: int = 4,
+                 callback: Callable[[int, torch.Tensor], None] | None = None) -> AnimationResult:
+        config = SamplerConfig(steps=steps, guidance_scale=guidance_scale, context_frames=context_frames,
+                               context_overlap=context_overlap)
+        if steps < 1:
+            raise ValueError(f"steps must be at least 1 (got {steps})")
+        stats: list[StepStats] = []
+        t0 = time.perf_counter()
+        latents = self.sample(reference, motion, config, seed, callback=callback, stats=stats)
+        t1 = time.perf_counter()
+        frames = np.stack(list(self.decode(latents)))
+        t2 = time.perf_counter()
+        return AnimationResult(frames, latents, seed, {"sample_s": t1 - t0, "decode_s": t2 - t1}, stats)
+
+
+def _check_inputs(reference: np.ndarray, motion: np.ndarray) -> None:
+    """The API takes pixels as they are: same size, multiples of 8, uint8 RGB; nothing is resized here."""
+    if reference.ndim != 3 or reference.shape[2] != 3 or reference.dtype != np.uint8:
+        raise ValueError(f"reference must be uint8 (H, W, 3), got {reference.dtype} {reference.shape}")
+    motion = np.asarray(motion) if not hasattr(motion, "shape") else motion
+    if motion.ndim != 4 or motion.shape[3] != 3 or motion.dtype != np.uint8:
+        raise ValueError(f"motion must be uint8 (N, H, W, 3), got {motion.dtype} {motion.shape}")
+    if len(motion) == 0:
+        raise ValueError("motion has no frames")
+    if motion.shape[1:3] != reference.shape[:2]:
+        raise ValueError(f"reference is {reference.shape[:2]} but motion frames are {motion.shape[1:3]}")
+    h, w = reference.shape[:2]
+    if h % 8 or w % 8:
+        raise ValueError(f"height and width must be multiples of 8, got {h}×{w}")
