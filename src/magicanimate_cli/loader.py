@@ -402,3 +402,16 @@ def check_weights(root: Path | str) -> list[str]:
     attempt(lambda: diffusers_part(layout.controlnet, _controlnet_factory))
     attempt(lambda: diffusers_part(layout.vae, _vae_factory))
     return problems
+
+
+def checkpoint_covers_unet(root: Path | str) -> bool:
+    """Whether `temporal_attention.ckpt` sets every UNet key, so SD 1.5's unet weights are not needed.
+
+    Reads only key names and shapes (memory-mapped); needs `unet/config.json` and the checkpoint.
+    """
+    from .models.unet3d import TemporalUNet
+
+    layout = WeightsLayout(Path(root).expanduser())
+    temporal = read_shapes(layout.temporal_checkpoint)
+    model = on_meta(lambda: TemporalUNet(_unet_config(layout, temporal)))
+    return set(model_shapes(model)) <= set(temporal)
