@@ -2,4 +2,6 @@
 
 from __future__ import annotations
 
-COMMAND_MODULES: list = []
+from . import evaluate
+
+COMMAND_MODULES: list = [evaluate]
