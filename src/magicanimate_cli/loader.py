@@ -254,7 +254,7 @@ def _temporal_unet(layout: WeightsLayout) -> tuple[nn.Module, dict[str, torch.Te
         sources.insert(0, sd_path)
         still = set(expected) - set(state)
         if still:
-            raise WeightsError(f"{ckpt_path}: {len(still)} UNet keys set by no file: {_first(still)}")
+            raise WeightsError(f"{ckpt_path}: {len(still)} UNet keys missing (set by no file): {_first(still)}")
     fill(model, state, ckpt_path)
     return model, state, sources
 
