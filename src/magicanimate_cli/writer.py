@@ -1,0 +1,513 @@
+"""Streaming, atomic output writers: mp4 (H.264), webm (VP9), gif, or a folder of PNG frames.
+
+Frames go in one at a time, so a long animation never has to be held in memory. Everything
+is written to a hidden temporary next to the destination and renamed onto the final path
+only by `close()`; `abort()`, or leaving a `with` block by any exception (Ctrl-C included),
+deletes the temporary. A path therefore holds either the previous file or a complete new
+one, never a half-written video.
+
+Frame rates are kept exactly: the stream's time base is 1/fps, so 30000/1001 is stored as
+1001-tick frames on a 30000 Hz clock (mp4) or as Matroska's DefaultDuration (webm). GIF
+can only delay frames by whole centiseconds: each frame starts at its exact time rounded
+to the nearest centisecond, so delays alternate (3, 4, 3, ... cs at 29.97 fps), the total
+duration is within 1 cs of exact, and rates dividing 100 (25, 20, 50, 10 fps) are exact.
+Browsers show delays under 2 cs as 10 cs, so gifs above 50 fps play slowly there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import av
+import numpy as np
+from PIL import Image
+
+from .errors import OutputError, SettingsError
+from .geometry import resize, to_uint8
+from .media import FRAME_FOLDER_SIDECAR
+
+DEFAULT_CRF = 18
+"""x264's "visually lossless" quality; also used as VP9's crf (its scale runs to 63, so this is high quality there)."""
+
+GRID_GAP = 2
+"""Black border around and between grid panels, as torchvision's make_grid draws in the official demo."""
+
+FRAME_NAME = "frame_{index:05d}.png"
+_FRAME_FILE = re.compile(r"frame_\d+\.png")
+
+
+@dataclass(frozen=True)
+class VideoFormat:
+    """How one file type is encoded through PyAV."""
+
+    container: str
+    codec: str
+    pixel_format: str
+    max_crf: int | None
+    even_size: bool
+    codec_options: dict[str, str] = field(default_factory=dict)
+    container_options: dict[str, str] = field(default_factory=dict)
+
+
+VIDEO_FORMATS: dict[str, VideoFormat] = {
+    ".mp4": VideoFormat(
+        "mp4", "libx264", "yuv420p", 51, even_size=True,
+        codec_options={"preset": "medium"}, container_options={"movflags": "+faststart"},
+    ),
+    ".webm": VideoFormat(
+        "webm", "libvpx-vp9", "yuv420p", 63, even_size=False,
+        codec_options={"b:v": "0", "deadline": "good", "cpu-used": "4", "row-mt": "1"},
+    ),
+    ".gif": VideoFormat("gif", "gif", "pal8", None, even_size=False),
+}
+"""mp4 needs even sizes because 4:2:0 chroma halves both axes and x264 refuses odd ones;
+VP9 handles odd sizes itself and GIF has no chroma subsampling."""
+
+
+# --------------------------------------------------------------------------- base
+
+
+class FrameWriter:
+    """Common life cycle: write frames, then `close()` to publish or `abort()` to discard."""
+
+    def __init__(self, path: Path, fps: Fraction, width: int, height: int) -> None:
+        self.path = path
+        self.fps = fps
+        self.width = width
+        self.height = height
+        self.frames_written = 0
+        self._state = "open"
+
+    def write(self, frame: Any) -> None:
+        """Append one (height, width, 3) frame, uint8 or float in [0, 1]."""
+        if self._state != "open":
+            raise ValueError(f"{self.path}: writer is already {self._state}")
+        pixels = to_uint8(np.asarray(frame))
+        if pixels.shape != (self.height, self.width, 3):
+            raise ValueError(f"frame has shape {pixels.shape}, expected ({self.height}, {self.width}, 3)")
+        try:
+            self._write_frame(pixels)
+        except (OSError, av.FFmpegError) as exc:
+            self.abort()
+            raise OutputError(f"{self.path}: cannot write frame {self.frames_written} ({_one_line(exc)})") from None
+        self.frames_written += 1
+
+    def close(self) -> Path:
+        """Finish the file and move it onto the final path; returns that path."""
+        if self._state == "closed":
+            return self.path
+        if self._state == "aborted":
+            raise ValueError(f"{self.path}: writer was aborted")
+        if self.frames_written == 0:
+            self.abort()
+            raise OutputError(f"{self.path}: no frames were written, so no output was created")
+        try:
+            self._finish()
+            self._publish()
+        except (OSError, av.FFmpegError) as exc:
+            self.abort()
+            raise OutputError(f"{self.path}: cannot finish the output ({_one_line(exc)})") from None
+        self._state = "closed"
+        return self.path
+
+    def abort(self) -> None:
+        """Drop everything written so far; the final path is left as it was."""
+        if self._state != "open":
+            return
+        self._state = "aborted"
+        self._discard()
+
+    def __enter__(self) -> FrameWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def _write_frame(self, pixels: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        raise NotImplementedError
+
+    def _publish(self) -> None:
+        raise NotImplementedError
+
+    def _discard(self) -> None:
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- video files
+
+
+class VideoFileWriter(FrameWriter):
+    """mp4/webm/gif through PyAV, into a temporary file beside the destination."""
+
+    def __init__(
+        self, path: Path, fps: Fraction, width: int, height: int, spec: VideoFormat, crf: int
+    ) -> None:
+        super().__init__(path, fps, width, height)
+        self.spec = spec
+        self.encoded_size = (width + width % 2, height + height % 2) if spec.even_size else (width, height)
+        self._temp = _temp_file(path)
+        try:
+            self._container = av.open(str(self._temp), mode="w", format=spec.container, options=spec.container_options)
+            self._stream = self._add_stream(crf)
+        except (OSError, av.FFmpegError, ValueError) as exc:
+            _remove_file(self._temp)
+            raise OutputError(f"{path}: cannot start the {spec.container} encoder ({_one_line(exc)})") from None
+
+    def _add_stream(self, crf: int) -> av.video.stream.VideoStream:
+        stream = self._container.add_stream(self.spec.codec, rate=self.fps)
+        stream.width, stream.height = self.encoded_size
+        stream.pix_fmt = self.spec.pixel_format
+        stream.time_base = 1 / self.fps
+        options = dict(self.spec.codec_options)
+        if self.spec.max_crf is not None:
+            options["crf"] = str(crf)
+        stream.options = options
+        if self.spec.pixel_format == "yuv420p":
+            _tag_bt709(stream.codec_context)
+        return stream
+
+    def _write_frame(self, pixels: np.ndarray) -> None:
+        frame = self._make_frame(_even_pad(pixels, *self.encoded_size))
+        frame.pts = self.frames_written
+        frame.time_base = 1 / self.fps  # not stream.time_base: muxers replace that with their own clock
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+
+    def _make_frame(self, pixels: np.ndarray) -> av.VideoFrame:
+        """RGB to the codec's pixel format; yuv420p is converted with BT.709 limited range and tagged so."""
+        if self.spec.pixel_format == "pal8":
+            return _palette_frame(pixels)
+        rgb = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+        return rgb.reformat(format=self.spec.pixel_format, dst_colorspace="ITU709", dst_color_range="MPEG")
+
+    def _finish(self) -> None:
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._container.close()
+
+    def _publish(self) -> None:
+        os.replace(self._temp, self.path)
+
+    def _discard(self) -> None:
+        try:
+            self._container.close()
+        except Exception:  # noqa: BLE001 - the file is being thrown away; only its removal matters
+            pass
+        _remove_file(self._temp)
+
+
+def _tag_bt709(context: av.codec.context.CodecContext) -> None:
+    """Label the colours so players do not guess (they pick BT.601 for small frames and BT.709 for HD)."""
+    context.colorspace = 1  # AVCOL_SPC_BT709
+    context.color_primaries = 1  # AVCOL_PRI_BT709
+    context.color_trc = 1  # AVCOL_TRC_BT709
+    context.color_range = 1  # AVCOL_RANGE_MPEG (limited, 16-235)
+
+
+def _even_pad(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Grow an odd side by repeating the last row/column: no generated pixel is lost and the
+    added line is a copy of its neighbour. The aspect changes by at most one pixel."""
+    extra_h, extra_w = height - pixels.shape[0], width - pixels.shape[1]
+    if not extra_h and not extra_w:
+        return pixels
+    return np.pad(pixels, ((0, extra_h), (0, extra_w), (0, 0)), mode="edge")
+
+
+def _palette_frame(pixels: np.ndarray) -> av.VideoFrame:
+    """Quantise to a per-frame adaptive 256-colour palette (median cut, no dithering, deterministic)."""
+    quantised = Image.fromarray(pixels).quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    indices = np.asarray(quantised, dtype=np.uint8)
+    rgb = np.asarray(quantised.getpalette()[: 256 * 3], dtype=np.uint8).reshape(-1, 3)
+    palette = np.zeros((256, 4), dtype=np.uint8)  # PyAV wants ARGB rows
+    palette[:, 0] = 255
+    palette[: len(rgb), 1:] = rgb
+    return av.VideoFrame.from_ndarray((indices, palette), format="pal8")
+
+
+# --------------------------------------------------------------------------- PNG folders
+
+
+class PngFolderWriter(FrameWriter):
+    """Numbered PNGs frame_00000.png, ... plus frames.json holding the exact frame rate.
+
+    An existing destination folder is replaced whole on close, but only if it is empty or
+    holds nothing but an earlier run's frames and sidecar; other files are never deleted.
+    """
+
+    def __init__(self, path: Path, fps: Fraction, width: int, height: int) -> None:
+        super().__init__(path, fps, width, height)
+        _check_replaceable_folder(path)
+        try:
+            self._temp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
+        except OSError as exc:
+            raise OutputError(f"{path.parent}: cannot write in the output folder ({_one_line(exc)})") from None
+
+    def _write_frame(self, pixels: np.ndarray) -> None:
+        Image.fromarray(pixels).save(self._temp / FRAME_NAME.format(index=self.frames_written), format="PNG")
+
+    def _finish(self) -> None:
+        sidecar = {"fps": str(self.fps), "frames": self.frames_written, "width": self.width, "height": self.height}
+        (self._temp / FRAME_FOLDER_SIDECAR).write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
+
+    def _publish(self) -> None:
+        if not self.path.exists():
+            os.replace(self._temp, self.path)
+            return
+        _check_replaceable_folder(self.path)
+        old = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".old"))
+        os.replace(self.path, old / "previous")
+        try:
+            os.replace(self._temp, self.path)
+        except OSError:
+            os.replace(old / "previous", self.path)
+            raise
+        finally:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def _discard(self) -> None:
+        shutil.rmtree(self._temp, ignore_errors=True)
+
+
+def _check_replaceable_folder(path: Path) -> None:
+    """Refuse to replace a file, or a folder holding anything but frames from an earlier run."""
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise OutputError(f"{path}: exists and is not a folder; PNG frames need a folder path")
+    foreign = [entry.name for entry in path.iterdir() if not _is_own_output(entry.name)]
+    if foreign:
+        raise OutputError(
+            f"{path}: folder holds other files (e.g. {sorted(foreign)[0]}); "
+            "choose an empty or new folder for the frames"
+        )
+
+
+def _is_own_output(name: str) -> bool:
+    return name == FRAME_FOLDER_SIDECAR or _FRAME_FILE.fullmatch(name) is not None
+
+
+# --------------------------------------------------------------------------- choosing a writer
+
+
+def open_writer(
+    path: str | os.PathLike[str],
+    fps: Fraction | int | str,
+    width: int,
+    height: int,
+    crf: int = DEFAULT_CRF,
+    *,
+    overwrite: bool = True,
+) -> FrameWriter:
+    """Open the writer the path asks for: .mp4, .webm, .gif, or a folder (existing, no suffix, or a
+    trailing slash) of PNG frames. The destination's parent folders are created if missing."""
+    target = Path(path)
+    rate = _check_fps(fps)
+    if width < 1 or height < 1:
+        raise SettingsError(f"{target}: frame size must be positive, got {width}x{height}")
+    if not overwrite and target.exists() and not _is_empty_folder(target):
+        raise OutputError(f"{target}: already exists (allow overwriting or choose another path)")
+    as_folder = target.is_dir() or str(path).endswith(("/", os.sep)) or target.suffix == ""
+    spec = None if as_folder else VIDEO_FORMATS.get(target.suffix.lower())
+    if not as_folder and spec is None:
+        known = ", ".join(VIDEO_FORMATS)
+        raise OutputError(f"{target}: unknown output type {target.suffix!r}; use {known} or a folder for PNG frames")
+    _make_folder(target.parent)
+    if spec is None:
+        return PngFolderWriter(target, rate, width, height)
+    if spec.max_crf is not None and not 0 <= crf <= spec.max_crf:
+        raise SettingsError(f"{target}: crf must be between 0 and {spec.max_crf} for {spec.container}, got {crf}")
+    if spec.codec not in av.codecs_available:
+        raise OutputError(f"{target}: this PyAV build has no {spec.codec} encoder")
+    return VideoFileWriter(target, rate, width, height, spec, crf)
+
+
+def _is_empty_folder(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
+
+
+def _check_fps(fps: Fraction | int | str) -> Fraction:
+    """The rate as an exact Fraction; both terms must fit FFmpeg's 32-bit rationals."""
+    try:
+        rate = Fraction(fps)
+    except (ValueError, TypeError, ZeroDivisionError):
+        raise SettingsError(f"frame rate {fps!r} is not a number like 25 or 30000/1001") from None
+    if rate <= 0:
+        raise SettingsError(f"frame rate must be positive, got {fps}")
+    if rate.numerator >= 2**31 or rate.denominator >= 2**31:
+        rate = rate.limit_denominator(100_000)
+    return rate
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot create the output folder ({_one_line(exc)})") from None
+    if not folder.is_dir():
+        raise OutputError(f"{folder}: cannot create the output folder (a file has that name)")
+
+
+def _temp_file(path: Path) -> Path:
+    """A hidden, unique temporary beside `path`, so the final rename stays on one file system."""
+    try:
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial" + path.suffix)
+    except OSError as exc:
+        raise OutputError(f"{path.parent}: cannot write in the output folder ({_one_line(exc)})") from None
+    os.close(handle)
+    return Path(name)
+
+
+def _remove_file(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+# --------------------------------------------------------------------------- grids
+
+
+def grid_widths(panel_sizes: Sequence[tuple[int, int]], height: int) -> list[int]:
+    """Width of each panel once scaled to `height`, keeping its aspect."""
+    return [max(1, round(w * height / h)) for w, h in panel_sizes]
+
+
+def compose_grid(panels: Sequence[np.ndarray], height: int, gap: int = GRID_GAP) -> np.ndarray:
+    """Panels side by side at one height, with a black `gap` around and between them."""
+    images = [to_uint8(np.asarray(panel)) for panel in panels]
+    widths = grid_widths([(image.shape[1], image.shape[0]) for image in images], height)
+    canvas = np.zeros((height + 2 * gap, sum(widths) + gap * (len(images) + 1), 3), dtype=np.uint8)
+    left = gap
+    for image, width in zip(images, widths):
+        canvas[gap : gap + height, left : left + width] = resize(image, width, height)
+        left += width + gap
+    return canvas
+
+
+class GridWriter:
+    """Writes reference | motion | result (or any panels) side by side, like the official demo's output.
+
+    Panels are scaled to a common height (by default the last panel's, i.e. the result's own
+    resolution); the underlying writer keeps all its atomic behaviour.
+    """
+
+    def __init__(self, writer: FrameWriter, panel_sizes: Sequence[tuple[int, int]], height: int, gap: int) -> None:
+        self.writer = writer
+        self.panel_sizes = list(panel_sizes)
+        self.height = height
+        self.gap = gap
+
+    @property
+    def path(self) -> Path:
+        return self.writer.path
+
+    def write(self, *panels: np.ndarray) -> None:
+        if len(panels) != len(self.panel_sizes):
+            raise ValueError(f"expected {len(self.panel_sizes)} panels, got {len(panels)}")
+        self.writer.write(compose_grid(panels, self.height, self.gap))
+
+    def close(self) -> Path:
+        return self.writer.close()
+
+    def abort(self) -> None:
+        self.writer.abort()
+
+    def __enter__(self) -> GridWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.writer.__exit__(exc_type, exc, tb)
+
+
+def open_grid_writer(
+    path: str | os.PathLike[str],
+    fps: Fraction | int | str,
+    panel_sizes: Sequence[tuple[int, int]],
+    height: int | None = None,
+    gap: int = GRID_GAP,
+    crf: int = DEFAULT_CRF,
+    *,
+    overwrite: bool = True,
+) -> GridWriter:
+    """Open a GridWriter for panels of the given (width, height) sizes."""
+    if not panel_sizes:
+        raise ValueError("a grid needs at least one panel")
+    rows = height if height is not None else panel_sizes[-1][1]
+    width = sum(grid_widths(panel_sizes, rows)) + gap * (len(panel_sizes) + 1)
+    writer = open_writer(path, fps, width, rows + 2 * gap, crf, overwrite=overwrite)
+    return GridWriter(writer, panel_sizes, rows, gap)
+
+
+# --------------------------------------------------------------------------- small files
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write JSON via a temporary and a rename, so readers never see half a sidecar.
+
+    Fractions are written as "num/den" strings (exact, and what `Fraction(str)` reads back);
+    paths as strings; numpy values as Python numbers or lists.
+    """
+    target = Path(path)
+    text = json.dumps(obj, indent=2, default=_json_value, ensure_ascii=False) + "\n"
+    return _write_atomic(target, lambda temp: temp.write_text(text, encoding="utf-8"))
+
+
+def write_image_atomic(path: str | os.PathLike[str], image: np.ndarray) -> Path:
+    """Save one RGB picture (format from the suffix, e.g. .png) via a temporary and a rename."""
+    target = Path(path)
+    pixels = to_uint8(np.asarray(image))
+    file_format = Image.registered_extensions().get(target.suffix.lower())
+    if file_format is None:
+        raise OutputError(f"{target}: unknown image type {target.suffix!r}")
+    return _write_atomic(target, lambda temp: Image.fromarray(pixels).save(temp, format=file_format))
+
+
+def _write_atomic(target: Path, write: Any) -> Path:
+    _make_folder(target.parent)
+    temp = _temp_file(target)
+    try:
+        write(temp)
+        os.replace(temp, target)
+    except OSError as exc:
+        _remove_file(temp)
+        raise OutputError(f"{target}: cannot write the file ({_one_line(exc)})") from None
+    except BaseException:
+        _remove_file(temp)
+        raise
+    return target
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, Fraction):
+        return f"{value.numerator}/{value.denominator}"
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -1,0 +1,78 @@
+"""Small media fixtures for the media, geometry and writer tests: tiny frames whose index survives lossy coding."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+LEVEL_STEP = 24
+LEVEL_BASE = 16
+
+
+def indexed_frame(index: int, width: int = 32, height: int = 24) -> np.ndarray:
+    """A flat grey frame whose level encodes `index` (0..9), readable after H.264/VP9/GIF coding."""
+    return np.full((height, width, 3), LEVEL_BASE + LEVEL_STEP * index, dtype=np.uint8)
+
+
+def indexed_frames(count: int, width: int = 32, height: int = 24) -> list[np.ndarray]:
+    return [indexed_frame(i, width, height) for i in range(count)]
+
+
+def frame_index(frame: np.ndarray) -> int:
+    """Inverse of `indexed_frame`, from the frame's mean level."""
+    return round((float(frame.mean()) - LEVEL_BASE) / LEVEL_STEP)
+
+
+def encode_video(
+    path: Path,
+    frames: list[np.ndarray],
+    fps: Fraction | int = 25,
+    codec: str = "libx264",
+    container_format: str | None = None,
+    container_options: dict[str, str] | None = None,
+) -> Path:
+    """Encode frames with PyAV directly (independent of the writer under test)."""
+    rate = Fraction(fps)
+    height, width = frames[0].shape[:2] if frames else (24, 32)
+    with av.open(str(path), "w", format=container_format, options=container_options or {}) as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.time_base = 1 / rate
+        if not frames:
+            container.start_encoding()  # header and trailer only: a valid file with no frames
+        for index, pixels in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts, frame.time_base = index, 1 / rate
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def truncate(path: Path, keep: float, out: Path) -> Path:
+    """Copy the first `keep` fraction of a file's bytes, as an interrupted download leaves it."""
+    data = path.read_bytes()
+    out.write_bytes(data[: int(len(data) * keep)])
+    return out
+
+
+def save_image(path: Path, pixels: np.ndarray, mode: str | None = None, **save_options: object) -> Path:
+    """Save an array with Pillow (mode optional, e.g. 'RGBA', 'LA', 'I;16')."""
+    image = Image.fromarray(pixels, mode=mode) if mode else Image.fromarray(pixels)
+    image.save(path, **save_options)
+    return path
+
+
+def gif_delays_cs(path: Path) -> list[int]:
+    """Per-frame display time of a gif in centiseconds, as Pillow (an independent reader) sees it."""
+    delays = []
+    with Image.open(path) as image:
+        for index in range(image.n_frames):
+            image.seek(index)
+            delays.append(round(image.info["duration"] / 10))
+    return delays
