@@ -1,0 +1,179 @@
+"""Synthetic default inputs, so the tool can be tried (and tested) without any downloaded media.
+
+`make_reference_image` draws a simple standing figure on a pale backdrop; `make_motion_frames`
+renders the same figure as DensePose would: black background, and every body part filled
+with IUV-like colours (a hue per part, brightness along the limb, a tint across it) while
+the arms wave, the legs step and the body sways. Both are deterministic for a given seed.
+
+Bodies are built from capsules (line segments with a radius) in coordinates where the
+frame height is 1, so any frame size gives the same picture.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .writer import open_writer, write_image_atomic
+
+Point = tuple[float, float]
+
+# (name, joint a, joint b, radius, DensePose-like part index 1..24)
+_LIMBS = (
+    ("torso", "neck", "pelvis", 0.085, 2),
+    ("upper_arm_l", "shoulder_l", "elbow_l", 0.034, 15),
+    ("lower_arm_l", "elbow_l", "wrist_l", 0.028, 19),
+    ("upper_arm_r", "shoulder_r", "elbow_r", 0.034, 16),
+    ("lower_arm_r", "elbow_r", "wrist_r", 0.028, 20),
+    ("upper_leg_l", "hip_l", "knee_l", 0.045, 7),
+    ("lower_leg_l", "knee_l", "ankle_l", 0.036, 11),
+    ("upper_leg_r", "hip_r", "knee_r", 0.045, 8),
+    ("lower_leg_r", "knee_r", "ankle_r", 0.036, 12),
+)
+_HEAD_RADIUS = 0.07
+_HEAD_PART = 23
+
+
+@dataclass(frozen=True)
+class DemoInputs:
+    """Where `write_demo_inputs` put the two files."""
+
+    reference: Path
+    motion: Path
+
+
+def _pose(phase: float, sway: float, wave: float) -> dict[str, Point]:
+    """Joint positions (x, y) with frame height 1 and x = 0 at the body's centre line.
+
+    `phase` runs 0..2*pi over one motion cycle; `wave` scales the arm swing; 0 gives the
+    rest pose used for the reference picture.
+    """
+    dx = sway * math.sin(phase)
+    bob = 0.01 * math.sin(2 * phase)
+    neck = (dx, 0.25 + bob)
+    pelvis = (dx * 0.6, 0.56 + bob)
+    joints = {"head": (dx * 1.1, 0.16 + bob), "neck": neck, "pelvis": pelvis}
+    for side, sign in (("l", -1.0), ("r", 1.0)):
+        shoulder = (neck[0] + sign * 0.085, neck[1] + 0.02)
+        lift = wave * (0.5 + 0.5 * math.sin(phase + (0.0 if sign < 0 else math.pi)))
+        upper = math.radians(15 + 110 * lift)  # angle from hanging straight down, outwards
+        elbow = (shoulder[0] + sign * 0.14 * math.sin(upper), shoulder[1] + 0.14 * math.cos(upper))
+        lower = upper + math.radians(20 + 40 * lift)
+        wrist = (elbow[0] + sign * 0.12 * math.sin(lower), elbow[1] + 0.12 * math.cos(lower))
+        hip = (pelvis[0] + sign * 0.045, pelvis[1] + 0.02)
+        step = 0.25 * wave * math.sin(phase + (0.0 if sign < 0 else math.pi))
+        knee = (hip[0] + 0.19 * math.sin(step) + sign * 0.01, hip[1] + 0.19 * math.cos(step))
+        ankle = (knee[0] + 0.18 * math.sin(step * 0.5) + sign * 0.005, knee[1] + 0.18)
+        joints |= {f"shoulder_{side}": shoulder, f"elbow_{side}": elbow, f"wrist_{side}": wrist}
+        joints |= {f"hip_{side}": hip, f"knee_{side}": knee, f"ankle_{side}": ankle}
+    return joints
+
+
+def _grid(width: int, height: int, scale: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates in body units (height 1, x centred)."""
+    ys = (np.arange(height * scale, dtype=np.float32) + 0.5) / (height * scale)
+    xs = (np.arange(width * scale, dtype=np.float32) + 0.5 - width * scale / 2) / (height * scale)
+    return np.meshgrid(xs, ys)
+
+
+def _capsule(xx: np.ndarray, yy: np.ndarray, a: Point, b: Point, radius: float) -> tuple[np.ndarray, ...]:
+    """Inside mask, position along the segment (U, 0..1) and across it (V, 0..1)."""
+    ax, ay = a
+    vx, vy = b[0] - ax, b[1] - ay
+    length_sq = max(vx * vx + vy * vy, 1e-9)
+    t = np.clip(((xx - ax) * vx + (yy - ay) * vy) / length_sq, 0.0, 1.0)
+    px, py = xx - (ax + t * vx), yy - (ay + t * vy)
+    inside = px * px + py * py <= radius * radius
+    across = (px * -vy + py * vx) / math.sqrt(length_sq)  # signed distance from the axis
+    return inside, t, np.clip(0.5 + 0.5 * across / radius, 0.0, 1.0)
+
+
+def _part_colour(part: int) -> np.ndarray:
+    """A distinct, saturated colour per part index, like DensePose's part colour maps."""
+    hue = (part * 0.382) % 1.0
+    channels = [0.5 + 0.5 * math.cos(2 * math.pi * (hue - shift)) for shift in (0.0, 1 / 3, 2 / 3)]
+    return np.asarray(channels, dtype=np.float32) * 200.0 + 40.0
+
+
+def render_densepose(joints: dict[str, Point], width: int, height: int) -> np.ndarray:
+    """One DensePose-like render of a pose: black background, IUV-style colour on each part."""
+    xx, yy = _grid(width, height)
+    canvas = np.zeros((height, width, 3), dtype=np.float32)
+    for _, a, b, radius, part in _LIMBS:
+        inside, u, v = _capsule(xx, yy, joints[a], joints[b], radius)
+        shade = (0.55 + 0.45 * u)[..., None] * _part_colour(part)
+        tint = ((v - 0.5) * 60.0)[..., None] * np.asarray([1.0, -0.5, 0.5], dtype=np.float32)
+        canvas[inside] = (shade + tint)[inside]
+    head = joints["head"]
+    inside, u, v = _capsule(xx, yy, (head[0], head[1] - 0.02), (head[0], head[1] + 0.02), _HEAD_RADIUS)
+    shade = (0.6 + 0.4 * u)[..., None] * _part_colour(_HEAD_PART) + ((v - 0.5) * 50.0)[..., None]
+    canvas[inside] = shade[inside]
+    return np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+
+
+def make_motion_frames(n: int, width: int, height: int, seed: int = 0) -> np.ndarray:
+    """`n` DensePose-like frames (N, H, W, 3) uint8 of the figure dancing through one cycle."""
+    if n < 1 or width < 1 or height < 1:
+        raise ValueError(f"need at least one frame of at least 1x1 pixels, got {n} frames of {width}x{height}")
+    rng = np.random.default_rng(seed)
+    offset = float(rng.uniform(0, 2 * math.pi))
+    sway = float(rng.uniform(0.02, 0.05))
+    wave = float(rng.uniform(0.7, 1.0))
+    frames = np.empty((n, height, width, 3), dtype=np.uint8)
+    for index in range(n):
+        phase = offset + 2 * math.pi * index / n
+        frames[index] = render_densepose(_pose(phase, sway, wave), width, height)
+    return frames
+
+
+def make_reference_image(size: int = 512, seed: int = 0) -> np.ndarray:
+    """A square picture of the figure at rest (size x size, uint8 RGB): skin, shirt, trousers, hair.
+
+    Drawn at twice the size and shrunk, so the edges are smooth like a photograph's.
+    """
+    if size < 1:
+        raise ValueError(f"size must be positive, got {size}")
+    rng = np.random.default_rng(seed)
+    shirt = rng.uniform(40, 200, size=3).astype(np.float32)
+    scale = 2
+    xx, yy = _grid(size, size, scale)
+    backdrop = np.stack([235 - 25 * yy, 232 - 20 * yy, 225 - 30 * yy], axis=-1).astype(np.float32)
+    joints = _pose(0.0, 0.0, 0.0)
+    skin = np.asarray([224, 172, 140], dtype=np.float32)
+    trousers = np.asarray([45, 55, 90], dtype=np.float32)
+    colours = {"torso": shirt, "upper_arm": shirt * 0.9}
+    for name, a, b, radius, _ in _LIMBS:
+        kind = name.rsplit("_", 1)[0] if name != "torso" else "torso"
+        colour = colours.get(kind, trousers if "leg" in kind else skin)
+        inside, u, _ = _capsule(xx, yy, joints[a], joints[b], radius)
+        backdrop[inside] = (colour * (1.0 - 0.15 * u)[..., None])[inside]
+    head = joints["head"]
+    inside, _, _ = _capsule(xx, yy, (head[0], head[1] - 0.02), (head[0], head[1] + 0.02), _HEAD_RADIUS)
+    backdrop[inside] = skin
+    hair, _, _ = _capsule(xx, yy, (head[0] - 0.03, head[1] - 0.05), (head[0] + 0.03, head[1] - 0.05), 0.045)
+    backdrop[hair & (yy < head[1] - 0.02)] = np.asarray([60, 40, 30], dtype=np.float32)
+    picture = Image.fromarray(np.clip(np.rint(backdrop), 0, 255).astype(np.uint8))
+    return np.asarray(picture.resize((size, size), Image.Resampling.LANCZOS))
+
+
+def write_demo_inputs(
+    directory: str | os.PathLike[str],
+    size: int = 512,
+    frames: int = 16,
+    fps: Fraction | int = 25,
+    seed: int = 0,
+) -> DemoInputs:
+    """Write reference.png and motion.mp4 (size x size, `frames` frames at `fps`) into `directory`."""
+    folder = Path(directory)
+    reference = write_image_atomic(folder / "reference.png", make_reference_image(size, seed=seed))
+    motion_path = folder / "motion.mp4"
+    with open_writer(motion_path, Fraction(fps), size, size) as writer:
+        for frame in make_motion_frames(frames, size, size, seed=seed):
+            writer.write(frame)
+    return DemoInputs(reference=reference, motion=motion_path)
