@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from fractions import Fraction
 from pathlib import Path
@@ -220,6 +221,28 @@ def test_abort_keeps_the_previous_file_untouched(tmp_path: Path) -> None:
     writer.abort()
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
+
+
+@pytest.mark.parametrize("name", ["out.mp4", "frames"])
+def test_writer_dropped_without_closing_removes_its_temporary(tmp_path: Path, name: str) -> None:
+    writer = open_writer(tmp_path / name, 25, 32, 24)
+    writer.write(indexed_frame(0))
+    del writer
+    gc.collect()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupt_while_finishing_leaves_no_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    writer = open_writer(tmp_path / "out.mp4", 25, 32, 24)
+    writer.write(indexed_frame(0))
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writer, "_finish", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        writer.close()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_closing_without_frames_creates_nothing(tmp_path: Path) -> None:

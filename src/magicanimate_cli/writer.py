@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import tempfile
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -117,7 +118,11 @@ class FrameWriter:
         except (OSError, av.FFmpegError) as exc:
             self.abort()
             raise OutputError(f"{self.path}: cannot finish the output ({_one_line(exc)})") from None
+        except BaseException:  # Ctrl-C while finishing: still leave no temporary behind
+            self.abort()
+            raise
         self._state = "closed"
+        self._cleanup.detach()
         return self.path
 
     def abort(self) -> None:
@@ -126,6 +131,12 @@ class FrameWriter:
             return
         self._state = "aborted"
         self._discard()
+        self._cleanup()
+
+    def _remove_temporary_later(self, remove: Any, temporary: Path) -> None:
+        """Register the temporary's removal for abort(), garbage collection and interpreter exit,
+        so a writer dropped without close() (an error path without `with`) leaves nothing behind."""
+        self._cleanup = weakref.finalize(self, remove, temporary)
 
     def __enter__(self) -> FrameWriter:
         return self
@@ -164,11 +175,12 @@ class VideoFileWriter(FrameWriter):
         self.spec = spec
         self.encoded_size = (width + width % 2, height + height % 2) if spec.even_size else (width, height)
         self._temp = _temp_file(path)
+        self._remove_temporary_later(_remove_file, self._temp)
         try:
             self._container = av.open(str(self._temp), mode="w", format=spec.container, options=spec.container_options)
             self._stream = self._add_stream(crf)
         except (OSError, av.FFmpegError, ValueError) as exc:
-            _remove_file(self._temp)
+            self._cleanup()
             raise OutputError(f"{path}: cannot start the {spec.container} encoder ({_one_line(exc)})") from None
 
     def _add_stream(self, crf: int) -> av.video.stream.VideoStream:
@@ -207,11 +219,11 @@ class VideoFileWriter(FrameWriter):
         os.replace(self._temp, self.path)
 
     def _discard(self) -> None:
+        """Close the encoder; abort() then removes the temporary file."""
         try:
             self._container.close()
         except Exception:  # noqa: BLE001 - the file is being thrown away; only its removal matters
             pass
-        _remove_file(self._temp)
 
 
 def _tag_bt709(context: av.codec.context.CodecContext) -> None:
@@ -259,6 +271,7 @@ class PngFolderWriter(FrameWriter):
             self._temp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
         except OSError as exc:
             raise OutputError(f"{path.parent}: cannot write in the output folder ({_one_line(exc)})") from None
+        self._remove_temporary_later(_remove_tree, self._temp)
 
     def _write_frame(self, pixels: np.ndarray) -> None:
         Image.fromarray(pixels).save(self._temp / FRAME_NAME.format(index=self.frames_written), format="PNG")
@@ -283,7 +296,7 @@ class PngFolderWriter(FrameWriter):
             shutil.rmtree(old, ignore_errors=True)
 
     def _discard(self) -> None:
-        shutil.rmtree(self._temp, ignore_errors=True)
+        """Nothing to close; abort() removes the temporary folder."""
 
 
 def _check_replaceable_folder(path: Path) -> None:
@@ -380,6 +393,10 @@ def _remove_file(path: Path) -> None:
         path.unlink()
     except FileNotFoundError:
         pass
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- grids
