@@ -63,7 +63,8 @@ def run_eval(
     )
     err = Console(stderr=True)
     with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
-                  TimeRemainingColumn(), console=err, transient=True) as progress:
+                  TimeRemainingColumn(), console=err, transient=True,
+                  disable=not err.is_terminal) as progress:
         task = progress.add_task("frames", total=None)
         report = evaluate(generated, ground_truth, settings,
                           on_start=lambda total: progress.update(task, total=total),

@@ -92,7 +92,10 @@ def _text_raw(value: float | None) -> str:
 def table(report: EvalReport) -> Table:
     """Videos as rows, metrics as columns, the aggregate last."""
     columns = _columns(report)
-    result = Table(title=f"MagicAnimate evaluation ({report.protocol} protocol)")
+    title = f"MagicAnimate evaluation, {report.protocol} protocol"
+    if report.psnr_mode != "standard":
+        title += f", {report.psnr_mode} PSNR"
+    result = Table(title=title, min_width=len(title) + 4)
     result.add_column("video")
     result.add_column("frames", justify="right")
     for metric in columns:

@@ -1,0 +1,58 @@
+"""Streaming distribution metrics: 16-frame clips per video, and FID from batches of frames."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_eval_cli import run_cli
+from test_eval_support import structured_frames, write_frame_folder
+
+from magicanimate_cli.evaluation.features import ClipFeatures
+from magicanimate_cli.evaluation.networks.inception import FIDInceptionV3
+from magicanimate_cli.evaluation.weights import FID_INCEPTION
+
+
+def _constant_video(values: range, side: int = 8) -> np.ndarray:
+    """Frame t is filled with value t, so a clip's mean tells which frames it holds."""
+    return np.stack([np.full((side, side, 3), v, np.uint8) for v in values])
+
+
+def test_clips_are_16_consecutive_frames_never_span_videos_and_the_last_is_padded_with_its_last_frame() -> None:
+    mean_colour = torch.nn.Sequential(torch.nn.AdaptiveAvgPool3d(1), torch.nn.Flatten())  # a real pooling net
+    clips = ClipFeatures(mean_colour, dim=3, device=torch.device("cpu"), side=8, normalise=lambda c: c,
+                         clip_length=16, clips_per_batch=2)
+    first = _constant_video(range(20))
+    for start in range(0, 20, 7):  # batches that do not line up with clip boundaries
+        clips.push(first[start:start + 7])
+    clips.end_video()
+    clips.push(_constant_video(range(100, 116)))
+    clips.end_video()
+    clips.finish()
+
+    expected = np.array([
+        np.mean(range(16)),  # frames 0..15
+        (16 + 17 + 18 + 19 * 13) / 16,  # frames 16..19, then 19 repeated: the clip stays in its video
+        np.mean(range(100, 116)),
+    ])
+    assert clips.stats.count == 3
+    np.testing.assert_allclose(clips.stats.mean, np.full(3, expected.mean()), rtol=1e-6)
+    np.testing.assert_allclose(np.diag(clips.stats.covariance()), np.full(3, expected.var(ddof=1)), rtol=1e-5)
+
+
+def test_fid_from_streamed_batches_of_identical_inputs_is_zero(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    torch.manual_seed(0)
+    FID_INCEPTION.path(tmp_path).parent.mkdir(parents=True)
+    torch.save(FIDInceptionV3().state_dict(), FID_INCEPTION.path(tmp_path))
+    frames = write_frame_folder(tmp_path / "clip", structured_frames(2, 24, 24, seed=10))
+    code, _, err = run_cli(capsys, "eval", frames, frames, "--metrics", "fid", "--weights", tmp_path,
+                           "--batch-size", "1", "--json", tmp_path / "r.json")
+    assert code == 0, err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["metrics"] == ["fid"] and report["videos"][0]["frames"] == 2
+    assert abs(report["aggregate"]["fid"]) < 1e-6
