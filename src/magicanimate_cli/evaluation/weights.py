@@ -53,8 +53,8 @@ LPIPS_VGG_HEADS = MetricWeightFile(
     key="lpips_vgg",
     filename="lpips_vgg_v0.1.pth",
     url="https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/vgg.pth",
-    size=None,
-    sha256=None,
+    size=7289,
+    sha256="a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868",
     network="LPIPS v0.1 linear heads for VGG (keys lin0.model.1.weight ... lin4.model.1.weight)",
     metrics=("lpips",),
 )
