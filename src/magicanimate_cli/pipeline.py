@@ -88,7 +88,7 @@ class Animator:
     @torch.no_grad()
     def encode_reference(self, reference: np.ndarray) -> torch.Tensor:
         """VAE mean of the reference image × 0.18215 (the mean, not a sample, as the official pipeline)."""
-        image = torch.from_numpy(np.ascontiguousarray(reference)).to(self.device).permute(2, 0, 1)[None]
+        image = torch.from_numpy(np.array(reference, copy=True)).to(self.device).permute(2, 0, 1)[None]
         image = (image.to(torch.float32) / 127.5 - 1.0).to(self.dtype)
         latent = self.components.vae.encode(image).latent_dist.mean
         return latent.float() * VAE_SCALE

@@ -269,6 +269,7 @@ class PngFolderWriter(FrameWriter):
         _check_replaceable_folder(path)
         try:
             self._temp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
+            _default_permissions(self._temp, 0o777)
         except OSError as exc:
             raise OutputError(f"{path.parent}: cannot write in the output folder ({_one_line(exc)})") from None
         self._remove_temporary_later(_remove_tree, self._temp)
@@ -385,7 +386,15 @@ def _temp_file(path: Path) -> Path:
     except OSError as exc:
         raise OutputError(f"{path.parent}: cannot write in the output folder ({_one_line(exc)})") from None
     os.close(handle)
+    _default_permissions(Path(name), 0o666)
     return Path(name)
+
+
+def _default_permissions(path: Path, mode: int) -> None:
+    """Temporaries are created private (0600/0700); the final file should get the usual umask'd mode."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
 
 
 def _remove_file(path: Path) -> None:

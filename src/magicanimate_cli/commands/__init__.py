@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import evaluate
+from . import animate, download, evaluate
 
-COMMAND_MODULES: list = [evaluate]
+COMMAND_MODULES: list = [download, animate, evaluate]

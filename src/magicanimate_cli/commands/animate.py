@@ -1,0 +1,183 @@
+"""`magicanimate animate`: one reference and one motion, or folders of them."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..config import AnimateSettings, FrameSelection, default_weights_dir
+from ..errors import InputError, MagicAnimateError, SettingsError
+
+HELP = "Animate REFERENCE (an image) along MOTION (a DensePose video or frame folder) into OUTPUT."
+
+
+def settings_from_options(**o) -> AnimateSettings:
+    fps = None
+    if o.get("fps") is not None:
+        try:
+            fps = Fraction(o["fps"]).limit_denominator(1_000_000)
+        except (ValueError, ZeroDivisionError):
+            raise SettingsError(f"--fps {o['fps']}: expected a number or a fraction like 30000/1001") from None
+    settings = AnimateSettings(
+        size=o["size"], width=o["width"], height=o["height"], fit=o["fit"],
+        selection=FrameSelection(o["start"], o["max_frames"], o["frame_stride"]), fps=fps,
+        steps=o["steps"], guidance=o["guidance"], seed=o["seed"], context_frames=o["context_frames"],
+        context_overlap=o["context_overlap"], device=o["device"], dtype=o["dtype"],
+        weights=Path(o["weights"]).expanduser() if o["weights"] else default_weights_dir(), crf=o["crf"],
+        grid=o["grid"], **{k: o[k] for k in ("wrap", "noise", "fusion") if k in o},
+    )
+    settings.validate()
+    return settings
+
+
+def load_animator(settings: AnimateSettings, reporter):
+    """Load the models once (the expensive part); checks the window length against the loaded model."""
+    from ..devices import resolve_device, resolve_dtype
+    from ..pipeline import Animator
+
+    device = resolve_device(settings.device)
+    dtype = resolve_dtype(settings.dtype, device)
+    reporter.note(f"loading weights from {settings.weights} on {device} ({str(dtype).replace('torch.', '')})")
+    started = time.perf_counter()
+    animator = Animator.from_pretrained(settings.weights, device=device, dtype=dtype)
+    if settings.context_frames > animator.max_context_frames:
+        raise SettingsError(f"--context-frames {settings.context_frames} exceeds the motion module's position "
+                            f"table ({animator.max_context_frames})")
+    return animator, time.perf_counter() - started
+
+
+def make_reporter(quiet: bool, as_json: bool):
+    from ..progress import Reporter, RichReporter
+
+    return Reporter() if (quiet or as_json) else RichReporter()
+
+
+def animate(
+    reference: Optional[Path] = typer.Argument(None, help="Reference image (PNG/JPEG/WebP), or a folder of them."),
+    motion: Optional[Path] = typer.Argument(None, help="DensePose video (mp4/mov/webm/avi/gif) or frame folder; "
+                                                       "or a folder of motions."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output .mp4/.webm/.gif, or a folder for PNG frames "
+                                                            "(in batch mode: the output folder)."),
+    size: int = typer.Option(512, help="Working size (square); the released model's size is 512."),
+    width: Optional[int] = typer.Option(None, help="Working width (multiple of 8); overrides --size."),
+    height: Optional[int] = typer.Option(None, help="Working height (multiple of 8); overrides --size."),
+    fit: str = typer.Option("pad", help="pad | crop | stretch: how non-square inputs meet the working shape."),
+    start: int = typer.Option(0, help="First motion frame to use."),
+    max_frames: Optional[int] = typer.Option(None, help="Use at most this many motion frames."),
+    frame_stride: int = typer.Option(1, help="Use every N-th motion frame."),
+    fps: Optional[str] = typer.Option(None, help="Output frame rate (default: the motion's)."),
+    steps: int = typer.Option(25, help="DDIM steps."),
+    guidance: float = typer.Option(7.5, help="Classifier-free guidance scale (appearance)."),
+    seed: Optional[int] = typer.Option(None, help="Random seed (default: random, printed and recorded)."),
+    context_frames: int = typer.Option(16, help="Frames per window (at most 24)."),
+    context_overlap: int = typer.Option(4, help="Frames shared by neighbouring windows."),
+    device: str = typer.Option("auto", help="auto | cuda | cuda:N | mps | cpu."),
+    dtype: str = typer.Option("auto", help="auto | fp16 | bf16 | fp32 (auto: fp16 on CUDA, fp32 elsewhere)."),
+    weights: Optional[Path] = typer.Option(None, help="Weights folder [default: $MAGICANIMATE_HOME or "
+                                                      "~/.cache/magicanimate]."),
+    crf: int = typer.Option(18, help="Video quality for mp4/webm (lower is better)."),
+    grid: bool = typer.Option(False, "--grid", help="Also write reference | motion | result side by side."),
+    pairs: Optional[Path] = typer.Option(None, help="Batch: CSV of reference,motion[,output] rows."),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Batch: skip items whose output exists."),
+    shard: Optional[str] = typer.Option(None, help="Batch: run only share I of N (I/N, 1-based)."),
+    format: str = typer.Option("mp4", "--format", help="Batch: output type mp4 | webm | gif | png."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+    as_json: bool = typer.Option(False, "--json", help="Print one machine-readable summary line to stdout."),
+) -> None:
+    """Animate REFERENCE (an image) along MOTION (a DensePose video or frame folder) into OUTPUT."""
+    options = dict(locals())
+    settings = settings_from_options(**options)
+    run_command(settings, reference, motion, output, pairs, skip_existing, shard, format, quiet, as_json)
+
+
+def run_command(settings: AnimateSettings, reference: Path | None, motion: Path | None, output: Path,
+                pairs: Path | None, skip_existing: bool, shard: str | None, extension: str, quiet: bool,
+                as_json: bool) -> None:
+    """Single item or batch, shared by `animate` and `fuse-long`."""
+    from ..batch import cross_product, parse_shard, read_pairs, take_shard
+
+    batch = pairs is not None or (reference is not None and reference.is_dir())
+    if not batch:
+        if reference is None or motion is None:
+            raise SettingsError("give REFERENCE and MOTION (or folders of them, or --pairs CSV)")
+        _check_exists(reference, "reference image")
+        _check_exists(motion, "motion")
+        _run_single(settings, reference, motion, output, quiet, as_json)
+        return
+    if extension not in ("mp4", "webm", "gif", "png"):
+        raise SettingsError(f"--format {extension}: expected mp4, webm, gif or png")
+    if pairs is not None:
+        items = read_pairs(pairs, output, extension)
+    else:
+        if motion is None or not motion.is_dir():
+            raise InputError(f"{motion}: in batch mode MOTION must be a folder of motions")
+        items = cross_product(reference, motion, output, extension)
+    _run_batch(settings, take_shard(items, parse_shard(shard)), skip_existing, quiet, as_json)
+
+
+def _check_exists(path: Path, what: str) -> None:
+    if not path.exists():
+        raise InputError(f"{path}: {what} not found")
+
+
+def _run_single(settings: AnimateSettings, reference: Path, motion: Path, output: Path, quiet: bool,
+                as_json: bool) -> None:
+    from ..job import check_output_writable, pick_seed, run_job
+
+    settings = pick_seed(settings)
+    check_output_writable(output)
+    with make_reporter(quiet, as_json) as reporter:
+        animator, load_s = load_animator(settings, reporter)
+        if not quiet and not as_json:
+            reporter.note(f"seed {settings.seed}")
+        result = run_job(animator, settings, reference, motion, output, reporter, load_s)
+    if as_json:
+        print(json.dumps({"status": "ok", **result.summary()}))
+    elif not quiet:
+        typer.echo(f"wrote {result.output} ({result.frames} frames, {result.fps} fps, "
+                   f"{result.size[0]}×{result.size[1]}, seed {result.seed}) in {result.timings['total_s']:.1f} s",
+                   err=True)
+
+
+def _run_batch(settings, items, skip_existing: bool, quiet: bool, as_json: bool) -> None:
+    from ..job import pick_seed, run_job
+
+    settings = pick_seed(settings)  # one seed for the whole batch: every item is reproducible with it
+    todo = [i for i in items if not (skip_existing and i.output.exists())]
+    skipped = len(items) - len(todo)
+    failures: list[tuple[str, str]] = []
+    done = []
+    with make_reporter(quiet, as_json) as reporter:
+        if skipped:
+            reporter.note(f"skipping {skipped} item(s) whose output exists")
+        if todo:  # weights problems stop the whole batch: every item would fail the same way
+            animator, load_s = load_animator(settings, reporter)
+        for number, item in enumerate(todo, start=1):
+            reporter.note(f"[{number}/{len(todo)}] {item.name} → {item.output}")
+            try:
+                result = run_job(animator, settings, item.reference, item.motion, item.output, reporter, load_s)
+                load_s = 0.0
+                done.append(result.summary())
+            except MagicAnimateError as exc:
+                failures.append((item.name, str(exc)))
+                typer.echo(f"error: {exc}", err=True)
+    summary = {"status": "ok" if not failures else "failed", "done": len(done), "skipped": skipped,
+               "failed": len(failures), "seed": settings.seed, "items": done,
+               "failures": [{"item": n, "error": e} for n, e in failures]}
+    if as_json:
+        print(json.dumps(summary))
+    elif not quiet:
+        typer.echo(f"batch: {len(done)} written, {skipped} skipped, {len(failures)} failed (seed {settings.seed})",
+                   err=True)
+    if failures:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("animate", help=HELP)(animate)

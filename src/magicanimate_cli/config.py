@@ -1,0 +1,118 @@
+"""Settings of one animation run, as plain data. The CLI fills them; the job and the engine read them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+from .errors import SettingsError
+
+MAX_CONTEXT_FRAMES = 24
+"""The released motion module's position table has 24 rows: no window may be longer."""
+
+VIDEO_SUFFIXES = (".mp4", ".webm", ".gif")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+MOTION_SUFFIXES = (".mp4", ".mov", ".webm", ".avi", ".gif", ".mkv")
+
+
+def default_weights_dir() -> Path:
+    """`$MAGICANIMATE_HOME`, else `~/.cache/magicanimate` — where download-weights puts the release."""
+    home = os.environ.get("MAGICANIMATE_HOME")
+    return Path(home).expanduser() if home else Path.home() / ".cache" / "magicanimate"
+
+
+@dataclass(frozen=True)
+class FrameSelection:
+    start: int = 0
+    max_frames: int | None = None
+    stride: int = 1
+
+
+@dataclass(frozen=True)
+class AnimateSettings:
+    """Everything that decides what `animate` (and `fuse-long`) produces."""
+
+    size: int = 512
+    width: int | None = None
+    height: int | None = None
+    fit: str = "pad"
+    selection: FrameSelection = field(default_factory=FrameSelection)
+    fps: Fraction | None = None
+    steps: int = 25
+    guidance: float = 7.5
+    seed: int | None = None
+    context_frames: int = 16
+    context_overlap: int = 4
+    wrap: bool = True
+    noise: str = "shared"
+    fusion: str = "mean"
+    device: str = "auto"
+    dtype: str = "auto"
+    weights: Path = field(default_factory=default_weights_dir)
+    crf: int = 18
+    grid: bool = False
+
+    def validate(self) -> None:
+        """Refuse settings that cannot work, before any model is loaded."""
+        if self.steps < 1:
+            raise SettingsError(f"--steps must be at least 1 (got {self.steps})")
+        if not 1 <= self.context_frames <= MAX_CONTEXT_FRAMES:
+            raise SettingsError(
+                f"--context-frames must be between 1 and {MAX_CONTEXT_FRAMES}, the released motion module's "
+                f"position table (got {self.context_frames})"
+            )
+        if not 0 <= self.context_overlap < self.context_frames:
+            raise SettingsError(
+                f"--context-overlap must be at least 0 and smaller than --context-frames "
+                f"(got {self.context_overlap} with {self.context_frames} frames)"
+            )
+        for name, value in (("--size", self.size), ("--width", self.width), ("--height", self.height)):
+            if value is not None and (value <= 0 or value % 8):
+                raise SettingsError(f"{name} must be a positive multiple of 8 (got {value})")
+        if self.fit not in ("pad", "crop", "stretch"):
+            raise SettingsError(f"--fit must be pad, crop or stretch (got {self.fit})")
+        if self.noise not in ("shared", "independent"):
+            raise SettingsError(f"--noise must be shared or independent (got {self.noise})")
+        if self.fusion not in ("mean", "pyramid", "none"):
+            raise SettingsError(f"--fusion must be mean, pyramid or none (got {self.fusion})")
+        if not 0 <= self.crf <= 63:
+            raise SettingsError(f"--crf must be between 0 and 63 (got {self.crf})")
+        if self.selection.start < 0 or self.selection.stride < 1:
+            raise SettingsError("--start must be ≥ 0 and --frame-stride ≥ 1")
+        if self.selection.max_frames is not None and self.selection.max_frames < 1:
+            raise SettingsError(f"--max-frames must be at least 1 (got {self.selection.max_frames})")
+        if self.fps is not None and self.fps <= 0:
+            raise SettingsError(f"--fps must be positive (got {self.fps})")
+
+    def record(self) -> dict:
+        """JSON-ready form for sidecars."""
+        data = asdict(self)
+        data["weights"] = str(self.weights)
+        data["fps"] = None if self.fps is None else str(self.fps)
+        return data
+
+
+def output_kind(path: Path) -> str:
+    """`video` for .mp4/.webm/.gif, `frames` for a folder of PNGs; anything else is refused up front."""
+    text = str(path)
+    if path.is_dir() or text.endswith(("/", os.sep)) or path.suffix == "":
+        return "frames"
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        return "video"
+    raise SettingsError(
+        f"{path}: cannot write {path.suffix!r} files; use .mp4, .webm, .gif or a folder for PNG frames"
+    )
+
+
+def sidecar_path(output: Path) -> Path:
+    """OUTPUT.json beside the output (out.mp4 → out.mp4.json, frames/ → frames.json)."""
+    return output.parent / f"{output.name}.json"
+
+
+def grid_path(output: Path) -> Path:
+    """Where `--grid` writes the reference | motion | result video (out.mp4 → out.grid.mp4)."""
+    if output_kind(output) == "frames":
+        return output.parent / f"{output.name}-grid"
+    return output.with_name(f"{output.stem}.grid{output.suffix}")

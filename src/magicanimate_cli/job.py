@@ -1,0 +1,173 @@
+"""One animation: files in, a video (and its sidecar) out.
+
+CLI → settings → this job → `Animator` (engine) → writer. The output is written through a temporary and
+renamed at the end, so an error or Ctrl-C never leaves a partial file.
+"""
+
+from __future__ import annotations
+
+import platform
+import secrets
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .config import AnimateSettings, grid_path, output_kind, sidecar_path
+from .errors import OutputError
+from .geometry import fit_motion_frame, fit_reference, plan_fit, restore, working_shape
+from .media import load_reference, open_motion
+from .progress import Reporter
+
+
+@dataclass
+class JobResult:
+    output: Path
+    sidecar: Path
+    frames: int
+    fps: Fraction
+    size: tuple[int, int]
+    seed: int
+    timings: dict[str, float]
+
+    def summary(self) -> dict:
+        return {"output": str(self.output), "sidecar": str(self.sidecar), "frames": self.frames,
+                "fps": str(self.fps), "width": self.size[0], "height": self.size[1], "seed": self.seed,
+                "timings": self.timings}
+
+
+def check_output_writable(output: Path) -> None:
+    """Fail before the long part if the output cannot be created there."""
+    output_kind(output)
+    folder = output.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot create the output folder ({exc.strerror or exc})") from None
+    probe = folder / f".{output.name}.write-test"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"{folder}: output folder is not writable ({exc.strerror or exc})") from None
+
+
+def pick_seed(settings: AnimateSettings) -> AnimateSettings:
+    """A run without --seed gets a random one, recorded so it can be repeated."""
+    if settings.seed is not None:
+        return settings
+    return replace(settings, seed=secrets.randbelow(2**31))
+
+
+@dataclass
+class PreparedInputs:
+    reference: np.ndarray  # working-size uint8 (H, W, 3)
+    motion: np.ndarray  # working-size uint8 (N, H, W, 3)
+    fit: object
+    fps: Fraction
+    source: dict
+
+
+def prepare_inputs(settings: AnimateSettings, reference_path: Path, motion_path: Path) -> PreparedInputs:
+    """Read both inputs and bring them to the working shape (see geometry for pad/crop/stretch)."""
+    reference = load_reference(reference_path)
+    sel = settings.selection
+    clip = open_motion(motion_path, start=sel.start, max_frames=sel.max_frames, stride=sel.stride)
+    work_w, work_h = working_shape(clip.width, clip.height, settings.size, settings.width, settings.height)
+    fit = plan_fit(clip.width, clip.height, work_w, work_h, settings.fit)
+    motion = np.stack([fit_motion_frame(frame, fit) for frame in clip])
+    fps = settings.fps if settings.fps is not None else clip.fps
+    source = {"reference": str(reference_path), "reference_size": [reference.shape[1], reference.shape[0]],
+              "motion": str(motion_path), "motion_frames": len(clip), "motion_size": [clip.width, clip.height],
+              "motion_fps": str(clip.fps), "working_size": [work_w, work_h], "fit": fit.to_dict()}
+    return PreparedInputs(fit_reference(reference, work_w, work_h, settings.fit), motion, fit, fps, source)
+
+
+def run_job(animator, settings: AnimateSettings, reference_path: Path, motion_path: Path, output: Path,
+            reporter: Reporter, load_seconds: float = 0.0) -> JobResult:
+    """Animate one reference along one motion and write `output` (+ grid and sidecar)."""
+    from .sampler import SamplerConfig
+    from .windows import padded_length, plan_windows
+
+    t0 = time.perf_counter()
+    settings = pick_seed(settings)
+    check_output_writable(output)
+    inputs = prepare_inputs(settings, reference_path, motion_path)
+    config = SamplerConfig(settings.steps, settings.guidance, settings.context_frames, settings.context_overlap,
+                           settings.wrap, settings.fusion)
+    overlap = 0 if settings.fusion == "none" else settings.context_overlap
+    plan = plan_windows(padded_length(len(inputs.motion), settings.context_frames), settings.context_frames,
+                        overlap, settings.wrap)
+    reporter.phase("denoise", settings.steps * len(plan.windows))
+    t1 = time.perf_counter()
+    latents = animator.sample(inputs.reference, inputs.motion, config, settings.seed,
+                              on_window=reporter.advance, noise=settings.noise)
+    t2 = time.perf_counter()
+    reporter.phase("decode", len(inputs.motion))
+    width, height = _write_video(animator, latents, inputs, settings, output, reporter)
+    t3 = time.perf_counter()
+    timings = {"load_s": round(load_seconds, 3), "prepare_s": round(t1 - t0, 3), "sample_s": round(t2 - t1, 3),
+               "decode_encode_s": round(t3 - t2, 3), "total_s": round(load_seconds + t3 - t0, 3)}
+    result = JobResult(output, sidecar_path(output), len(inputs.motion), inputs.fps, (width, height),
+                       settings.seed, timings)
+    _write_sidecar(result, animator, settings, inputs)
+    return result
+
+
+def _write_video(animator, latents, inputs: PreparedInputs, settings: AnimateSettings, output: Path,
+                 reporter: Reporter) -> tuple[int, int]:
+    """Decode in batches and encode as we go; the grid (if asked) is written alongside."""
+    from .writer import open_grid_writer, open_writer
+
+    fit = inputs.fit
+    full_frame = settings.fit == "crop"  # the output keeps the motion's aspect: unanimated margins stay black
+    width, height = fit.source_size if full_frame else fit.output_size
+    with ExitStack() as stack:  # any exception aborts every writer: no partial output
+        writer = stack.enter_context(open_writer(output, inputs.fps, width, height, settings.crf))
+        grid = None
+        if settings.grid:
+            panels = [(inputs.reference.shape[1], inputs.reference.shape[0]), (width, height), (width, height)]
+            grid = stack.enter_context(open_grid_writer(grid_path(output), inputs.fps, panels, crf=settings.crf))
+        for index, frame in enumerate(animator.decode(latents)):
+            image = restore(frame, fit, full_frame=full_frame)
+            writer.write(image)
+            if grid is not None:
+                grid.write(inputs.reference, restore(inputs.motion[index], fit, full_frame=full_frame), image)
+            reporter.advance()
+    return width, height
+
+
+def _file_record(path: Path) -> dict:
+    stat = path.stat()
+    return {"path": str(path), "bytes": stat.st_size, "modified": int(stat.st_mtime)}
+
+
+def _write_sidecar(result: JobResult, animator, settings: AnimateSettings, inputs: PreparedInputs) -> None:
+    import av
+    import diffusers
+    import torch
+
+    from .devices import dtype_name
+    from .loader import weight_files
+    from .writer import write_json_atomic
+
+    record = {
+        "magicanimate_cli": __version__,
+        "settings": settings.record(),
+        "seed": result.seed,
+        "inputs": inputs.source,
+        "output": {"path": str(result.output), "frames": result.frames, "fps": str(result.fps),
+                   "width": result.size[0], "height": result.size[1],
+                   "grid": str(grid_path(result.output)) if settings.grid else None},
+        "weights": [_file_record(p) for p in weight_files(settings.weights)],
+        "device": str(animator.device),
+        "dtype": dtype_name(animator.dtype),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "diffusers": diffusers.__version__, "numpy": np.__version__, "av": av.__version__},
+        "timings": result.timings,
+    }
+    write_json_atomic(result.sidecar, record)

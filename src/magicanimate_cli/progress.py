@@ -1,0 +1,71 @@
+"""Progress display: denoising (steps × windows) with rate and ETA, then decode/encode. Silent when quiet."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import AbstractContextManager
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+
+class Reporter(AbstractContextManager):
+    """What a job tells the user; the base class says nothing (`--quiet`, `--json`, tests)."""
+
+    def phase(self, name: str, total: int) -> None:
+        """Start a phase of `total` units (windows, frames)."""
+
+    def advance(self, units: int = 1) -> None:
+        """Mark units of the current phase done."""
+
+    def note(self, message: str) -> None:
+        """A one-line message (not an error)."""
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+class RichReporter(Reporter):
+    """A rich progress bar on stderr, one line per phase."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(file=sys.stderr)
+        self.progress = Progress(
+            TextColumn("{task.description:<10}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.speed:>6.2f}/s" if False else "[progress.percentage]{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self.task = None
+
+    def __enter__(self) -> "RichReporter":
+        self.progress.start()
+        return self
+
+    def phase(self, name: str, total: int) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, completed=self.progress.tasks[self.task].total)
+        self.task = self.progress.add_task(name, total=total)
+
+    def advance(self, units: int = 1) -> None:
+        if self.task is not None:
+            self.progress.advance(self.task, units)
+
+    def note(self, message: str) -> None:
+        self.progress.console.print(message)
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+        return None
