@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 from test_eval_cli import run_cli
-from test_eval_support import structured_frames, write_frame_folder
+from test_eval_support import structured_frames, with_lively_features, write_frame_folder
 
 from magicanimate_cli.evaluation.features import ClipFeatures
+from magicanimate_cli.evaluation.frechet import FeatureStatistics, frechet_distance_of
 from magicanimate_cli.evaluation.networks.inception import FIDInceptionV3
 from magicanimate_cli.evaluation.weights import FID_INCEPTION
 
@@ -43,16 +44,27 @@ def test_clips_are_16_consecutive_frames_never_span_videos_and_the_last_is_padde
     np.testing.assert_allclose(np.diag(clips.stats.covariance()), np.full(3, expected.var(ddof=1)), rtol=1e-5)
 
 
-def test_fid_from_streamed_batches_of_identical_inputs_is_zero(
+def test_fid_streamed_in_batches_equals_the_frechet_distance_of_all_frames_features(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     torch.manual_seed(0)
+    network = with_lively_features(FIDInceptionV3())
     FID_INCEPTION.path(tmp_path).parent.mkdir(parents=True)
-    torch.save(FIDInceptionV3().state_dict(), FID_INCEPTION.path(tmp_path))
-    frames = write_frame_folder(tmp_path / "clip", structured_frames(2, 24, 24, seed=10))
-    code, _, err = run_cli(capsys, "eval", frames, frames, "--metrics", "fid", "--weights", tmp_path,
-                           "--batch-size", "1", "--json", tmp_path / "r.json")
+    torch.save(network.state_dict(), FID_INCEPTION.path(tmp_path))
+    truth, generated = structured_frames(2, 24, 24, seed=10), structured_frames(2, 24, 24, seed=11)[:, ::-1]
+    write_frame_folder(tmp_path / "gt", truth)
+    write_frame_folder(tmp_path / "gen", generated)
+
+    code, _, err = run_cli(capsys, "eval", tmp_path / "gen", tmp_path / "gt", "--metrics", "fid",
+                           "--weights", tmp_path, "--batch-size", "1", "--json", tmp_path / "r.json")
+
     assert code == 0, err
-    report = json.loads((tmp_path / "r.json").read_text())
-    assert report["metrics"] == ["fid"] and report["videos"][0]["frames"] == 2
-    assert abs(report["aggregate"]["fid"]) < 1e-6
+    with torch.no_grad():
+        features = network(torch.from_numpy(np.concatenate([generated, truth]).copy()).permute(0, 3, 1, 2) / 255.0)
+    assert features.shape == (4, 2048)
+    stats = [FeatureStatistics(2048), FeatureStatistics(2048)]
+    stats[0].add(features[:2].double().numpy())
+    stats[1].add(features[2:].double().numpy())
+    expected = frechet_distance_of(*stats)
+    assert expected > 1e-3  # the calibrated network tells the two sets apart
+    assert json.loads((tmp_path / "r.json").read_text())["aggregate"]["fid"] == pytest.approx(expected, rel=1e-4)

@@ -161,14 +161,3 @@ def pair_inputs(generated: Path, truth: Path) -> list[VideoPair]:
         raise InputError(f"{generated} vs {truth}: videos are paired by name and {'; '.join(parts)}")
     return [VideoPair(key, open_source(gen_items[key]), open_source(truth_items[key])) for key in truth_items]
 
-
-def batched(frames: Iterator[np.ndarray], batch_size: int) -> Iterator[np.ndarray]:
-    """Group single frames into (N, H, W, 3) arrays of at most `batch_size`."""
-    batch: list[np.ndarray] = []
-    for frame in frames:
-        batch.append(frame)
-        if len(batch) == batch_size:
-            yield np.stack(batch)
-            batch = []
-    if batch:
-        yield np.stack(batch)

@@ -13,7 +13,8 @@ SET_METRICS = ("fid", "fid-vid", "fvd")
 """Distances between feature distributions: only over the whole evaluation set."""
 METRICS = FRAME_METRICS + SET_METRICS
 
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True}
+HIGHER_IS_BETTER = frozenset({"psnr", "ssim"})
+"""The others are distances or errors: lower is better."""
 
 
 def parse_metrics(text: str) -> tuple[str, ...] | None:

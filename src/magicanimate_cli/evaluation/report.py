@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.table import Table
 
 from ..errors import OutputError
-from .metrics import FRAME_METRICS, METRICS
+from .metrics import FRAME_METRICS, HIGHER_IS_BETTER, METRICS
 from .runner import EvalReport
 
 _FORMATS = {"l1": "{:.3e}", "psnr": "{:.2f}", "ssim": "{:.4f}", "lpips": "{:.4f}",
@@ -99,7 +99,7 @@ def table(report: EvalReport) -> Table:
     result.add_column("video")
     result.add_column("frames", justify="right")
     for metric in columns:
-        arrow = "↑" if metric in ("psnr", "ssim") else "↓"
+        arrow = "↑" if metric in HIGHER_IS_BETTER else "↓"
         result.add_column(f"{_TITLES[metric]} {arrow}", justify="right")
     for video in report.videos:
         result.add_row(video.name, str(video.frames),

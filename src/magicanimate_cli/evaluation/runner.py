@@ -7,7 +7,6 @@ whole set, from statistics accumulated batch by batch.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ import torch
 from ..errors import InputError
 from . import pixels
 from .features import ClipFeatures, FrameFeatures
-from .frames import VideoPair, batched, pair_inputs
+from .frames import VideoPair, pair_inputs
 from .frechet import frechet_distance_of
 from .metrics import FRAME_METRICS, SET_METRICS, plan_metrics
 from .networks import i3d, inception, lpips, resnet3d
@@ -224,7 +223,3 @@ def evaluate(generated: Path, truth: Path, settings: EvalSettings,
     psnr_mode = "legacy-uint8" if settings.legacy_psnr else "standard"
     return EvalReport(settings.protocol, psnr_mode, metrics, skipped, videos, aggregate, notes)
 
-
-def is_inf(value: float | None) -> bool:
-    """PSNR of identical frames is infinite; outputs spell it `inf`."""
-    return value is not None and math.isinf(value)
