@@ -28,7 +28,7 @@ class FrameFeatures:
         """Features of a uint8 batch (N, H, W, 3)."""
         x = torch.from_numpy(frames).to(self.device).permute(0, 3, 1, 2).float() / 255.0
         with torch.no_grad():
-            self.stats.add(self.network(x).double().cpu().numpy())
+            self.stats.add(self.network(x).cpu().double().numpy())
 
     def end_video(self) -> None:
         """Frames carry no state across videos."""
@@ -76,4 +76,4 @@ class ClipFeatures:
         self._clips = []
         x = torch.from_numpy(np.ascontiguousarray(clips)).to(self.device).permute(0, 4, 1, 2, 3).float()
         with torch.no_grad():
-            self.stats.add(self.network(x).double().cpu().numpy())
+            self.stats.add(self.network(x).cpu().double().numpy())

@@ -163,7 +163,7 @@ def _frame_scores(metrics: list[str], settings: EvalSettings, pipeline: _Pipelin
         a = torch.from_numpy(gen).to(settings.device).permute(0, 3, 1, 2).float() / 255.0
         b = torch.from_numpy(truth).to(settings.device).permute(0, 3, 1, 2).float() / 255.0
         with torch.no_grad():
-            scores["lpips"] = pipeline.lpips(a, b).double().cpu().numpy()
+            scores["lpips"] = pipeline.lpips(a, b).cpu().double().numpy()
     return scores
 
 
