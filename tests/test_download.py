@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from hub_server import FakeHub, FakeRepo
+from huggingface_hub import constants as hf_constants
 from safetensors.torch import load, load_file, save
 
 from magicanimate_cli.cli import main
@@ -80,10 +81,11 @@ def run_cli(hub: FakeHub | None, *args: object, env: dict[str, str] | None = Non
     """`magicanimate download-weights ARGS` through the real entry point, HF_ENDPOINT pointing at `hub`."""
     out, err = io.StringIO(), io.StringIO()
     with pytest.MonkeyPatch.context() as mp:
-        for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "MAGICANIMATE_HOME", "HF_ENDPOINT"):
+        for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "MAGICANIMATE_HOME"):
             mp.delenv(name, raising=False)
-        if hub is not None:
-            mp.setenv("HF_ENDPOINT", hub.url)
+        mp.setattr(hf_constants, "HF_HUB_OFFLINE", False)  # the client reads HF_HUB_OFFLINE once, at import
+        # without a hub, an endpoint that refuses connections: a stray request fails here, never leaves the machine
+        mp.setenv("HF_ENDPOINT", hub.url if hub is not None else "http://127.0.0.1:9")
         for name, value in (env or {}).items():
             mp.setenv(name, value)
         with redirect_stdout(out), redirect_stderr(err):
@@ -121,11 +123,15 @@ def served() -> dict[str, dict[str, bytes]]:
     return {SD_REPO: sd, VAE_REPO: vae, MA_REPO: magic}
 
 
-def make_hub(served: dict[str, dict[str, bytes]], **replaced: dict[str, bytes]) -> FakeHub:
-    """A fresh (not yet started) hub; MagicAnimate sits at the pinned commit, as on huggingface.co."""
+def make_hub(served: dict[str, dict[str, bytes]], magicanimate: dict[str, bytes | None] | None = None) -> FakeHub:
+    """A fresh (not yet started) hub, MagicAnimate at the pinned commit as on huggingface.co; `magicanimate`
+    replaces files of that repository (None removes one)."""
     files = {repo: dict(content) for repo, content in served.items()}
-    for path, data in replaced.get("magicanimate", {}).items():
-        files[MA_REPO][path] = data
+    for path, data in (magicanimate or {}).items():
+        if data is None:
+            del files[MA_REPO][path]
+        else:
+            files[MA_REPO][path] = data
     return FakeHub({SD_REPO: FakeRepo(files[SD_REPO]), VAE_REPO: FakeRepo(files[VAE_REPO]),
                     MA_REPO: FakeRepo(files[MA_REPO], commit=MA_REVISION)})
 
@@ -290,9 +296,7 @@ def test_file_missing_on_the_server_exits_naming_it(hub, tmp_path):
 
 
 def test_file_absent_from_the_repository_exits_naming_it_before_any_transfer(served, tmp_path):
-    without = {path: data for path, data in served[MA_REPO].items() if path != CKPT}
-    with FakeHub({SD_REPO: FakeRepo(served[SD_REPO]), VAE_REPO: FakeRepo(served[VAE_REPO]),
-                  MA_REPO: FakeRepo(without, commit=MA_REVISION)}) as partial_hub:
+    with make_hub(served, magicanimate={CKPT: None}) as partial_hub:
         code, _, err = run_cli(partial_hub, "--dir", tmp_path)
         assert partial_hub.file_requests() == []
     assert code != 0
@@ -384,9 +388,14 @@ def test_metrics_from_a_mirror_places_files_and_rejects_one_of_the_wrong_size(hu
         assert not spec.path(tmp_path).exists()
         assert f"metrics/{spec.filename}" in err or f"metrics/{spec.filename}" in out
     assert partials(tmp_path) == []
+    code, out, _ = run_cli(None, "--dir", tmp_path, "--metrics", "--check")
+    assert code == (1 if checked else 0)
+    for spec in checked:
+        assert f"{spec.path(tmp_path)}: file not found" in out
 
 
-def test_metric_file_with_a_known_sha256_is_verified_then_placed_and_not_fetched_twice(hub, tmp_path):
+def test_metric_file_with_a_known_sha256_is_verified_then_placed_and_not_fetched_twice(hub, tmp_path, monkeypatch):
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
     good = os.urandom(70_000)
     hub.static = {"toy.pth": good, "bad.pth": good[:-1] + b"\0"}
     template = METRIC_WEIGHT_FILES[0]
