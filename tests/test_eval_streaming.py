@@ -13,7 +13,7 @@ from test_eval_support import structured_frames, with_lively_features, write_fra
 
 from magicanimate_cli.evaluation.features import ClipFeatures
 from magicanimate_cli.evaluation.frechet import FeatureStatistics, frechet_distance_of
-from magicanimate_cli.evaluation.networks.inception import FIDInceptionV3
+from magicanimate_cli.evaluation.networks.inception import FEATURE_DIM, FIDInceptionV3, load_fid_inception
 from magicanimate_cli.evaluation.weights import FID_INCEPTION
 
 
@@ -44,13 +44,16 @@ def test_clips_are_16_consecutive_frames_never_span_videos_and_the_last_is_padde
     np.testing.assert_allclose(np.diag(clips.stats.covariance()), np.full(3, expected.var(ddof=1)), rtol=1e-5)
 
 
-def test_fid_streamed_in_batches_equals_the_frechet_distance_of_all_frames_features(
+def test_fid_streamed_in_batches_equals_the_frechet_distance_of_the_loaded_networks_features(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     torch.manual_seed(0)
-    network = with_lively_features(FIDInceptionV3())
+    original = with_lively_features(FIDInceptionV3())
     FID_INCEPTION.path(tmp_path).parent.mkdir(parents=True)
-    torch.save(network.state_dict(), FID_INCEPTION.path(tmp_path))
+    torch.save(original.state_dict(), FID_INCEPTION.path(tmp_path))  # pytorch-fid's file layout
+    network = load_fid_inception(FID_INCEPTION.path(tmp_path))
+    loaded_state = network.state_dict()
+    assert all(torch.equal(loaded_state[k], v) for k, v in original.state_dict().items())
     truth, generated = structured_frames(2, 24, 24, seed=10), structured_frames(2, 24, 24, seed=11)[:, ::-1]
     write_frame_folder(tmp_path / "gt", truth)
     write_frame_folder(tmp_path / "gen", generated)
@@ -61,7 +64,7 @@ def test_fid_streamed_in_batches_equals_the_frechet_distance_of_all_frames_featu
     assert code == 0, err
     with torch.no_grad():
         features = network(torch.from_numpy(np.concatenate([generated, truth]).copy()).permute(0, 3, 1, 2) / 255.0)
-    assert features.shape == (4, 2048)
+    assert features.shape == (4, FEATURE_DIM)  # documented: 2048-d pool3 features
     stats = [FeatureStatistics(2048), FeatureStatistics(2048)]
     stats[0].add(features[:2].double().numpy())
     stats[1].add(features[2:].double().numpy())
