@@ -303,6 +303,12 @@ def test_file_absent_from_the_repository_exits_naming_it_before_any_transfer(ser
     assert f"{MA_REPO}@{MA_REVISION}: {CKPT} not found in the repository" in err
 
 
+def test_unknown_repository_exits_naming_it(hub, tmp_path):
+    code, _, err = run_cli(hub, "--dir", tmp_path, "--vae-repo", "nobody/no-such-vae", "--dry-run")
+    assert code != 0
+    assert "nobody/no-such-vae@main: repository not found" in err
+
+
 def test_unknown_revision_exits_naming_the_repository(hub, tmp_path):
     code, _, err = run_cli(hub, "--dir", tmp_path, "--revision", "magicanimate=v9")
     assert code != 0

@@ -237,9 +237,10 @@ def partial_path(root: Path, digest: str) -> Path:
 class Records:
     """`records.json`: what was placed at each final path, so a re-run needs neither the network nor rehashing."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, persist: bool = True) -> None:
         self.path = state_dir(root) / "records.json"
         self.root = root
+        self.persist = persist  # a dry run keeps what it learns in memory: it writes nothing
         try:
             self.files: dict[str, dict] = json.loads(self.path.read_text(encoding="utf-8")).get("files", {})
         except (OSError, ValueError, AttributeError):
@@ -258,6 +259,8 @@ class Records:
     def put(self, local: str, digest: str, origin: str) -> None:
         stat = (self.root / local).stat()
         self.files[local] = {"digest": digest, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "origin": origin}
+        if not self.persist:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text(json.dumps({"version": 1, "files": self.files}, indent=1, sort_keys=True), encoding="utf-8")
@@ -376,7 +379,7 @@ def _digestless_key(local: str) -> str:
     return "path:" + hashlib.sha1(local.encode()).hexdigest()
 
 
-def plan_weights(settings: DownloadSettings) -> tuple[list[PlannedFile], Records]:
+def plan_weights(settings: DownloadSettings, dry_run: bool = False) -> tuple[list[PlannedFile], Records]:
     """List the three repositories and decide, file by file, what a run would do. Needs the network."""
     from huggingface_hub import HfApi
 
@@ -384,7 +387,7 @@ def plan_weights(settings: DownloadSettings) -> tuple[list[PlannedFile], Records
     if access.offline:
         raise WeightsError("HF_HUB_OFFLINE is set: cannot list the repositories (unset it, or use --check)")
     api = HfApi(endpoint=access.endpoint, token=access.token, library_name=LIBRARY, library_version=__version__)
-    records = Records(settings.root)
+    records = Records(settings.root, persist=not dry_run)
     plan: list[PlannedFile] = []
     for key in SOURCE_KEYS:
         source = settings.sources[key]
@@ -640,7 +643,7 @@ def download_weights(settings: DownloadSettings, observer: Observer | None = Non
     settings = replace(settings, root=root)
     if settings.access.offline and not dry_run:
         return _offline(settings, observer)
-    plan, records = plan_weights(settings)
+    plan, records = plan_weights(settings, dry_run)
     for item in plan:
         if item.unet_weights and item.status != "present":
             item.status = "if not covered"
@@ -756,7 +759,7 @@ def download_metric_weights(root: Path, access: HubAccess, mirror: str | None = 
     observer = observer or Observer()
     root = Path(root).expanduser()
     specs = METRIC_WEIGHT_FILES if specs is None else specs
-    records = Records(root)
+    records = Records(root, persist=not dry_run)
     plan = []
     for spec in specs:
         local = Path(spec.relative_path).as_posix()
