@@ -471,12 +471,14 @@ def transfer(item: PlannedFile, part: Path, headers: Mapping[str, str], on_bytes
              on_retry: Callable[[str], None], retry: Retry = Retry()) -> int:
     """Append the rest of `item` to `part`, resuming from its length; return the bytes it held before."""
     import httpx2
+    from huggingface_hub.errors import HfHubHTTPError
 
     part.parent.mkdir(parents=True, exist_ok=True)
     had = part.stat().st_size if part.is_file() else 0
     if item.size is not None and had > item.size:
         part.unlink()
         had = 0
+    restarted = False
     try:
         with part.open("ab") as handle:
             for attempt in range(retry.attempts + 1):
@@ -488,6 +490,12 @@ def transfer(item: PlannedFile, part: Path, headers: Mapping[str, str], on_bytes
                 except _WrongSize as exc:
                     raise FileFailed(f"{item.local}: the server has a {exc.total}-byte file where {item.size} "
                                      f"bytes were listed ({item.url}); nothing was placed") from None
+                except HfHubHTTPError as exc:
+                    if getattr(exc.response, "status_code", None) != 416 or restarted:
+                        raise
+                    handle.seek(0)  # the server cannot serve the kept bytes' remainder: start this file over
+                    handle.truncate()
+                    restarted = True
                 except (httpx2.TransportError, httpx2.TimeoutException) as exc:
                     handle.flush()
                     if attempt == retry.attempts:
