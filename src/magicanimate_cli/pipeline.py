@@ -13,7 +13,7 @@ import torch
 from .loader import Components, load_components
 from .models.reference_attention import ReferenceBank, attach_reader, attach_writer, reference_blocks
 from .sampler import Conditioning, SamplerConfig, SamplerModels, StepStats, denoise
-from .windows import padded_length, plan_windows, validate_context
+from .windows import padded_length, validate_context
 
 VAE_SCALE = 0.18215
 
@@ -111,8 +111,7 @@ class Animator:
         frames = len(cond.control)
         height, width = reference.shape[:2]
         latents = initial_noise(seed, frames, height, width, config.context_frames, noise).to(self.device)
-        overlap = 0 if config.fusion == "none" else config.context_overlap
-        plan = plan_windows(frames, config.context_frames, overlap, config.wrap)
+        plan = config.window_plan(frames)
         latents = denoise(self.models, cond, latents, plan, config, callback=callback, on_window=on_window,
                           stats=stats)
         return latents[:, :, : len(motion)]

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .models.reference_attention import ReferenceBank
-from .windows import WindowPlan, window_weights
+from .windows import WindowPlan, plan_windows, window_weights
 
 # DDIM as MagicAnimate's inference.yaml and AnimationPipeline configure it (not SD 1.5's scheduler file, whose
 # set_alpha_to_one differs): eta 0, "leading" spacing, steps_offset 1, no sample clipping.
@@ -55,6 +55,11 @@ class SamplerConfig:
     @property
     def guided(self) -> bool:
         return self.guidance_scale > 1.0
+
+    def window_plan(self, frames: int) -> WindowPlan:
+        """The windows over `frames` (padded) frames; without fusion they are laid back to back, not overlapped."""
+        overlap = 0 if self.fusion == "none" else self.context_overlap
+        return plan_windows(frames, self.context_frames, overlap, self.wrap)
 
 
 @dataclass
