@@ -49,7 +49,12 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
     try:
-        app(args=args, prog_name="magicanimate", standalone_mode=False)
+        # Outside standalone mode Typer returns the exit code of `typer.Exit` (130 for Ctrl-C) instead of exiting.
+        code = app(args=args, prog_name="magicanimate", standalone_mode=False)
+        if isinstance(code, int) and code != 0:
+            if code == 130:
+                typer.echo("interrupted", err=True)
+            sys.exit(code)
     except MagicAnimateError as exc:
         if debug:
             raise

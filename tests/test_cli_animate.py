@@ -1,0 +1,278 @@
+"""`magicanimate animate` through the real command, on real files, with the tiny official-layout model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from magicanimate_cli.cli import main
+from magicanimate_cli.demo_inputs import make_motion_frames, make_reference_image
+from media_helpers import encode_video, save_image, truncate
+
+MAGICANIMATE = [sys.executable, "-m", "magicanimate_cli"]
+FAST = ["--steps", "1", "--context-frames", "8", "--context-overlap", "2", "--seed", "3", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory, tiny_bundle):
+    """A reference picture and DensePose-like clips: square, landscape, portrait; an NTSC-rate odd count."""
+    root = tmp_path_factory.mktemp("media")
+    ref = save_image(root / "ref.png", make_reference_image(160))
+    clips = {
+        "square": encode_video(root / "square.mp4", list(make_motion_frames(7, 128, 128)), Fraction(30000, 1001)),
+        "landscape": encode_video(root / "landscape.mp4", list(make_motion_frames(5, 192, 128)), 25),
+        "portrait": encode_video(root / "portrait.mp4", list(make_motion_frames(5, 128, 192)), 25),
+    }
+    return {"root": root, "ref": ref, **clips, "weights": tiny_bundle}
+
+
+def run(args: list[str], capsys) -> tuple[int, str, str]:
+    """Run the CLI in-process as the console script does; returns (exit code, stdout, stderr)."""
+    code = 0
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def probe(path: Path) -> tuple[int, Fraction, int, int]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        return frames, stream.average_rate, stream.width, stream.height
+
+
+def animate_args(media, motion, output, *extra) -> list:
+    return ["animate", media["ref"], motion, "-o", output, "--weights", media["weights"], "--size", "128",
+            *FAST, *extra]
+
+
+# --------------------------------------------------------------------------------------- the main path
+
+
+def test_console_script_writes_one_frame_per_motion_frame_at_the_motion_rate(media, tmp_path):
+    out = tmp_path / "out.mp4"
+    proc = subprocess.run([*MAGICANIMATE, *map(str, animate_args(media, media["square"], out))],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    frames, rate, width, height = probe(out)
+    assert (frames, rate, width, height) == (7, Fraction(30000, 1001), 128, 128)
+
+
+def test_sidecar_records_settings_seed_weights_versions_device_and_timings(media, tmp_path, capsys):
+    out = tmp_path / "clip.mp4"
+    code, stdout, _ = run(animate_args(media, media["square"], out, "--json"), capsys)
+    assert code == 0
+    summary = json.loads(stdout.strip())  # --json: exactly one line on stdout
+    assert summary["status"] == "ok" and summary["frames"] == 7 and summary["seed"] == 3
+    record = json.loads((tmp_path / "clip.mp4.json").read_text())
+    assert record["seed"] == 3
+    assert record["settings"]["steps"] == 1 and record["settings"]["context_frames"] == 8
+    assert record["settings"]["fit"] == "pad" and record["settings"]["guidance"] == 7.5
+    assert record["device"] == "cpu" and record["dtype"] == "fp32"
+    assert {"torch", "diffusers", "av", "numpy", "python"} <= set(record["versions"])
+    weights = {Path(w["path"]).name: w["bytes"] for w in record["weights"]}
+    assert weights["temporal_attention.ckpt"] == (
+        media["weights"] / "MagicAnimate/temporal_attention/temporal_attention.ckpt").stat().st_size
+    assert record["timings"]["sample_s"] > 0 and record["timings"]["total_s"] >= record["timings"]["sample_s"]
+    assert record["output"]["frames"] == 7 and record["output"]["fps"] == "30000/1001"
+
+
+def test_random_seed_is_chosen_printed_and_recorded_when_not_given(media, tmp_path, capsys):
+    out = tmp_path / "noseed.mp4"
+    args = [a for a in animate_args(media, media["square"], out, "--json") if a not in ("--seed", "3")]
+    code, stdout, _ = run(args, capsys)
+    assert code == 0
+    seed = json.loads(stdout)["seed"]
+    assert json.loads((tmp_path / "noseed.mp4.json").read_text())["seed"] == seed
+
+
+@pytest.mark.parametrize("fit", ["pad", "crop", "stretch"])
+@pytest.mark.parametrize("clip", ["landscape", "portrait"])
+def test_output_keeps_the_motion_aspect_for_every_fit(media, tmp_path, capsys, fit, clip):
+    out = tmp_path / f"{clip}-{fit}.mp4"
+    code, _, err = run(animate_args(media, media[clip], out, "--fit", fit), capsys)
+    assert code == 0, err
+    frames, _, width, height = probe(out)
+    assert frames == 5
+    assert (width, height) == ((192, 128) if clip == "landscape" else (128, 192))
+
+
+def test_frame_selection_and_fps_override(media, tmp_path, capsys):
+    out = tmp_path / "sel.webm"
+    code, _, err = run(animate_args(media, media["square"], out, "--start", "1", "--frame-stride", "2",
+                                    "--max-frames", "2", "--fps", "12"), capsys)
+    assert code == 0, err
+    frames, rate, _, _ = probe(out)
+    assert frames == 2 and rate == 12
+
+
+def test_png_folder_output_and_grid(media, tmp_path, capsys):
+    out = tmp_path / "frames"
+    code, _, err = run(animate_args(media, media["landscape"], out, "--grid"), capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.glob("*.png")) == [f"frame_{i:05d}.png" for i in range(5)]
+    grid = tmp_path / "frames-grid"
+    assert len(list(grid.glob("*.png"))) == 5
+
+
+# --------------------------------------------------------------------------------------- bad input
+
+
+def _bad_file(tmp_path: Path, name: str, content: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing reference", "reference not an image", "motion not decodable", "motion truncated",
+     "motion with no frames", "empty frame folder", "unwritable output type", "output folder not creatable",
+     "width not multiple of 8", "steps below 1", "overlap not below frames", "context frames above 24",
+     "incomplete weights"],
+)
+def test_bad_input_gives_one_line_error_nonzero_exit_and_no_output(media, tmp_path, capsys, case):
+    ref, motion, out = media["ref"], media["square"], tmp_path / "out.mp4"
+    extra: list[str] = []
+    weights = media["weights"]
+    named = None
+    if case == "missing reference":
+        ref = named = tmp_path / "nope.png"
+    elif case == "reference not an image":
+        ref = named = _bad_file(tmp_path, "fake.png", b"this is not a png")
+    elif case == "motion not decodable":
+        motion = named = _bad_file(tmp_path, "fake.mp4", b"\x00" * 4096)
+    elif case == "motion truncated":
+        motion = named = truncate(media["square"], 0.5, tmp_path / "cut.mp4")
+    elif case == "motion with no frames":
+        motion = named = encode_video(tmp_path / "empty.mp4", [], 25)
+    elif case == "empty frame folder":
+        motion = named = tmp_path / "frames_in"
+        motion.mkdir()
+    elif case == "unwritable output type":
+        out = named = tmp_path / "out.avi"
+    elif case == "output folder not creatable":
+        blocker = _bad_file(tmp_path, "blocker", b"a file, not a folder")
+        out = blocker / "sub" / "out.mp4"
+        named = blocker
+    elif case == "width not multiple of 8":
+        extra = ["--width", "100", "--height", "128"]
+    elif case == "steps below 1":
+        extra = ["--steps", "0"]
+    elif case == "overlap not below frames":
+        extra = ["--context-overlap", "8"]
+    elif case == "context frames above 24":
+        extra = ["--context-frames", "25"]
+    elif case == "incomplete weights":
+        weights = tmp_path / "weights"
+        shutil.copytree(media["weights"], weights)
+        named = weights / "MagicAnimate/densepose_controlnet/diffusion_pytorch_model.safetensors"
+        named.unlink()
+    args = ["animate", ref, motion, "-o", out, "--weights", weights, "--size", "128", *FAST, *extra]
+    code, stdout, err = run(args, capsys)
+    assert code != 0
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    if named is not None:
+        assert str(named) in lines[0]
+    if case == "incomplete weights":
+        assert "magicanimate download-weights" in lines[0]
+    assert not out.exists()
+    assert not [p for p in tmp_path.rglob("*") if ".partial" in p.name]
+
+
+def test_debug_flag_shows_the_traceback(media, tmp_path):
+    proc = subprocess.run([*MAGICANIMATE, "animate", str(tmp_path / "nope.png"), str(media["square"]), "-o",
+                           str(tmp_path / "o.mp4"), "--debug"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "Traceback" in proc.stderr and "nope.png" in proc.stderr
+
+
+def test_ctrl_c_exits_130_and_leaves_no_partial_output(media, tmp_path):
+    long_clip = encode_video(tmp_path / "long.mp4", list(make_motion_frames(64, 128, 128)), 25)
+    out = tmp_path / "out.mp4"
+    args = animate_args(media, long_clip, out)
+    proc = subprocess.Popen([*MAGICANIMATE, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if any(".partial" in p.name for p in tmp_path.iterdir()):
+            break  # the encoder is writing: the worst moment to be interrupted
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
+
+
+# --------------------------------------------------------------------------------------- batch
+
+
+@pytest.fixture
+def batch_dirs(media, tmp_path):
+    refs, motions = tmp_path / "refs", tmp_path / "motions"
+    refs.mkdir()
+    motions.mkdir()
+    shutil.copy(media["ref"], refs / "alice.png")
+    shutil.copy(media["square"], motions / "a.mp4")
+    shutil.copy(media["landscape"], motions / "b.mp4")
+    (motions / "c.mp4").write_bytes(b"\x00" * 2048)  # corrupt
+    return refs, motions
+
+
+def test_batch_writes_good_items_reports_the_bad_one_and_exits_nonzero(media, batch_dirs, tmp_path, capsys):
+    refs, motions = batch_dirs
+    out = tmp_path / "out"
+    code, _, err = run(["animate", refs, motions, "-o", out, "--weights", media["weights"], "--size", "128",
+                        *FAST], capsys)
+    assert code != 0
+    assert sorted(p.name for p in out.glob("*.mp4")) == ["alice-a.mp4", "alice-b.mp4"]
+    assert "c.mp4" in err
+    # --skip-existing resumes: the written items are not redone
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.mp4")}
+    code, stdout, _ = run(["animate", refs, motions, "-o", out, "--weights", media["weights"], "--size", "128",
+                           *FAST, "--skip-existing", "--json"], capsys)
+    summary = json.loads(stdout)
+    assert code != 0 and summary["skipped"] == 2 and summary["done"] == 0 and summary["failed"] == 1
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.mp4")} == stamps
+
+
+def test_shards_split_a_batch_into_disjoint_parts_that_cover_it(media, batch_dirs, tmp_path, capsys):
+    refs, motions = batch_dirs
+    (motions / "c.mp4").unlink()
+    shutil.copy(media["portrait"], motions / "c.mp4")
+    written = []
+    for shard in ("1/2", "2/2"):
+        out = tmp_path / f"shard{shard[0]}"
+        code, stdout, _ = run(["animate", refs, motions, "-o", out, "--weights", media["weights"], "--size",
+                               "128", *FAST, "--shard", shard, "--json"], capsys)
+        assert code == 0
+        written.append({Path(i["output"]).name for i in json.loads(stdout)["items"]})
+    assert written[0].isdisjoint(written[1])
+    assert written[0] | written[1] == {"alice-a.mp4", "alice-b.mp4", "alice-c.mp4"}
+
+
+def test_pairs_csv_runs_only_the_listed_pairs(media, batch_dirs, tmp_path, capsys):
+    refs, motions = batch_dirs
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("reference,motion,output\nrefs/alice.png,motions/b.mp4,chosen.gif\n")
+    out = tmp_path / "out"
+    code, _, err = run(["animate", "--pairs", pairs, "-o", out, "--weights", media["weights"], "--size", "128",
+                        *FAST], capsys)
+    assert code == 0, err
+    assert [p.name for p in out.iterdir() if not p.name.endswith(".json")] == ["chosen.gif"]
