@@ -276,3 +276,21 @@ def test_pairs_csv_runs_only_the_listed_pairs(media, batch_dirs, tmp_path, capsy
                         *FAST], capsys)
     assert code == 0, err
     assert [p.name for p in out.iterdir() if not p.name.endswith(".json")] == ["chosen.gif"]
+
+
+def test_help_lists_every_option_with_its_default():
+    env = {**os.environ, "COLUMNS": "240", "NO_COLOR": "1"}
+    proc = subprocess.run([*MAGICANIMATE, "animate", "--help"], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 0
+    option_lines = [line for line in proc.stdout.splitlines() if " --" in line and "--help" not in line]
+    assert len(option_lines) >= 24
+    missing = [line.split()[1] for line in option_lines if "[default:" not in line and "[required]" not in line]
+    assert missing == []
+
+
+def test_version_flag_prints_the_package_version():
+    from magicanimate_cli import __version__
+
+    proc = subprocess.run([*MAGICANIMATE, "--version"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"magicanimate {__version__}"

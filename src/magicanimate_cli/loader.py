@@ -206,7 +206,6 @@ class Components:
     vae: nn.Module
     text_encoder: nn.Module
     prompt_tokens: "EmptyPromptTokens"  # noqa: F821 - defined in models.clip_text
-    scheduler_config: dict
 
 
 def _unet_config(layout: WeightsLayout, motion_shapes: Mapping[str, tuple] | None = None):
@@ -320,7 +319,7 @@ def load_components(root: Path | str, device: torch.device | str = "cpu",
     layout = WeightsLayout(Path(root).expanduser())
     if not layout.root.is_dir():
         raise WeightsError(f"{layout.root}: weights directory not found; run `magicanimate download-weights`")
-    scheduler_config = read_json(layout.scheduler / "scheduler_config.json")
+    # The scheduler folder is not read: the sampler uses DDIM exactly as MagicAnimate configures it.
     tokens = _prompt_tokens(layout)
     text_encoder = _ready(_text_encoder(layout), layout.text_encoder, device, dtype)
     unet, _, _ = _temporal_unet(layout)
@@ -329,13 +328,13 @@ def load_components(root: Path | str, device: torch.device | str = "cpu",
                         layout.appearance_encoder, device, dtype)
     controlnet = _ready(_diffusers_model(layout.controlnet, _controlnet_factory), layout.controlnet, device, dtype)
     vae = _ready(_diffusers_model(layout.vae, _vae_factory), layout.vae, device, dtype)
-    return Components(unet, appearance, controlnet, vae, text_encoder, tokens, scheduler_config)
+    return Components(unet, appearance, controlnet, vae, text_encoder, tokens)
 
 
 def weight_files(root: Path | str) -> list[Path]:
     """The files `load_components` reads, for records (sidecars) and checks."""
     layout = WeightsLayout(Path(root).expanduser())
-    files = [layout.scheduler / "scheduler_config.json", layout.tokenizer / "vocab.json",
+    files = [layout.tokenizer / "vocab.json",
              layout.unet / "config.json", layout.temporal_checkpoint]
     for folder, names in [(layout.text_encoder, TRANSFORMERS_WEIGHTS), (layout.appearance_encoder, DIFFUSERS_WEIGHTS),
                           (layout.controlnet, DIFFUSERS_WEIGHTS), (layout.vae, DIFFUSERS_WEIGHTS)]:
@@ -394,7 +393,6 @@ def check_weights(root: Path | str) -> list[str]:
         if wrong:
             raise WeightsError(f"{ckpt}: {wrong[0]} is {list(temporal[wrong[0]])}, expected {list(expected[wrong[0]])}")
 
-    attempt(lambda: read_json(layout.scheduler / "scheduler_config.json"))
     attempt(lambda: _prompt_tokens(layout))
     attempt(text_part)
     attempt(unet_part)
