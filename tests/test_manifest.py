@@ -11,39 +11,13 @@ from diffusers import ControlNetModel
 
 from magicanimate_cli.loader import fill, on_meta
 from magicanimate_cli.models.appearance_encoder import build_appearance_encoder
+from magicanimate_cli.models import sd15
 from magicanimate_cli.models.unet3d import TemporalUNet, TemporalUNetConfig
 
 MANIFESTS = Path(__file__).parent / "data" / "parity" / "manifest"
 
-SD15_UNET = {
-    "_class_name": "UNet2DConditionModel",
-    "act_fn": "silu",
-    "attention_head_dim": 8,
-    "block_out_channels": [320, 640, 1280, 1280],
-    "center_input_sample": False,
-    "cross_attention_dim": 768,
-    "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
-    "downsample_padding": 1,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-    "in_channels": 4,
-    "layers_per_block": 2,
-    "mid_block_scale_factor": 1,
-    "norm_eps": 1e-05,
-    "norm_num_groups": 32,
-    "out_channels": 4,
-    "sample_size": 64,
-    "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
-}
-
-SD15_CONTROLNET = {
-    "block_out_channels": [320, 640, 1280, 1280],
-    "cross_attention_dim": 768,
-    "attention_head_dim": 8,
-    "layers_per_block": 2,
-    "conditioning_embedding_out_channels": [16, 32, 96, 256],
-    "controlnet_conditioning_channel_order": "rgb",
-}
+SD15_UNET = sd15.UNET
+SD15_CONTROLNET = sd15.CONTROLNET
 
 
 def _manifest(*names: str) -> dict[str, list[int]]:

@@ -15,70 +15,18 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .loader import MA_DIR, SD_DIR, VAE_DIR
+from .models import sd15
 
 WIDTHS = [32, 32, 32, 32]
 
-UNET_CONFIG = {
-    "_class_name": "UNet2DConditionModel",
-    "act_fn": "silu",
-    "attention_head_dim": 8,
-    "block_out_channels": WIDTHS,
-    "center_input_sample": False,
-    "cross_attention_dim": 32,
-    "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
-    "downsample_padding": 1,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-    "in_channels": 4,
-    "layers_per_block": 2,
-    "mid_block_scale_factor": 1,
-    "norm_eps": 1e-05,
-    "norm_num_groups": 32,
-    "out_channels": 4,
-    "sample_size": 16,
-    "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
-}
-
-CONTROLNET_CONFIG = {
-    "_class_name": "ControlNetModel",
-    "block_out_channels": WIDTHS,
-    "cross_attention_dim": 32,
-    "attention_head_dim": 8,
-    "layers_per_block": 2,
-    "norm_num_groups": 32,
-    "conditioning_embedding_out_channels": [16, 16, 32, 32],
-    "controlnet_conditioning_channel_order": "rgb",
-    "down_block_types": UNET_CONFIG["down_block_types"],
-}
-
-VAE_CONFIG = {
-    "_class_name": "AutoencoderKL",
-    "in_channels": 3,
-    "out_channels": 3,
-    "down_block_types": ["DownEncoderBlock2D"] * 4,
-    "up_block_types": ["UpDecoderBlock2D"] * 4,
-    "block_out_channels": WIDTHS,
-    "layers_per_block": 1,
-    "latent_channels": 4,
-    "norm_num_groups": 32,
-    "sample_size": 128,
-    "scaling_factor": 0.18215,
-}
-
-TEXT_CONFIG = {
-    "architectures": ["CLIPTextModel"],
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "max_position_embeddings": 77,
-    "hidden_act": "quick_gelu",
-    "layer_norm_eps": 1e-05,
-    "vocab_size": 514,
-    "bos_token_id": 512,
-    "eos_token_id": 513,
-    "pad_token_id": 513,
-}
+# SD 1.5's structure with every block 32 channels wide (the parity bundle's shapes).
+UNET_CONFIG = {**sd15.UNET, "block_out_channels": WIDTHS, "cross_attention_dim": 32, "sample_size": 16}
+CONTROLNET_CONFIG = {**sd15.CONTROLNET, "block_out_channels": WIDTHS, "cross_attention_dim": 32,
+                     "conditioning_embedding_out_channels": [16, 16, 32, 32]}
+VAE_CONFIG = {**sd15.VAE, "block_out_channels": WIDTHS, "layers_per_block": 1, "sample_size": 128}
+TEXT_CONFIG = {**sd15.TEXT_ENCODER, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+               "num_attention_heads": 4, "vocab_size": 514, "bos_token_id": 512, "eos_token_id": 513,
+               "pad_token_id": 513}
 
 SPECIAL_TOKENS = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
                   "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}
@@ -151,8 +99,7 @@ def build_tiny_weights(root: str | Path, seed: int = 0) -> Path:
     _write_json(sd / "tokenizer" / "tokenizer_config.json", {**SPECIAL_TOKENS, "model_max_length": 77,
                                                              "tokenizer_class": "CLIPTokenizer"})
 
-    text = CLIPTextEncoder(CLIPTextConfig(**{k: v for k, v in TEXT_CONFIG.items()
-                                             if k in CLIPTextConfig.__dataclass_fields__}))
+    text = CLIPTextEncoder(CLIPTextConfig.from_dict(TEXT_CONFIG))
     randomise(text, seed + 600)
     _write_json(sd / "text_encoder" / "config.json", TEXT_CONFIG)
     _save(text, sd / "text_encoder" / "model.safetensors")

@@ -30,10 +30,12 @@ class CLIPTextConfig:
     layer_norm_eps: float = 1e-5
 
     @classmethod
+    def from_dict(cls, data: dict) -> "CLIPTextConfig":
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+    @classmethod
     def from_json(cls, path: Path) -> "CLIPTextConfig":
-        data = json.loads(Path(path).read_text())
-        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        return cls(**fields)
+        return cls.from_dict(json.loads(Path(path).read_text()))
 
 
 def _activation(name: str):

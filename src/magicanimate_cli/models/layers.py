@@ -19,6 +19,12 @@ def unfold_frames(x: torch.Tensor, frames: int) -> torch.Tensor:
     return x.reshape(bf // frames, frames, c, h, w).permute(0, 2, 1, 3, 4)
 
 
+def _float32(x: torch.Tensor, norm, weight: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
+    """Apply `norm(x, weight, bias)` in float32 and return the input's dtype."""
+    as_float = (lambda t: None if t is None else t.float())
+    return norm(x.float(), as_float(weight), as_float(bias)).to(x.dtype)
+
+
 class GroupNorm(nn.GroupNorm):
     """GroupNorm whose statistics are always taken in float32.
 
@@ -30,9 +36,7 @@ class GroupNorm(nn.GroupNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype in (torch.float32, torch.float64):
             return super().forward(x)
-        weight = None if self.weight is None else self.weight.float()
-        bias = None if self.bias is None else self.bias.float()
-        return F.group_norm(x.float(), self.num_groups, weight, bias, self.eps).to(x.dtype)
+        return _float32(x, lambda v, w, b: F.group_norm(v, self.num_groups, w, b, self.eps), self.weight, self.bias)
 
 
 class LayerNorm(nn.LayerNorm):
@@ -41,6 +45,5 @@ class LayerNorm(nn.LayerNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype in (torch.float32, torch.float64):
             return super().forward(x)
-        weight = None if self.weight is None else self.weight.float()
-        bias = None if self.bias is None else self.bias.float()
-        return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).to(x.dtype)
+        return _float32(x, lambda v, w, b: F.layer_norm(v, self.normalized_shape, w, b, self.eps), self.weight,
+                        self.bias)
