@@ -1,0 +1,197 @@
+"""`magicanimate fuse-long`: one long motion with the long-video controls exposed, flat memory, several
+processes (GPUs) sharing every step, and checkpoints to resume from.
+
+The input and output options are `animate`'s own definitions (taken from its signature, batch options aside), so
+the two commands cannot drift apart; this module adds only the long-video options.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import shutil
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import typer
+
+from ..config import AnimateSettings
+from ..errors import InputError, SettingsError
+from .animate import animate, load_animator, make_reporter, settings_from_options
+
+if TYPE_CHECKING:
+    from ..long.distributed import RankGroup
+    from ..long.job import LongRequest
+
+HELP = ("Animate REFERENCE along a long MOTION: windows fused over the whole video with flat memory, "
+        "several GPUs (--nproc or torchrun) and checkpoints (--checkpoint, --resume).")
+
+BATCH_OPTIONS = ("pairs", "skip_existing", "shard", "format")
+"""`animate` options that only make sense for folders of inputs; a long run is one reference and one motion."""
+
+
+def _long_parameters() -> list[inspect.Parameter]:
+    """The options `fuse-long` adds to `animate`'s."""
+    def option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+        return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default,
+                                 annotation=annotation)
+
+    return [
+        option("wrap", bool, typer.Option(
+            True, "--wrap/--no-wrap",
+            help="The last window wraps onto the first frames (official); --no-wrap aligns it to the video's end.")),
+        option("noise", str, typer.Option(
+            "shared", help="shared: one K-frame noise tiled over the video (the paper); independent: fresh noise "
+                           "for every frame (the paper's ablation).")),
+        option("fusion", str, typer.Option(
+            "mean", help="mean: average overlapping windows (the paper); pyramid: weights falling toward a "
+                         "window's edges; none: back-to-back windows, no overlap (the paper's w/o fusion).")),
+        option("plan", bool, typer.Option(
+            False, "--plan", help="Print the window layout and its cost in model passes, then exit without "
+                                  "loading models.")),
+        option("nproc", int, typer.Option(
+            1, "--nproc", min=1, help="Start N local processes (one GPU each on CUDA) that share every step; "
+                                      "under torchrun leave it out.")),
+        option("checkpoint", Optional[Path], typer.Option(
+            None, help="Save the latents here after every step (atomically) \\[default: none]", show_default=False)),
+        option("resume", Optional[Path], typer.Option(
+            None, help="Continue the run saved in this checkpoint; it keeps being updated unless --checkpoint "
+                       "names another file \\[default: none]", show_default=False)),
+    ]
+
+
+def _signature() -> inspect.Signature:
+    """REFERENCE and MOTION (single files here), `animate`'s other options bar batch ones, and ours."""
+    def argument(name: str, help: str) -> inspect.Parameter:
+        return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Path,
+                                 default=typer.Argument(..., metavar=name.upper(), help=help, show_default=False))
+
+    inputs = [argument("reference", "Reference image (PNG/JPEG/WebP)."),
+              argument("motion", "DensePose motion: a video (mp4/mov/webm/avi/gif) or a folder of frame images.")]
+    shared = [p for name, p in inspect.signature(animate, eval_str=True).parameters.items()
+              if name not in ("reference", "motion", *BATCH_OPTIONS)]
+    return inspect.Signature([*inputs, *shared, *_long_parameters()])
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What every process of the run gets (picklable, for --nproc)."""
+
+    request: LongRequest
+    frames: int
+    quiet: bool
+    as_json: bool
+
+
+def fuse_long(**options: Any) -> None:
+    settings = settings_from_options(**options)
+    motion: Path = options["motion"]
+    if options["plan"]:
+        _print_plan(settings, motion, options["nproc"])
+        return
+    from ..long.distributed import group_from_environment, launch_local
+
+    group = group_from_environment()
+    launch = _prepare(settings, options, writes=group is None or group.writes)
+    if group is not None:
+        if options["nproc"] not in (1, group.size):
+            raise SettingsError(f"--nproc {options['nproc']}: this process was started by torchrun with "
+                                f"{group.size} processes; leave --nproc out under torchrun")
+        run_process(launch, group)
+    elif options["nproc"] > 1:
+        launch_local(options["nproc"], run_process, launch)
+    else:
+        run_process(launch, None)
+
+
+fuse_long.__signature__ = _signature()
+fuse_long.__doc__ = HELP
+
+
+def _probe_frames(settings: AnimateSettings, motion: Path) -> int:
+    from ..media import open_motion
+
+    sel = settings.selection
+    return len(open_motion(motion, start=sel.start, max_frames=sel.max_frames, stride=sel.stride))
+
+
+def _print_plan(settings: AnimateSettings, motion: Path, processes: int) -> None:
+    from ..long.layout import Layout, render_plan
+    from ..sampler import SamplerConfig
+
+    config = SamplerConfig(settings.steps, settings.guidance, settings.context_frames, settings.context_overlap,
+                           settings.wrap, settings.fusion)
+    layout = Layout(_probe_frames(settings, motion), config, processes)
+    width = shutil.get_terminal_size((100, 24)).columns - 8
+    typer.echo(render_plan(layout, width), nl=False)
+
+
+def _prepare(settings: AnimateSettings, options: dict[str, Any], writes: bool) -> Launch:
+    """Everything decided once, before any model loads or process starts: inputs, output, seed, resume.
+
+    Under torchrun every process gets here; only the one that writes checks the output folder (by creating a
+    file there), and the seed is settled among them once they have joined (`run_process`).
+    """
+    from ..devices import dtype_name, resolve_device, resolve_dtype
+    from ..job import check_output_writable, pick_seed
+    from ..long.checkpoint import check_resumable, load_checkpoint
+    from ..long.fingerprint import run_fingerprint
+    from ..long.job import LongRequest
+
+    reference, motion, output = options["reference"], options["motion"], options["output"]
+    for path, what in ((reference, "reference image"), (motion, "motion")):
+        if not path.exists():
+            raise InputError(f"{path}: {what} not found")
+    if writes:
+        check_output_writable(output)
+    frames = _probe_frames(settings, motion)
+    checkpoint, resume = options["checkpoint"], options["resume"]
+    fingerprint: dict[str, str] = {}
+    labels: dict[str, str] = {}
+    if checkpoint is not None or resume is not None:
+        dtype = dtype_name(resolve_dtype(settings.dtype, resolve_device(settings.device)))
+        fingerprint, labels = run_fingerprint(settings, dtype, frames, reference, motion)
+    if resume is not None:
+        saved = load_checkpoint(resume)
+        check_resumable(resume, saved, fingerprint, labels, settings.seed)
+        settings = replace(settings, seed=saved.seed)
+    settings = pick_seed(settings)
+    request = LongRequest(settings, reference, motion, output, fingerprint, labels,
+                          checkpoint=checkpoint if checkpoint is not None else resume, resume=resume)
+    return Launch(request, frames, options["quiet"], options["as_json"])
+
+
+def run_process(launch: Launch, group: RankGroup | None) -> None:
+    """One process of the run (the only one without --nproc/torchrun): load, sample its share, maybe write."""
+    from ..devices import resolve_device
+    from ..long.distributed import agree, joined, rank_device
+    from ..long.job import run_long_job
+
+    settings = launch.request.settings
+    device = resolve_device(settings.device)
+    writes = group is None or group.writes
+    with ExitStack() as stack:
+        if group is not None:
+            device = rank_device(device, group)
+            stack.enter_context(joined(group, device))
+            settings = replace(settings, seed=agree(settings.seed))
+        settings = replace(settings, device=str(device))
+        reporter = stack.enter_context(make_reporter(launch.quiet or not writes, launch.as_json))
+        animator, load_s = load_animator(settings, reporter)
+        if writes and not (launch.quiet or launch.as_json):
+            reporter.note(f"seed {settings.seed}")
+        request = replace(launch.request, settings=settings)
+        result = run_long_job(animator, request, reporter, group, load_s, launch.frames)
+    if result is None:
+        return
+    if launch.as_json:
+        print(json.dumps({"status": "ok", **result.summary()}), flush=True)
+    elif not launch.quiet:
+        typer.echo(f"wrote {result.output} ({result.frames} frames, {result.fps} fps, {result.size[0]}×"
+                   f"{result.size[1]}, seed {result.seed}) in {result.timings['total_s']:.1f} s", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("fuse-long", help=HELP)(fuse_long)

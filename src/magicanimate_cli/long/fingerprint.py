@@ -1,0 +1,52 @@
+"""What decides the numbers of a run, as comparable strings: a checkpoint may only be resumed by an equal run.
+
+The inputs are identified by the sha256 of their files, not by path and modification time: a moved or copied
+motion is still the same motion, while a re-exported one with the same name is not. Hashing a motion file is
+cheap next to decoding it (a 30-second DensePose mp4 is tens of megabytes). Together with the size, fit and frame
+selection this fixes the working-size control frames exactly, before any frame is decoded or model loaded.
+Device and process count are left out on purpose: they change the result only within float tolerance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from ..config import AnimateSettings
+from ..media import list_frame_files
+
+_CHUNK = 1 << 20
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(_CHUNK):
+            digest.update(chunk)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def motion_digest(path: Path) -> str:
+    """A video file's bytes, or a frame folder's frame names and bytes in the order they are read."""
+    if not path.is_dir():
+        return file_digest(path)
+    digest = hashlib.sha256()
+    for frame in list_frame_files(path):
+        digest.update(frame.name.encode() + b"\0" + file_digest(frame).encode() + b"\n")
+    return f"sha256:{digest.hexdigest()}"
+
+
+def run_fingerprint(settings: AnimateSettings, dtype: str, frames: int, reference: Path,
+                    motion: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """(fingerprint, labels): entries are named as the options that set them; labels name the hashed files."""
+    selection = settings.selection
+    fingerprint = {
+        "size": str(settings.size), "width": str(settings.width), "height": str(settings.height),
+        "fit": settings.fit, "start": str(selection.start), "max-frames": str(selection.max_frames),
+        "frame-stride": str(selection.stride), "frames": str(frames), "steps": str(settings.steps),
+        "guidance": repr(float(settings.guidance)), "context-frames": str(settings.context_frames),
+        "context-overlap": str(settings.context_overlap), "wrap": "wrap" if settings.wrap else "no-wrap",
+        "noise": settings.noise, "fusion": settings.fusion, "dtype": dtype,
+        "reference": file_digest(reference), "motion": motion_digest(motion),
+    }
+    return fingerprint, {"reference": str(reference), "motion": str(motion)}

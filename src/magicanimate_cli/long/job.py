@@ -1,0 +1,113 @@
+"""One `fuse-long` run on one process: inputs streamed to disk, the process's share of every step, and (on the
+writing process) the video decoded and encoded a batch at a time, checkpoints after every step.
+
+Reading the inputs, writing the video and its sidecar are `animate`'s job code (`..job`); what differs is where
+the motion frames live (a `FrameStore`, not an array) and how the latents are sampled.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Container
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import AnimateSettings, sidecar_path
+from ..geometry import fit_motion_frame, fit_reference, plan_fit, working_shape
+from ..job import JobResult, PreparedInputs, _write_sidecar, _write_video
+from ..media import load_reference, open_motion
+from ..progress import Reporter
+from ..sampler import SamplerConfig
+from .checkpoint import CheckpointWriter, check_resumable, load_checkpoint
+from .distributed import RankGroup
+from .frames import FrameStore, source_index
+from .layout import Layout
+from .sampling import sample_long
+
+
+@dataclass(frozen=True)
+class LongRequest:
+    """Everything a process of one run needs, decided once before any process starts (so it is picklable)."""
+
+    settings: AnimateSettings  # with the seed already chosen
+    reference: Path
+    motion: Path
+    output: Path
+    fingerprint: dict[str, str]
+    labels: dict[str, str]
+    checkpoint: Path | None = None  # saved after every step
+    resume: Path | None = None
+
+    @property
+    def config(self) -> SamplerConfig:
+        s = self.settings
+        return SamplerConfig(s.steps, s.guidance, s.context_frames, s.context_overlap, s.wrap, s.fusion)
+
+
+def open_long_inputs(settings: AnimateSettings, reference_path: Path, motion_path: Path, folder: Path,
+                     keep: Container[int] | None) -> PreparedInputs:
+    """`job.prepare_inputs` with the fitted motion frames streamed into a `FrameStore` in `folder`."""
+    reference = load_reference(reference_path)
+    sel = settings.selection
+    clip = open_motion(motion_path, start=sel.start, max_frames=sel.max_frames, stride=sel.stride)
+    work_w, work_h = working_shape(clip.width, clip.height, settings.size, settings.width, settings.height)
+    fit = plan_fit(clip.width, clip.height, work_w, work_h, settings.fit)
+    store = FrameStore.from_frames((fit_motion_frame(frame, fit) for frame in clip), len(clip), folder, keep)
+    fps = settings.fps if settings.fps is not None else clip.fps
+    source = {"reference": str(reference_path), "reference_size": [reference.shape[1], reference.shape[0]],
+              "motion": str(motion_path), "motion_frames": len(clip), "motion_size": [clip.width, clip.height],
+              "motion_fps": str(clip.fps), "working_size": [work_w, work_h], "fit": fit.to_dict()}
+    return PreparedInputs(fit_reference(reference, work_w, work_h, settings.fit), store, fit, fps, source)
+
+
+def frames_to_keep(layout: Layout, group: RankGroup | None, grid: bool) -> set[int] | None:
+    """The motion frames this process reads: its windows' frames, and all of them where the grid is written."""
+    if group is None or (group.writes and grid):
+        return None
+    return {source_index(f, layout.frames) for f in layout.frames_of(group.rank)}
+
+
+def run_long_job(animator, request: LongRequest, reporter: Reporter, group: RankGroup | None = None,
+                 load_seconds: float = 0.0, frames: int | None = None) -> JobResult | None:
+    """Sample (this process's share) and, on the writing process, write the video and sidecar.
+
+    `frames` is the motion's selected frame count when the caller has probed it already.
+    """
+    settings, config = request.settings, request.config
+    t0 = time.perf_counter()
+    if frames is None:
+        sel = settings.selection
+        frames = len(open_motion(request.motion, start=sel.start, max_frames=sel.max_frames, stride=sel.stride))
+    layout = Layout(frames, config, 1 if group is None else group.size)
+    keep = frames_to_keep(layout, group, settings.grid)
+    inputs = open_long_inputs(settings, request.reference, request.motion, request.output.parent, keep)
+    with inputs.motion:
+        resume = None
+        if request.resume is not None:
+            resume = load_checkpoint(request.resume)
+            height, width = inputs.reference.shape[:2]
+            check_resumable(request.resume, resume, request.fingerprint, request.labels, settings.seed,
+                            (1, 4, layout.padded, height // 8, width // 8))
+        writes = group is None or group.writes
+        on_step = None
+        if writes and request.checkpoint is not None:
+            on_step = CheckpointWriter(request.checkpoint, settings.seed, request.fingerprint, request.labels)
+        start = 0 if resume is None else resume.next_step
+        share = len(layout.shares[0 if group is None else group.rank])
+        reporter.phase("denoise", (settings.steps - start) * share)
+        t1 = time.perf_counter()
+        latents = sample_long(animator, inputs.reference, inputs.motion.padded(layout.padded), config,
+                              settings.seed, settings.noise, group=group, resume=resume, on_step=on_step,
+                              on_window=reporter.advance)
+        t2 = time.perf_counter()
+        if not writes:
+            return None
+        reporter.phase("decode", frames)
+        width, height = _write_video(animator, latents[:, :, :frames], inputs, settings, request.output, reporter)
+    t3 = time.perf_counter()
+    timings = {"load_s": round(load_seconds, 3), "prepare_s": round(t1 - t0, 3), "sample_s": round(t2 - t1, 3),
+               "decode_encode_s": round(t3 - t2, 3), "total_s": round(load_seconds + t3 - t0, 3)}
+    result = JobResult(request.output, sidecar_path(request.output), frames, inputs.fps,
+                       (width, height), settings.seed, timings)
+    _write_sidecar(result, animator, settings, inputs)
+    return result

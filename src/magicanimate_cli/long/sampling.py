@@ -1,0 +1,48 @@
+"""Denoising a long video: the engine's loop with control frames on disk, a share of the windows per process,
+and a start from a checkpoint.
+
+With one process, the default settings and no checkpoint this is exactly `Animator.sample`: the same noise, the
+same windows in the same order, the same reductions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from ..pipeline import Animator, initial_noise
+from ..sampler import Conditioning, SamplerConfig, denoise
+from ..windows import validate_context
+from .checkpoint import Checkpoint
+from .distributed import RankGroup, all_reduce_sum
+from .frames import PaddedFrames
+from .layout import split_windows
+
+
+def sample_long(animator: Animator, reference: np.ndarray, control: PaddedFrames, config: SamplerConfig,
+                seed: int, noise: str = "shared", *, group: RankGroup | None = None,
+                resume: Checkpoint | None = None, on_step: Callable[[int, torch.Tensor], None] | None = None,
+                on_window: Callable[[], None] | None = None) -> torch.Tensor:
+    """Final latents over the padded video, (1, 4, len(control), h, w) float32 on the animator's device.
+
+    `control` must already be padded to a multiple of the context length. `on_step(step, latents)` runs after
+    each step on every process (save checkpoints from one of them).
+    """
+    validate_context(config.context_frames, config.context_overlap, animator.max_context_frames)
+    frames = len(control)
+    if frames % config.context_frames:
+        raise ValueError(f"{frames} control frames are not a multiple of {config.context_frames}")
+    height, width = reference.shape[:2]
+    with torch.no_grad():
+        cond = Conditioning(animator.text_embedding(), animator.encode_reference(reference), control)
+        if resume is None:
+            latents, start = initial_noise(seed, frames, height, width, config.context_frames, noise), 0
+        else:
+            latents, start = resume.latents, resume.next_step
+        plan = config.window_plan(frames)
+        run = None if group is None else split_windows(len(plan.windows), group.size)[group.rank]
+        return denoise(animator.models, cond, latents.to(animator.device), plan, config, start_step=start,
+                       run=run, reduce=None if group is None else all_reduce_sum, callback=on_step,
+                       on_window=on_window)
