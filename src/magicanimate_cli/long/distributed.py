@@ -53,7 +53,7 @@ def rank_device(device: torch.device, group: RankGroup) -> torch.device:
         available = torch.cuda.device_count()
         if group.local_rank >= available:
             raise SettingsError(f"process {group.rank} needs cuda:{group.local_rank} but this machine has "
-                                f"{available} CUDA device(s); start at most {available} processes per machine")
+                                f"{available} CUDA device(s); start at most that many processes per machine")
         return torch.device("cuda", group.local_rank)
     if device.type != "cpu":
         raise SettingsError(f"--device {device}: several processes need CUDA GPUs or the CPU")

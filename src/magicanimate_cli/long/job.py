@@ -68,8 +68,9 @@ def frames_to_keep(layout: Layout, group: RankGroup | None, grid: bool) -> set[i
 
 
 def run_long_job(animator, request: LongRequest, reporter: Reporter, group: RankGroup | None = None,
-                 load_seconds: float = 0.0, frames: int | None = None) -> JobResult | None:
-    """Sample (this process's share) and, on the writing process, write the video and sidecar.
+                 load_seconds: float = 0.0, frames: int | None = None, sidecar: bool = True) -> JobResult | None:
+    """Sample (this process's share) and, on the writing process, write the video and (unless told not to, as
+    benchmarks on random weights do: there are no weight files to list) its sidecar.
 
     `frames` is the motion's selected frame count when the caller has probed it already.
     """
@@ -109,5 +110,6 @@ def run_long_job(animator, request: LongRequest, reporter: Reporter, group: Rank
                "decode_encode_s": round(t3 - t2, 3), "total_s": round(load_seconds + t3 - t0, 3)}
     result = JobResult(request.output, sidecar_path(request.output), frames, inputs.fps,
                        (width, height), settings.seed, timings)
-    _write_sidecar(result, animator, settings, inputs)
+    if sidecar:
+        _write_sidecar(result, animator, settings, inputs)
     return result

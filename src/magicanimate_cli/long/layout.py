@@ -125,7 +125,9 @@ def _summary(layout: Layout) -> list[str]:
         lines.append(f"fusion none: windows are laid back to back; --context-overlap {c.context_overlap} "
                      "is not used")
     coverage = plan.coverage()
-    lines.append(f"fusion {c.fusion}; every frame is in {min(coverage)} to {max(coverage)} windows "
+    low, high = min(coverage), max(coverage)
+    spread = f"{low}" if low == high else f"{low} to {high}"
+    lines.append(f"fusion {c.fusion}; every frame is in {spread} window{'s' if high > 1 else ''} "
                  f"(mean {sum(coverage) / len(coverage):.2f})")
     guidance = ("2 UNet passes per frame: unconditional and conditional" if c.guided
                 else "1 UNet pass per frame: no guidance")
