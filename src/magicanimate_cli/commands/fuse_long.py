@@ -94,20 +94,30 @@ def fuse_long(**options: Any) -> None:
     from ..long.distributed import group_from_environment, launch_local
 
     group = group_from_environment()
+    processes = options["nproc"]
+    if group is not None and processes not in (1, group.size):
+        raise SettingsError(f"--nproc {processes}: this process was started by torchrun with {group.size} "
+                            "processes; leave --nproc out under torchrun")
+    if group is None and processes > 1:
+        _check_devices(settings, processes)
     launch = _prepare(settings, options, writes=group is None or group.writes)
-    if group is not None:
-        if options["nproc"] not in (1, group.size):
-            raise SettingsError(f"--nproc {options['nproc']}: this process was started by torchrun with "
-                                f"{group.size} processes; leave --nproc out under torchrun")
-        run_process(launch, group)
-    elif options["nproc"] > 1:
-        launch_local(options["nproc"], run_process, launch)
+    if group is None and processes > 1:
+        launch_local(processes, run_process, launch)
     else:
-        run_process(launch, None)
+        run_process(launch, group)
 
 
 fuse_long.__signature__ = _signature()
 fuse_long.__doc__ = HELP
+
+
+def _check_devices(settings: AnimateSettings, processes: int) -> None:
+    """Refuse a device that cannot hold `processes` processes before any of them starts."""
+    from ..devices import resolve_device
+    from ..long.distributed import RankGroup, rank_device
+
+    last = processes - 1
+    rank_device(resolve_device(settings.device), RankGroup(last, processes, last))
 
 
 def _probe_frames(settings: AnimateSettings, motion: Path) -> int:
