@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -71,6 +72,12 @@ class Animator:
                         dtype: torch.dtype = torch.float32) -> "Animator":
         return cls(load_components(weights_dir, device, dtype), device, dtype)
 
+    def precision(self):
+        """fp32 means fp32: cuDNN's TF32 convolutions (on by default) would move an fp32 run by ~1e-3."""
+        if self.dtype == torch.float32 and self.device.type == "cuda":
+            return torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False)
+        return contextlib.nullcontext()
+
     @property
     def max_context_frames(self) -> int:
         return int(self.components.unet.config.motion_max_len)
@@ -107,6 +114,10 @@ class Animator:
                on_window: Callable[[], None] | None = None, noise: str = "shared",
                stats: list[StepStats] | None = None) -> torch.Tensor:
         """Final latents (1, 4, N, h, w), trimmed to the motion's length."""
+        with self.precision():
+            return self._sample(reference, motion, config, seed, callback, on_window, noise, stats)
+
+    def _sample(self, reference, motion, config, seed, callback, on_window, noise, stats) -> torch.Tensor:
         cond = self.prepare(reference, motion, config)
         frames = len(cond.control)
         height, width = reference.shape[:2]
@@ -123,7 +134,8 @@ class Animator:
         frames = latents.shape[2]
         for start in range(0, frames, batch_size):
             chunk = latents[0, :, start:start + batch_size].permute(1, 0, 2, 3)
-            images = vae.decode((chunk / VAE_SCALE).to(self.dtype), return_dict=False)[0]
+            with self.precision():
+                images = vae.decode((chunk / VAE_SCALE).to(self.dtype), return_dict=False)[0]
             images = (images.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
             yield from images
 

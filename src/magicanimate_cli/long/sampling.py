@@ -35,7 +35,7 @@ def sample_long(animator: Animator, reference: np.ndarray, control: PaddedFrames
     if frames % config.context_frames:
         raise ValueError(f"{frames} control frames are not a multiple of {config.context_frames}")
     height, width = reference.shape[:2]
-    with torch.no_grad():
+    with torch.no_grad(), animator.precision():
         cond = Conditioning(animator.text_embedding(), animator.encode_reference(reference), control)
         if resume is None:
             latents, start = initial_noise(seed, frames, height, width, config.context_frames, noise), 0
