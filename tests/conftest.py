@@ -43,3 +43,24 @@ def animator():
     from magicanimate_cli import Animator
 
     return Animator.from_pretrained(TINY_BUNDLE)
+
+
+def cli_exit_code(args: list) -> int:
+    """Run `magicanimate ARGS` in this process through the console script's entry point; its exit code.
+
+    The entry point's error handling (one-line errors, exit codes) is exercised exactly as from a shell.
+    """
+    from magicanimate_cli.cli import main
+
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0
+
+
+def run_cli(args: list, capsys) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of one in-process `magicanimate ARGS`."""
+    code = cli_exit_code(args)
+    out, err = capsys.readouterr()
+    return code, out, err

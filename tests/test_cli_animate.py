@@ -16,8 +16,8 @@ import av
 import numpy as np
 import pytest
 
-from magicanimate_cli.cli import main
 from magicanimate_cli.demo_inputs import make_motion_frames, make_reference_image
+from conftest import run_cli as run
 from media_helpers import encode_video, save_image, truncate
 
 MAGICANIMATE = [sys.executable, "-m", "magicanimate_cli"]
@@ -35,17 +35,6 @@ def media(tmp_path_factory, tiny_bundle):
         "portrait": encode_video(root / "portrait.mp4", list(make_motion_frames(5, 128, 192)), 25),
     }
     return {"root": root, "ref": ref, **clips, "weights": tiny_bundle}
-
-
-def run(args: list[str], capsys) -> tuple[int, str, str]:
-    """Run the CLI in-process as the console script does; returns (exit code, stdout, stderr)."""
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def probe(path: Path) -> tuple[int, Fraction, int, int]:

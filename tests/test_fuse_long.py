@@ -20,13 +20,14 @@ import numpy as np
 import pytest
 import torch
 
-from magicanimate_cli.cli import main
 from magicanimate_cli.config import AnimateSettings
 from magicanimate_cli.demo_inputs import make_motion_frames, make_reference_image
 from magicanimate_cli.long.checkpoint import load_checkpoint
 from magicanimate_cli.long.job import open_long_inputs
 from magicanimate_cli.long.sampling import sample_long
 from magicanimate_cli.sampler import SamplerConfig
+from conftest import cli_exit_code as exit_code
+from conftest import run_cli
 from media_helpers import encode_video, save_image
 
 MAGICANIMATE = [sys.executable, "-m", "magicanimate_cli"]
@@ -41,20 +42,9 @@ def single_threaded() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def exit_code(args: list) -> int:
-    """Run the console script's entry point in this process, as `magicanimate ARGS` would run."""
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 1
-    return 0
-
-
 def cli(args: list, capsys) -> tuple[int, str, str]:
     """(exit code, stdout, stderr) of one in-process run."""
-    code = exit_code(args)
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_cli(args, capsys)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -10,6 +10,7 @@ import platform
 import secrets
 import time
 from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -72,14 +73,23 @@ class PreparedInputs:
     source: dict
 
 
-def prepare_inputs(settings: AnimateSettings, reference_path: Path, motion_path: Path) -> PreparedInputs:
-    """Read both inputs and bring them to the working shape (see geometry for pad/crop/stretch)."""
+def stack_frames(frames: Iterator[np.ndarray], count: int) -> np.ndarray:
+    """The default home of fitted motion frames: one array in memory."""
+    return np.stack(list(frames))
+
+
+def prepare_inputs(settings: AnimateSettings, reference_path: Path, motion_path: Path,
+                   store: Callable[[Iterator[np.ndarray], int], Sequence] = stack_frames) -> PreparedInputs:
+    """Read both inputs and bring them to the working shape (see geometry for pad/crop/stretch).
+
+    `store` receives the fitted motion frames as a stream and keeps them (fuse-long keeps them on disk).
+    """
     reference = load_reference(reference_path)
     sel = settings.selection
     clip = open_motion(motion_path, start=sel.start, max_frames=sel.max_frames, stride=sel.stride)
     work_w, work_h = working_shape(clip.width, clip.height, settings.size, settings.width, settings.height)
     fit = plan_fit(clip.width, clip.height, work_w, work_h, settings.fit)
-    motion = np.stack([fit_motion_frame(frame, fit) for frame in clip])
+    motion = store((fit_motion_frame(frame, fit) for frame in clip), len(clip))
     fps = settings.fps if settings.fps is not None else clip.fps
     source = {"reference": str(reference_path), "reference_size": [reference.shape[1], reference.shape[0]],
               "motion": str(motion_path), "motion_frames": len(clip), "motion_size": [clip.width, clip.height],
@@ -91,7 +101,7 @@ def run_job(animator, settings: AnimateSettings, reference_path: Path, motion_pa
             reporter: Reporter, load_seconds: float = 0.0) -> JobResult:
     """Animate one reference along one motion and write `output` (+ grid and sidecar)."""
     from .sampler import SamplerConfig
-    from .windows import padded_length, plan_windows
+    from .windows import padded_length
 
     t0 = time.perf_counter()
     settings = pick_seed(settings)
@@ -99,26 +109,24 @@ def run_job(animator, settings: AnimateSettings, reference_path: Path, motion_pa
     inputs = prepare_inputs(settings, reference_path, motion_path)
     config = SamplerConfig(settings.steps, settings.guidance, settings.context_frames, settings.context_overlap,
                            settings.wrap, settings.fusion)
-    overlap = 0 if settings.fusion == "none" else settings.context_overlap
-    plan = plan_windows(padded_length(len(inputs.motion), settings.context_frames), settings.context_frames,
-                        overlap, settings.wrap)
+    plan = config.window_plan(padded_length(len(inputs.motion), settings.context_frames))
     reporter.phase("denoise", settings.steps * len(plan.windows))
     t1 = time.perf_counter()
     latents = animator.sample(inputs.reference, inputs.motion, config, settings.seed,
                               on_window=reporter.advance, noise=settings.noise)
     t2 = time.perf_counter()
     reporter.phase("decode", len(inputs.motion))
-    width, height = _write_video(animator, latents, inputs, settings, output, reporter)
+    width, height = write_video(animator, latents, inputs, settings, output, reporter)
     t3 = time.perf_counter()
     timings = {"load_s": round(load_seconds, 3), "prepare_s": round(t1 - t0, 3), "sample_s": round(t2 - t1, 3),
                "decode_encode_s": round(t3 - t2, 3), "total_s": round(load_seconds + t3 - t0, 3)}
     result = JobResult(output, sidecar_path(output), len(inputs.motion), inputs.fps, (width, height),
                        settings.seed, timings)
-    _write_sidecar(result, animator, settings, inputs)
+    write_sidecar(result, animator, settings, inputs)
     return result
 
 
-def _write_video(animator, latents, inputs: PreparedInputs, settings: AnimateSettings, output: Path,
+def write_video(animator, latents, inputs: PreparedInputs, settings: AnimateSettings, output: Path,
                  reporter: Reporter) -> tuple[int, int]:
     """Decode in batches and encode as we go; the grid (if asked) is written alongside."""
     from .writer import open_grid_writer, open_writer
@@ -146,7 +154,7 @@ def _file_record(path: Path) -> dict:
     return {"path": str(path), "bytes": stat.st_size, "modified": int(stat.st_mtime)}
 
 
-def _write_sidecar(result: JobResult, animator, settings: AnimateSettings, inputs: PreparedInputs) -> None:
+def write_sidecar(result: JobResult, animator, settings: AnimateSettings, inputs: PreparedInputs) -> None:
     import av
     import diffusers
     import torch

@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import AnimateSettings, sidecar_path
-from ..geometry import fit_motion_frame, fit_reference, plan_fit, working_shape
-from ..job import JobResult, PreparedInputs, _write_sidecar, _write_video
-from ..media import load_reference, open_motion
+from ..job import JobResult, PreparedInputs, prepare_inputs, write_sidecar, write_video
 from ..progress import Reporter
 from ..sampler import SamplerConfig
 from .checkpoint import CheckpointWriter, check_resumable, load_checkpoint
@@ -47,17 +45,8 @@ class LongRequest:
 def open_long_inputs(settings: AnimateSettings, reference_path: Path, motion_path: Path, folder: Path,
                      keep: Container[int] | None) -> PreparedInputs:
     """`job.prepare_inputs` with the fitted motion frames streamed into a `FrameStore` in `folder`."""
-    reference = load_reference(reference_path)
-    sel = settings.selection
-    clip = open_motion(motion_path, start=sel.start, max_frames=sel.max_frames, stride=sel.stride)
-    work_w, work_h = working_shape(clip.width, clip.height, settings.size, settings.width, settings.height)
-    fit = plan_fit(clip.width, clip.height, work_w, work_h, settings.fit)
-    store = FrameStore.from_frames((fit_motion_frame(frame, fit) for frame in clip), len(clip), folder, keep)
-    fps = settings.fps if settings.fps is not None else clip.fps
-    source = {"reference": str(reference_path), "reference_size": [reference.shape[1], reference.shape[0]],
-              "motion": str(motion_path), "motion_frames": len(clip), "motion_size": [clip.width, clip.height],
-              "motion_fps": str(clip.fps), "working_size": [work_w, work_h], "fit": fit.to_dict()}
-    return PreparedInputs(fit_reference(reference, work_w, work_h, settings.fit), store, fit, fps, source)
+    return prepare_inputs(settings, reference_path, motion_path,
+                          store=lambda frames, count: FrameStore.from_frames(frames, count, folder, keep))
 
 
 def frames_to_keep(layout: Layout, group: RankGroup | None, grid: bool) -> set[int] | None:
@@ -104,12 +93,12 @@ def run_long_job(animator, request: LongRequest, reporter: Reporter, group: Rank
         if not writes:
             return None
         reporter.phase("decode", frames)
-        width, height = _write_video(animator, latents[:, :, :frames], inputs, settings, request.output, reporter)
+        width, height = write_video(animator, latents[:, :, :frames], inputs, settings, request.output, reporter)
     t3 = time.perf_counter()
     timings = {"load_s": round(load_seconds, 3), "prepare_s": round(t1 - t0, 3), "sample_s": round(t2 - t1, 3),
                "decode_encode_s": round(t3 - t2, 3), "total_s": round(load_seconds + t3 - t0, 3)}
     result = JobResult(request.output, sidecar_path(request.output), frames, inputs.fps,
                        (width, height), settings.seed, timings)
     if sidecar:
-        _write_sidecar(result, animator, settings, inputs)
+        write_sidecar(result, animator, settings, inputs)
     return result
