@@ -63,7 +63,7 @@ def animate(
     motion: Optional[Path] = typer.Argument(None, help="DensePose video (mp4/mov/webm/avi/gif) or frame folder; "
                                                        "or a folder of motions."),
     output: Path = typer.Option(..., "-o", "--output", help="Output .mp4/.webm/.gif, or a folder for PNG frames "
-                                                            "(in batch mode: the output folder)."),
+                                                            "(animate's batch mode: the output folder)."),
     size: int = typer.Option(512, help="Working size (square); the released model's size is 512."),
     width: Optional[int] = typer.Option(None, show_default="--size", help="Working width (multiple of 8); overrides --size."),
     height: Optional[int] = typer.Option(None, show_default="--size", help="Working height (multiple of 8); overrides --size."),

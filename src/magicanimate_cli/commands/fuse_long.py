@@ -49,7 +49,7 @@ def _long_parameters() -> list[inspect.Parameter]:
             "mean", help="mean: average overlapping windows (the paper); pyramid: weights falling toward a "
                          "window's edges; none: back-to-back windows, no overlap (the paper's w/o fusion).")),
         option("plan", bool, typer.Option(
-            False, "--plan", help="Print the window layout and its cost in model passes, then exit without "
+            False, "--plan", show_default="off", help="Print the window layout and its cost in model passes, then exit without "
                                   "loading models.")),
         option("nproc", int, typer.Option(
             1, "--nproc", min=1, help="Start N local processes (one GPU each on CUDA) that share every step; "
