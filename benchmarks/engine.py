@@ -20,33 +20,20 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from magicanimate_cli.devices import resolve_device, resolve_dtype  # noqa: E402
-from magicanimate_cli.pipeline import Animator  # noqa: E402
+from full_size import add_model_arguments, animator_from_args  # noqa: E402
 from magicanimate_cli.sampler import SamplerConfig, StepStats  # noqa: E402
 from magicanimate_cli.windows import padded_length, plan_windows  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", type=Path, help="weights directory (official layout)")
-    parser.add_argument("--full-size", action="store_true", help="random SD 1.5-size weights instead")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--size", type=int, default=512)
+    add_model_arguments(parser)
     parser.add_argument("--frames", type=int, nargs="+", default=[32, 96])
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--context-frames", type=int, default=16)
-    parser.add_argument("--context-overlap", type=int, default=4)
     args = parser.parse_args()
 
-    device = resolve_device(args.device)
-    dtype = resolve_dtype(args.dtype, device)
-    if args.full_size:
-        from full_size import random_components
-
-        animator = Animator(random_components(device, dtype), device, dtype)
-    else:
-        animator = Animator.from_pretrained(args.weights, device, dtype)
+    animator = animator_from_args(args)
+    device, dtype = animator.device, animator.dtype
     rng = np.random.default_rng(0)
     reference = rng.integers(0, 255, (args.size, args.size, 3), dtype=np.uint8)
     config = SamplerConfig(args.steps, 7.5, args.context_frames, args.context_overlap)

@@ -27,3 +27,28 @@ def random_components(device: torch.device, dtype: torch.dtype, seed: int = 0) -
         vae = ready(AutoencoderKL.from_config(sd15.VAE))
         text = ready(CLIPTextEncoder(CLIPTextConfig.from_dict(sd15.TEXT_ENCODER)))
     return Components(unet, appearance, controlnet, vae, text, EmptyPromptTokens(49406, 49407, 49407, 77))
+
+
+def add_model_arguments(parser) -> None:
+    """The options every benchmark shares: which weights, where, in which precision, at which size."""
+    from pathlib import Path
+
+    parser.add_argument("--weights", type=Path, help="weights directory (official layout)")
+    parser.add_argument("--full-size", action="store_true", help="random SD 1.5-size weights instead")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--context-frames", type=int, default=16)
+    parser.add_argument("--context-overlap", type=int, default=4)
+
+
+def animator_from_args(args):
+    """An Animator on the chosen device: from a weights directory, or random at the released sizes."""
+    from magicanimate_cli.devices import resolve_device, resolve_dtype
+    from magicanimate_cli.pipeline import Animator
+
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    if args.full_size:
+        return Animator(random_components(device, dtype), device, dtype)
+    return Animator.from_pretrained(args.weights, device, dtype)

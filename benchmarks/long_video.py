@@ -22,10 +22,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from magicanimate_cli.config import AnimateSettings  # noqa: E402
 from magicanimate_cli.demo_inputs import make_motion_frames, make_reference_image  # noqa: E402
-from magicanimate_cli.devices import resolve_device, resolve_dtype  # noqa: E402
+from full_size import add_model_arguments, animator_from_args  # noqa: E402
 from magicanimate_cli.long.job import LongRequest, run_long_job  # noqa: E402
 from magicanimate_cli.long.layout import Layout  # noqa: E402
-from magicanimate_cli.pipeline import Animator  # noqa: E402
 from magicanimate_cli.progress import Reporter  # noqa: E402
 from magicanimate_cli.writer import open_writer, write_image_atomic  # noqa: E402
 
@@ -59,24 +58,12 @@ def write_motion(path: Path, frames: int, size: int) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", type=Path, help="weights directory (official layout)")
-    parser.add_argument("--full-size", action="store_true", help="random SD 1.5-size weights instead")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--size", type=int, default=512)
+    add_model_arguments(parser)
     parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--context-frames", type=int, default=16)
-    parser.add_argument("--context-overlap", type=int, default=4)
     args = parser.parse_args()
 
-    device = resolve_device(args.device)
-    dtype = resolve_dtype(args.dtype, device)
-    if args.full_size:
-        from full_size import random_components
-
-        animator = Animator(random_components(device, dtype), device, dtype)
-    else:
-        animator = Animator.from_pretrained(args.weights, device, dtype)
+    animator = animator_from_args(args)
+    device, dtype = animator.device, animator.dtype
     k = args.context_frames
     settings = AnimateSettings(size=args.size, steps=args.steps, seed=0, context_frames=k,
                                context_overlap=args.context_overlap, device=str(device))
