@@ -107,7 +107,7 @@ def test_checkpoint_wrapped_in_state_dict_with_prefixes_loads(bundle, tiny_bundl
     reference = _unet_state(WeightsLayout(tiny_bundle))
     ckpt = bundle.temporal_checkpoint
     state = torch.load(ckpt, weights_only=True)
-    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, ckpt)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}, "global_step": 1000}, ckpt)
     loaded = _unet_state(bundle)
     assert all(torch.equal(loaded[k], reference[k]) for k in reference)
 
@@ -144,3 +144,12 @@ def test_checkpoint_is_memory_mapped_not_read_into_ram(tiny_bundle):
     maps = Path("/proc/self/maps").read_text()
     assert str(path.resolve()) in maps
     assert len(state) == 560
+
+
+def test_flat_checkpoint_with_a_global_step_entry_loads(bundle, tiny_bundle):
+    reference = _unet_state(WeightsLayout(tiny_bundle))
+    ckpt = bundle.temporal_checkpoint
+    state = torch.load(ckpt, weights_only=True)
+    torch.save({**{f"unet.{k}": v for k, v in state.items()}, "global_step": 1000}, ckpt)
+    loaded = _unet_state(bundle)
+    assert all(torch.equal(loaded[k], reference[k]) for k in reference)

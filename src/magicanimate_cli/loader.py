@@ -35,6 +35,7 @@ DIFFUSERS_WEIGHTS = (
 )
 TRANSFORMERS_WEIGHTS = ("model.safetensors", "model.fp16.safetensors", "pytorch_model.bin", "pytorch_model.fp16.bin")
 CHECKPOINT_PREFIXES = ("module.", "unet.")
+TRAINING_METADATA = ("global_step", "epoch")
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise WeightsError(f"{path}: cannot read weights ({reason}); the file may be truncated or corrupt") from None
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
+    if isinstance(state, Mapping):  # training bookkeeping that checkpoints carry beside the tensors
+        state = {k: v for k, v in state.items() if not (k in TRAINING_METADATA and not isinstance(v, torch.Tensor))}
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path}: not a state dict of tensors")
     return _strip_prefixes(state)
