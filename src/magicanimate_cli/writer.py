@@ -22,6 +22,7 @@ import re
 import shutil
 import tempfile
 import weakref
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -78,7 +79,7 @@ VP9 handles odd sizes itself and GIF has no chroma subsampling."""
 # --------------------------------------------------------------------------- base
 
 
-class FrameWriter:
+class FrameWriter(ABC):
     """Common life cycle: write frames, then `close()` to publish or `abort()` to discard."""
 
     def __init__(self, path: Path, fps: Fraction, width: int, height: int) -> None:
@@ -149,17 +150,21 @@ class FrameWriter:
         else:
             self.abort()
 
+    @abstractmethod
     def _write_frame(self, pixels: np.ndarray) -> None:
-        raise NotImplementedError
+        """Encode one uint8 frame into the temporary."""
 
+    @abstractmethod
     def _finish(self) -> None:
-        raise NotImplementedError
+        """Flush the encoder and close the temporary."""
 
+    @abstractmethod
     def _publish(self) -> None:
-        raise NotImplementedError
+        """Move the finished temporary onto the final path."""
 
+    @abstractmethod
     def _discard(self) -> None:
-        raise NotImplementedError
+        """Close whatever is open; the temporary itself is removed by the finaliser."""
 
 
 # --------------------------------------------------------------------------- video files
