@@ -142,6 +142,14 @@ def test_plan_reports_the_cost_per_step_and_per_run_and_each_process_share(media
     assert owners == [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]
 
 
+def test_plan_needs_no_output_but_a_run_does(media, tmp_path, capsys):
+    code, out, err = cli(["fuse-long", media["ref"], media["plan30"], "--plan"], capsys)
+    assert code == 0, err
+    assert "windows:" in out
+    code, _, err = cli(["fuse-long", media["ref"], media["plan30"], "--weights", tmp_path / "none"], capsys)
+    assert code != 0 and err.strip() == "error: -o/--output is required (only --plan runs without it)"
+
+
 # ------------------------------------------------------------------------------------ the long-video options
 
 

@@ -72,6 +72,11 @@ def _signature() -> inspect.Signature:
               argument("motion", "DensePose motion: a video (mp4/mov/webm/avi/gif) or a folder of frame images.")]
     shared = [p for name, p in inspect.signature(animate, eval_str=True).parameters.items()
               if name not in ("reference", "motion", *BATCH_OPTIONS)]
+    # --plan writes nothing, so -o is checked in `fuse_long` rather than required by the parser.
+    output = inspect.Parameter("output", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Optional[Path],
+                               default=typer.Option(None, "-o", "--output", show_default="required unless --plan",
+                                                    help="Output .mp4/.webm/.gif, or a folder for PNG frames."))
+    shared = [output if p.name == "output" else p for p in shared]
     return inspect.Signature([*inputs, *shared, *_long_parameters()])
 
 
@@ -91,6 +96,8 @@ def fuse_long(**options: Any) -> None:
     if options["plan"]:
         _print_plan(settings, motion, options["nproc"])
         return
+    if options["output"] is None:
+        raise SettingsError("-o/--output is required (only --plan runs without it)")
     from ..long.distributed import group_from_environment, launch_local
 
     group = group_from_environment()
