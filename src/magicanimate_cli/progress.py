@@ -10,10 +10,25 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
+
+
+class RateColumn(ProgressColumn):
+    """Units per second (windows/s while denoising, frames/s while decoding), or per unit when slower."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        if not speed:
+            return Text("  ?/s", style="progress.data.speed")
+        if speed >= 1:
+            return Text(f"{speed:5.2f}/s", style="progress.data.speed")
+        return Text(f"{1 / speed:5.1f}s/it", style="progress.data.speed")
 
 
 class Reporter(AbstractContextManager):
@@ -41,7 +56,8 @@ class RichReporter(Reporter):
             TextColumn("{task.description:<10}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.speed:>6.2f}/s" if False else "[progress.percentage]{task.percentage:>3.0f}%"),
+            TextColumn("[progress.percentage]{task.percentage:>3.0f}%"),
+            RateColumn(),
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
