@@ -283,3 +283,12 @@ def test_version_flag_prints_the_package_version():
 
     proc = subprocess.run([*MAGICANIMATE, "--version"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == f"magicanimate {__version__}"
+
+
+def test_progress_shows_denoise_and_decode_phases_unless_quiet(media, tmp_path, capsys):
+    args = [a for a in animate_args(media, media["square"], tmp_path / "p.mp4") if a != "--quiet"]
+    code, stdout, err = run(args, capsys)
+    assert code == 0 and stdout == ""
+    assert "denoise" in err and "decode" in err and "seed 3" in err and "wrote" in err
+    code, stdout, err = run(animate_args(media, media["square"], tmp_path / "q.mp4"), capsys)
+    assert code == 0 and stdout == "" and err == ""
