@@ -222,7 +222,7 @@ def _unet_config(layout: WeightsLayout, motion_shapes: Mapping[str, tuple] | Non
     return TemporalUNetConfig.from_dict(cfg)
 
 
-def _temporal_unet(layout: WeightsLayout) -> tuple[nn.Module, dict[str, torch.Tensor], list[Path]]:
+def _temporal_unet(layout: WeightsLayout) -> nn.Module:
     """The UNet with SD 1.5's weights and every key of `temporal_attention.ckpt` applied over them.
 
     The released checkpoint carries the whole temporal UNet (spatial weights included), and the official loader
@@ -243,7 +243,6 @@ def _temporal_unet(layout: WeightsLayout) -> tuple[nn.Module, dict[str, torch.Te
         k = wrong[0]
         raise WeightsError(f"{ckpt_path}: {len(wrong)} keys with the wrong shape: {k} is "
                            f"{list(temporal[k].shape)}, expected {list(expected[k])}")
-    sources = [ckpt_path]
     state = dict(temporal)
     uncovered = set(expected) - set(temporal)
     if uncovered:
@@ -253,12 +252,10 @@ def _temporal_unet(layout: WeightsLayout) -> tuple[nn.Module, dict[str, torch.Te
         compare_shapes({k: v for k, v in expected.items() if k not in motion_keys},
                        {k: tuple(v.shape) for k, v in spatial.items()}, sd_path)
         state = {**spatial, **temporal}
-        sources.insert(0, sd_path)
         still = set(expected) - set(state)
         if still:
             raise WeightsError(f"{ckpt_path}: {len(still)} UNet keys missing (set by no file): {_first(still)}")
-    fill(model, state, ckpt_path)
-    return model, state, sources
+    return fill(model, state, ckpt_path)
 
 
 def _diffusers_model(folder: Path, factory: Callable[[dict], nn.Module]) -> nn.Module:
@@ -325,8 +322,7 @@ def load_components(root: Path | str, device: torch.device | str = "cpu",
     # The scheduler folder is not read: the sampler uses DDIM exactly as MagicAnimate configures it.
     tokens = _prompt_tokens(layout)
     text_encoder = _ready(_text_encoder(layout), layout.text_encoder, device, dtype)
-    unet, _, _ = _temporal_unet(layout)
-    unet = _ready(unet, layout.temporal_checkpoint, device, dtype)
+    unet = _ready(_temporal_unet(layout), layout.temporal_checkpoint, device, dtype)
     appearance = _ready(_diffusers_model(layout.appearance_encoder, _appearance_factory),
                         layout.appearance_encoder, device, dtype)
     controlnet = _ready(_diffusers_model(layout.controlnet, _controlnet_factory), layout.controlnet, device, dtype)

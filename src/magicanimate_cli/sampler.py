@@ -13,7 +13,7 @@ as soon as no later window of the step does, so memory does not grow with the le
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -95,7 +95,6 @@ class StepStats:
     unet_windows: int = 0
     appearance_passes: int = 0
     peak_cached_frames: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 def control_tensor(control: Sequence | np.ndarray, frames: Sequence[int], device, dtype) -> torch.Tensor:
