@@ -21,8 +21,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 from full_size import add_model_arguments, animator_from_args  # noqa: E402
-from magicanimate_cli.sampler import SamplerConfig, StepStats  # noqa: E402
-from magicanimate_cli.windows import padded_length, plan_windows  # noqa: E402
+from magicanimate_cli.engine.sampler import SamplerConfig, StepStats  # noqa: E402
+from magicanimate_cli.engine.windows import padded_length, plan_windows  # noqa: E402
 
 
 def main() -> None:

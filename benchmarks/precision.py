@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from magicanimate_cli.devices import resolve_device
-from magicanimate_cli.pipeline import Animator
+from magicanimate_cli.engine.pipeline import Animator
 
 CASES = Path(__file__).resolve().parent.parent / "tests" / "data" / "parity" / "cases"
 BUNDLE = Path(__file__).resolve().parent.parent / "tests" / "data" / "tiny-bundle"

@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import av
 
-from magicanimate_cli.loader import check_weights
+from magicanimate_cli.engine.loader import check_weights
 from magicanimate_cli.tiny_weights import build_tiny_weights
 
 

@@ -25,7 +25,7 @@ from magicanimate_cli.demo_inputs import make_motion_frames, make_reference_imag
 from magicanimate_cli.long.checkpoint import load_checkpoint
 from magicanimate_cli.long.job import open_long_inputs
 from magicanimate_cli.long.sampling import sample_long
-from magicanimate_cli.sampler import SamplerConfig
+from magicanimate_cli.engine.sampler import SamplerConfig
 from conftest import cli_exit_code as exit_code
 from conftest import run_cli
 from media_helpers import encode_video, save_image

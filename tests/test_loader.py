@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from magicanimate_cli.errors import WeightsError
-from magicanimate_cli.loader import (
+from magicanimate_cli.engine.loader import (
     WeightsLayout,
     check_weights,
     checkpoint_covers_unet,

@@ -9,10 +9,10 @@ import pytest
 import torch
 from diffusers import ControlNetModel
 
-from magicanimate_cli.loader import fill, on_meta
-from magicanimate_cli.models.appearance_encoder import build_appearance_encoder
-from magicanimate_cli.models import sd15
-from magicanimate_cli.models.unet3d import TemporalUNet, TemporalUNetConfig
+from magicanimate_cli.engine.loader import fill, on_meta
+from magicanimate_cli.engine.models.appearance_encoder import build_appearance_encoder
+from magicanimate_cli.engine.models import sd15
+from magicanimate_cli.engine.models.unet3d import TemporalUNet, TemporalUNetConfig
 
 MANIFESTS = Path(__file__).parent / "data" / "parity" / "manifest"
 

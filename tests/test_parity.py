@@ -51,7 +51,7 @@ def test_reference_latents_are_the_vae_mean_scaled(animator):
 
 
 def test_initial_noise_is_one_window_drawn_on_cpu_and_tiled():
-    from magicanimate_cli.pipeline import initial_noise
+    from magicanimate_cli.engine.pipeline import initial_noise
 
     case = load_case("public_b")
     saved = case.array("initial_noise")

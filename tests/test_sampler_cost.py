@@ -9,9 +9,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from conftest import load_case
-from magicanimate_cli.pipeline import initial_noise
-from magicanimate_cli.sampler import SamplerConfig, denoise
-from magicanimate_cli.windows import padded_length, plan_windows
+from magicanimate_cli.engine.pipeline import initial_noise
+from magicanimate_cli.engine.sampler import SamplerConfig, denoise
+from magicanimate_cli.engine.windows import padded_length, plan_windows
 
 
 def _count_batch(module: torch.nn.Module, counter: list[int]):
@@ -78,7 +78,7 @@ def test_sampler_peak_memory_is_flat_in_the_number_of_frames(animator):
 
 
 def test_controlnet_residuals_are_released_after_their_last_window(animator):
-    from magicanimate_cli.sampler import StepStats
+    from magicanimate_cli.engine.sampler import StepStats
 
     case = load_case("public_b")
     control = np.resize(case.array("control_frames"), (128, 128, 128, 3))

@@ -10,7 +10,7 @@ __all__ = ["Animator", "AnimationResult", "__version__"]
 def __getattr__(name: str):
     # The engine pulls in torch and diffusers; load it only when asked for, so `--help` stays fast.
     if name in ("Animator", "AnimationResult"):
-        from . import pipeline
+        from .engine import pipeline
 
         return getattr(pipeline, name)
     raise AttributeError(name)

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from .demo_inputs import write_demo_inputs
-from .loader import check_weights
+from .engine.loader import check_weights
 from .tiny_weights import build_tiny_weights
 
 

@@ -35,7 +35,7 @@ from typing import Any
 
 from . import __version__
 from .errors import SettingsError, WeightsError
-from .loader import DIFFUSERS_WEIGHTS, MA_DIR, SD_DIR, TEMPORAL_CKPT, TRANSFORMERS_WEIGHTS, VAE_DIR
+from .engine.loader import DIFFUSERS_WEIGHTS, MA_DIR, SD_DIR, TEMPORAL_CKPT, TRANSFORMERS_WEIGHTS, VAE_DIR
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 SD_REPO = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -644,7 +644,7 @@ def _finish_state(root: Path) -> None:
 def download_weights(settings: DownloadSettings, observer: Observer | None = None,
                      dry_run: bool = False) -> DownloadReport:
     """Make `settings.root` hold every file the engine loads; raise WeightsError naming what could not be done."""
-    from .loader import check_weights
+    from .engine.loader import check_weights
 
     observer = observer or Observer()
     root = settings.root.expanduser()
@@ -680,7 +680,7 @@ def download_weights(settings: DownloadSettings, observer: Observer | None = Non
 
 def _unet_needed(item: PlannedFile, root: Path, observer: Observer) -> bool:
     """For the SD 1.5 unet weights: fetch them only if temporal_attention.ckpt does not set every UNet key."""
-    from .loader import checkpoint_covers_unet
+    from .engine.loader import checkpoint_covers_unet
 
     if not item.unet_weights:
         return True
@@ -701,7 +701,7 @@ def _unet_needed(item: PlannedFile, root: Path, observer: Observer) -> bool:
 
 def _decide_unet_if_known(plan: list[PlannedFile], root: Path) -> None:
     """In a dry run the checkpoint may already be on disk: then the unet weights are known to be (not) needed."""
-    from .loader import checkpoint_covers_unet
+    from .engine.loader import checkpoint_covers_unet
 
     layout_ready = (root / TEMPORAL_CKPT).is_file() and (root / SD_DIR / "unet" / "config.json").is_file()
     for item in plan:
@@ -728,7 +728,7 @@ def check_directory(root: Path) -> list[str]:
 
     The recorded sizes catch a truncated file the engine's header check cannot see (a tokenizer file, say).
     """
-    from .loader import check_weights
+    from .engine.loader import check_weights
 
     root = Path(root).expanduser()
     problems = check_weights(root)

@@ -100,8 +100,8 @@ def prepare_inputs(settings: AnimateSettings, reference_path: Path, motion_path:
 def run_job(animator, settings: AnimateSettings, reference_path: Path, motion_path: Path, output: Path,
             reporter: Reporter, load_seconds: float = 0.0) -> JobResult:
     """Animate one reference along one motion and write `output` (+ grid and sidecar)."""
-    from .sampler import SamplerConfig
-    from .windows import padded_length
+    from .engine.sampler import SamplerConfig
+    from .engine.windows import padded_length
 
     t0 = time.perf_counter()
     settings = pick_seed(settings)
@@ -160,7 +160,7 @@ def write_sidecar(result: JobResult, animator, settings: AnimateSettings, inputs
     import torch
 
     from .devices import dtype_name
-    from .loader import weight_files
+    from .engine.loader import weight_files
     from .writer import write_json_atomic
 
     record = {

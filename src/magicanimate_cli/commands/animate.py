@@ -39,7 +39,7 @@ def settings_from_options(**o) -> AnimateSettings:
 def load_animator(settings: AnimateSettings, reporter):
     """Load the models once (the expensive part); checks the window length against the loaded model."""
     from ..devices import resolve_device, resolve_dtype
-    from ..pipeline import Animator
+    from ..engine.pipeline import Animator
 
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)

@@ -136,7 +136,7 @@ def _probe_frames(settings: AnimateSettings, motion: Path) -> int:
 
 def _print_plan(settings: AnimateSettings, motion: Path, processes: int) -> None:
     from ..long.layout import Layout, render_plan
-    from ..sampler import SamplerConfig
+    from ..engine.sampler import SamplerConfig
 
     config = SamplerConfig(settings.steps, settings.guidance, settings.context_frames, settings.context_overlap,
                            settings.wrap, settings.fusion)

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..config import AnimateSettings, sidecar_path
 from ..job import JobResult, PreparedInputs, prepare_inputs, write_sidecar, write_video
 from ..progress import Reporter
-from ..sampler import SamplerConfig
+from ..engine.sampler import SamplerConfig
 from .checkpoint import CheckpointWriter, check_resumable, load_checkpoint
 from .distributed import RankGroup
 from .frames import FrameStore, source_index

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from ..sampler import SamplerConfig
-from ..windows import WindowPlan, padded_length
+from ..engine.sampler import SamplerConfig
+from ..engine.windows import WindowPlan, padded_length
 
 FULL, PART, EMPTY = "█", "▒", "·"
 _DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"

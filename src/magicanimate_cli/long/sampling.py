@@ -12,9 +12,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ..pipeline import Animator, initial_noise
-from ..sampler import Conditioning, SamplerConfig, denoise
-from ..windows import validate_context
+from ..engine.pipeline import Animator, initial_noise
+from ..engine.sampler import Conditioning, SamplerConfig, denoise
+from ..engine.windows import validate_context
 from .checkpoint import Checkpoint
 from .distributed import RankGroup, all_reduce_sum
 from .frames import PaddedFrames

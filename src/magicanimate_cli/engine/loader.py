@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import WeightsError, missing_weights
+from ..errors import WeightsError, missing_weights
 
 SD_DIR = "stable-diffusion-v1-5"
 VAE_DIR = "sd-vae-ft-mse"
