@@ -38,7 +38,8 @@ def test_controlnet_runs_once_per_padded_frame_and_appearance_encoder_once_per_s
     padded = padded_length(case.frames, 16)
     assert sum(controlnet_batches) == steps * padded
     assert appearance_batches == [1] * steps  # one pass, batch 1: the two guidance copies are equal
-    assert unet_batches == [2] * (steps * 3)  # [unconditional, conditional] per window
+    # One call per window: the latents once, forked into [unconditional, conditional] inside the UNet.
+    assert unet_batches == [1] * (steps * 3)
 
 
 def _sampler_memory(animator, frames: int) -> tuple[int, int]:

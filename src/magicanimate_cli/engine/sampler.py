@@ -51,6 +51,7 @@ class SamplerConfig:
     context_overlap: int = 4
     wrap: bool = True
     fusion: str = "mean"  # mean | pyramid | none (none: windows laid back to back)
+    shared_prefix: bool = True  # False: both guidance copies run the whole UNet, as the official pipeline does
 
     @property
     def guided(self) -> bool:
@@ -174,13 +175,15 @@ def predict_windows(models: SamplerModels, cond: Conditioning, latents: torch.Te
     fill_reference_bank(models, cond, t, stats)
     models.bank.unconditional_first_half = config.guided
     controlnet = ControlNetCache(models, cond, latents, t, windows, stats)
-    context = cond.text.to(models.dtype).expand(copies, -1, -1)
+    # The copies share latents, text and residuals, so the UNet runs its prefix once and forks (see TemporalUNet).
+    batch = 1 if config.shared_prefix else copies
+    context = cond.text.to(models.dtype).expand(batch, -1, -1)
     for i, window in enumerate(windows):
         index = torch.tensor(window, device=latents.device)
-        sample = latents[:, :, index].to(models.dtype).expand(copies, -1, -1, -1, -1)
-        down, mid = controlnet.residuals(window, copies)
+        sample = latents[:, :, index].to(models.dtype).expand(batch, -1, -1, -1, -1)
+        down, mid = controlnet.residuals(window, batch)
         pred = models.unet(sample, t, context, down_block_additional_residuals=down,
-                           mid_block_additional_residual=mid)
+                           mid_block_additional_residual=mid, copies=copies // batch)
         weights = window_weights(len(window), config.fusion).to(latents.device)
         noise_sum.index_add_(2, index, pred.float() * weights[None, None, :, None, None])
         weight_sum.index_add_(0, index, weights)

@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.attention_processor import Attention
 from torch import nn
+
+from .attention import attend
 
 
 @dataclass
@@ -42,23 +43,6 @@ class ReferenceBank:
         return all(f is not None for f in self.features)
 
 
-def _attend(attn: Attention, hidden_states: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-    """Multi-head attention of `hidden_states` over `context` with `attn`'s projections (no residual)."""
-    b, n, _ = hidden_states.shape
-    q = attn.to_q(hidden_states)
-    k = attn.to_k(context)
-    v = attn.to_v(context)
-    head_dim = q.shape[-1] // attn.heads
-
-    def heads(t: torch.Tensor) -> torch.Tensor:
-        return t.view(b, -1, attn.heads, head_dim).transpose(1, 2)
-
-    out = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), scale=attn.scale)
-    out = out.transpose(1, 2).reshape(b, n, attn.heads * head_dim).to(q.dtype)
-    out = attn.to_out[0](out)
-    return attn.to_out[1](out)
-
-
 class ReferenceWriteProcessor:
     """Self-attention that also stores its input in the bank (appearance encoder side)."""
 
@@ -68,7 +52,7 @@ class ReferenceWriteProcessor:
     def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states=None,
                  attention_mask=None, temb=None, **kwargs) -> torch.Tensor:
         self.bank.features[self.index] = hidden_states[:1]
-        return _attend(attn, hidden_states, hidden_states)
+        return attend(attn, hidden_states, hidden_states)
 
 
 class ReferenceReadProcessor:
@@ -81,16 +65,15 @@ class ReferenceReadProcessor:
                  attention_mask=None, temb=None, **kwargs) -> torch.Tensor:
         reference = self.bank.features[self.index]
         if reference is None:
-            return _attend(attn, hidden_states, hidden_states)
+            return attend(attn, hidden_states, hidden_states)
         rows = hidden_states.shape[0]
         split = rows // 2 if self.bank.unconditional_first_half else 0
         cond = hidden_states[split:]
-        ref = reference.to(cond.dtype).expand(cond.shape[0], -1, -1)
-        out_cond = _attend(attn, cond, torch.cat([cond, ref], dim=1))
+        out_cond = attend(attn, cond, cond, shared=reference.to(cond.dtype))
         if split == 0:
             return out_cond
         uncond = hidden_states[:split]
-        return torch.cat([_attend(attn, uncond, uncond), out_cond], dim=0)
+        return torch.cat([attend(attn, uncond, uncond), out_cond], dim=0)
 
 
 def reference_blocks(model: nn.Module) -> list[nn.Module]:

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.downsampling import Downsample2D
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from diffusers.models.upsampling import Upsample2D
 from torch import nn
 
+from .attention import SharedContextProcessor
 from .layers import GroupNorm, fold_frames, unfold_frames
 from .motion_module import MotionModule
 
@@ -111,10 +113,19 @@ def _motion_module(channels: int, cfg: TemporalUNetConfig) -> MotionModule:
 
 
 def _spatial(transformer: Transformer2DModel, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-    """Run an image transformer on every frame; `context` is already repeated per frame."""
+    """Run an image transformer on every frame; `context` has one row per video, shared by its frames."""
     frames = x.shape[2]
     out = transformer(fold_frames(x), encoder_hidden_states=context, return_dict=False)[0]
     return unfold_frames(out, frames)
+
+
+def _repeat(x: torch.Tensor, copies: int) -> torch.Tensor:
+    """`copies` copies of a batch along dim 0; a batch of one is only expanded (the consumer's cat copies it)."""
+    if copies == 1:
+        return x
+    if x.shape[0] == 1:
+        return x.expand(copies, *x.shape[1:])
+    return x.repeat(copies, *([1] * (x.dim() - 1)))
 
 
 def _per_frame(module: nn.Module, x: torch.Tensor, **kwargs) -> torch.Tensor:
@@ -170,7 +181,13 @@ class MidBlock3D(nn.Module):
         self.attentions = nn.ModuleList([_spatial_transformer(channels, heads, cfg)])
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        x = self.resnets[0](x, temb)
+        return self.tail(self.head(x, temb), temb, context)
+
+    def head(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        """The first ResNet: the last layer before the mid block's attention reads the reference bank."""
+        return self.resnets[0](x, temb)
+
+    def tail(self, x: torch.Tensor, temb: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         x = _spatial(self.attentions[0], x, context)
         return self.resnets[1](x, temb)
 
@@ -238,6 +255,9 @@ class TemporalUNet(nn.Module):
             ))
         self.conv_norm_out = GroupNorm(cfg.norm_num_groups, ch[0], eps=cfg.norm_eps)
         self.conv_out = nn.Conv2d(ch[0], cfg.out_channels, 3, padding=1)
+        for module in self.modules():  # the text context is projected once per video, not once per frame
+            if isinstance(module, BasicTransformerBlock) and module.attn2 is not None:
+                module.attn2.set_processor(SharedContextProcessor())
 
     @property
     def dtype(self) -> torch.dtype:
@@ -250,11 +270,20 @@ class TemporalUNet(nn.Module):
         encoder_hidden_states: torch.Tensor,
         down_block_additional_residuals: list[torch.Tensor] | None = None,
         mid_block_additional_residual: torch.Tensor | None = None,
+        copies: int = 1,
     ) -> torch.Tensor:
-        b, _, frames, h, w = sample.shape
+        """Noise prediction for `sample` (b, 4, f, h, w); returns (b·copies, 4, f, h, w).
+
+        `copies` > 1 says the batch stands for that many guidance copies that are identical until the first
+        layer that reads the reference bank (MagicAnimate's two CFG halves share latents, the empty prompt and the
+        ControlNet residuals; only their reference attention differs). Everything before that layer — conv_in, the
+        time embedding, the down blocks with their motion modules and residuals, the mid block's first ResNet — then
+        runs once and its activations are repeated, which is the same arithmetic as running every copy.
+        """
+        b, _, _, h, w = sample.shape
         t = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(b)
         temb = self.time_embedding(self.time_proj(t).to(self.dtype))
-        context = encoder_hidden_states.repeat_interleave(frames, dim=0)
+        context = encoder_hidden_states  # one row per video: SharedContextProcessor serves every frame from it
 
         x = _per_frame(self.conv_in, sample)
         skips: list[torch.Tensor] = [x]
@@ -263,10 +292,16 @@ class TemporalUNet(nn.Module):
             skips.extend(block_skips)
         if down_block_additional_residuals is not None:
             skips = [s + r for s, r in zip(skips, down_block_additional_residuals, strict=True)]
+        x = self.mid_block.head(x, temb)
 
-        x = self.mid_block(x, temb, context)
+        if copies > 1:  # the fork: from here on the copies differ
+            x = x.repeat(copies, 1, 1, 1, 1)  # materialised: the mid block's attention reads it per copy
+            temb = temb.repeat(copies, 1)
+            context = context.repeat(copies, 1, 1)
+            skips = [_repeat(s, copies) for s in skips]
+        x = self.mid_block.tail(x, temb, context)
         if mid_block_additional_residual is not None:
-            x = x + mid_block_additional_residual
+            x = x + _repeat(mid_block_additional_residual, x.shape[0] // mid_block_additional_residual.shape[0])
 
         # Odd latent sizes: each upsample must land exactly on the size of the skip it meets next.
         factor = 2 ** (len(self.up_blocks) - 1)
