@@ -40,6 +40,8 @@ def add_model_arguments(parser) -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--context-frames", type=int, default=16)
     parser.add_argument("--context-overlap", type=int, default=4)
+    parser.add_argument("--low-vram", action="store_true", help="as animate --low-vram")
+    parser.add_argument("--compile", action="store_true", help="as animate --compile")
 
 
 def animator_from_args(args):
@@ -50,5 +52,9 @@ def animator_from_args(args):
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     if args.full_size:
-        return Animator(random_components(device, dtype), device, dtype)
-    return Animator.from_pretrained(args.weights, device, dtype)
+        animator = Animator(random_components(device, dtype), device, dtype, low_vram=args.low_vram)
+    else:
+        animator = Animator.from_pretrained(args.weights, device, dtype, low_vram=args.low_vram)
+    if args.compile:
+        animator.compile()
+    return animator

@@ -23,11 +23,13 @@ def test_controlnet_runs_once_per_padded_frame_and_appearance_encoder_once_per_s
     case = load_case("public_b")  # 30 frames -> 32 padded, three overlapping windows with wrap-around
     controlnet_batches: list[int] = []
     appearance_batches: list[int] = []
-    unet_batches: list[int] = []
+    unet_down_batches: list[int] = []
+    unet_up_batches: list[int] = []
     handles = [
         _count_batch(animator.components.controlnet, controlnet_batches),
         _count_batch(animator.components.appearance_encoder, appearance_batches),
-        _count_batch(animator.components.unet, unet_batches),
+        _count_batch(animator.components.unet.down_blocks[0], unet_down_batches),
+        _count_batch(animator.components.unet.up_blocks[-1], unet_up_batches),
     ]
     steps = 2
     try:
@@ -38,8 +40,9 @@ def test_controlnet_runs_once_per_padded_frame_and_appearance_encoder_once_per_s
     padded = padded_length(case.frames, 16)
     assert sum(controlnet_batches) == steps * padded
     assert appearance_batches == [1] * steps  # one pass, batch 1: the two guidance copies are equal
-    # One call per window: the latents once, forked into [unconditional, conditional] inside the UNet.
-    assert unet_batches == [1] * (steps * 3)
+    # Per window the down path runs once and the up path on [unconditional, conditional]: the UNet forks.
+    assert unet_down_batches == [1] * (steps * 3)
+    assert unet_up_batches == [2] * (steps * 3)
 
 
 def _sampler_memory(animator, frames: int) -> tuple[int, int]:

@@ -53,6 +53,8 @@ class AnimateSettings:
     weights: Path = field(default_factory=default_weights_dir)
     crf: int = 18
     grid: bool = False
+    low_vram: bool = False
+    compile: bool = False
 
     def validate(self) -> None:
         """Refuse settings that cannot work, before any model is loaded."""

@@ -110,6 +110,7 @@ def run_job(animator, settings: AnimateSettings, reference_path: Path, motion_pa
     config = SamplerConfig(settings.steps, settings.guidance, settings.context_frames, settings.context_overlap,
                            settings.wrap, settings.fusion)
     plan = config.window_plan(padded_length(len(inputs.motion), settings.context_frames))
+    compile_for_shape(animator, inputs.reference.shape, config, reporter)
     reporter.phase("denoise", settings.steps * len(plan.windows))
     t1 = time.perf_counter()
     latents = animator.sample(inputs.reference, inputs.motion, config, settings.seed,
@@ -124,6 +125,14 @@ def run_job(animator, settings: AnimateSettings, reference_path: Path, motion_pa
                        settings.seed, timings)
     write_sidecar(result, animator, settings, inputs)
     return result
+
+
+def compile_for_shape(animator, shape: tuple[int, ...], config, reporter: Reporter) -> None:
+    """With --compile, compile the graphs of this frame size before denoising, as a phase of its own."""
+    if animator.compiled and not animator.warmed_up(shape[0], shape[1], config):
+        reporter.phase("compile", 1)
+        animator.warm_up(shape[0], shape[1], config)
+        reporter.advance()
 
 
 def write_video(animator, latents, inputs: PreparedInputs, settings: AnimateSettings, output: Path,

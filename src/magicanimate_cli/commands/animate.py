@@ -30,7 +30,8 @@ def settings_from_options(**o) -> AnimateSettings:
         steps=o["steps"], guidance=o["guidance"], seed=o["seed"], context_frames=o["context_frames"],
         context_overlap=o["context_overlap"], device=o["device"], dtype=o["dtype"],
         weights=Path(o["weights"]).expanduser() if o["weights"] else default_weights_dir(), crf=o["crf"],
-        grid=o["grid"], **{k: o[k] for k in ("wrap", "noise", "fusion") if k in o},
+        grid=o["grid"], low_vram=o["low_vram"], compile=o["compile"],
+        **{k: o[k] for k in ("wrap", "noise", "fusion") if k in o},
     )
     settings.validate()
     return settings
@@ -45,7 +46,9 @@ def load_animator(settings: AnimateSettings, reporter):
     dtype = resolve_dtype(settings.dtype, device)
     reporter.note(f"loading weights from {settings.weights} on {device} ({str(dtype).replace('torch.', '')})")
     started = time.perf_counter()
-    animator = Animator.from_pretrained(settings.weights, device=device, dtype=dtype)
+    animator = Animator.from_pretrained(settings.weights, device=device, dtype=dtype, low_vram=settings.low_vram)
+    if settings.compile:
+        animator.compile()
     if settings.context_frames > animator.max_context_frames:
         raise SettingsError(f"--context-frames {settings.context_frames} exceeds the motion module's position "
                             f"table ({animator.max_context_frames})")
@@ -82,6 +85,12 @@ def animate(
     weights: Optional[Path] = typer.Option(None, show_default="$MAGICANIMATE_HOME, else ~/.cache/magicanimate",
                                            help="Weights folder in the official layout (see download-weights)."),
     crf: int = typer.Option(18, help="Video quality for mp4/webm (lower is better)."),
+    low_vram: bool = typer.Option(False, "--low-vram", show_default="off",
+                                  help="Fit 8 GB cards at 512²: the VAE waits in host memory while denoising and "
+                                       "the guidance copies run one at a time (same output, somewhat slower)."),
+    compile: bool = typer.Option(False, "--compile", show_default="off",
+                                 help="torch.compile the UNet, ControlNet and VAE decoder (GPU; the first run of "
+                                      "each frame size compiles first, shown as a 'compile' phase)."),
     grid: bool = typer.Option(False, "--grid", show_default="off", help="Also write reference | motion | result side by side."),
     pairs: Optional[Path] = typer.Option(None, show_default="none", help="Batch: CSV of reference,motion[,output] rows."),
     skip_existing: bool = typer.Option(False, "--skip-existing", show_default="off", help="Batch: skip items whose output exists."),

@@ -84,7 +84,7 @@ def count_step_cost(models: MetaModels, height: int, width: int, config: Sampler
     reference = torch.empty(1, 4, h, w, **meta)
     appearance = _flops(lambda: models.appearance_encoder(reference, t, encoder_hidden_states=text,
                                                           return_dict=False))
-    bank.unconditional_first_half = config.guided
+    bank.rows = "uncond+cond" if config.guided else "cond"
     frames = torch.empty(k, 4, h, w, **meta)
     image = torch.empty(k, 3, height, width, **meta)
     residuals: list = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +13,9 @@ import torch
 
 from .loader import Components, load_components
 from .models.reference_attention import ReferenceBank, attach_reader, attach_writer, reference_blocks
-from .sampler import Conditioning, SamplerConfig, SamplerModels, StepStats, denoise
+from .placement import Placement
+from .sampler import (Conditioning, SamplerConfig, SamplerModels, StepStats, denoise, reference_features,
+                      step_timesteps)
 from .windows import padded_length, validate_context
 
 VAE_SCALE = 0.18215
@@ -57,20 +59,56 @@ class Animator:
     """MagicAnimate inference on one device and dtype; load once, call many times."""
 
     def __init__(self, components: Components, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32) -> None:
+                 dtype: torch.dtype = torch.float32, low_vram: bool = False) -> None:
+        """`low_vram`: the VAE also waits in host memory while denoising, and the two guidance copies run one
+        after the other from the fork (the same numbers, about half the UNet activations)."""
         self.components = components
         self.device = torch.device(device)
         self.dtype = dtype
+        self.low_vram = low_vram
         bank = ReferenceBank(len(reference_blocks(components.unet)))
         attach_writer(components.appearance_encoder, bank)
         attach_reader(components.unet, bank)
-        self.models = SamplerModels(components.unet, components.appearance_encoder, components.controlnet, bank)
+        self.models = SamplerModels(components.unet, components.appearance_encoder, components.controlnet, bank,
+                                    split_copies=low_vram)
+        self.placement = Placement({"unet": components.unet, "appearance_encoder": components.appearance_encoder,
+                                    "controlnet": components.controlnet, "vae": components.vae,
+                                    "text_encoder": components.text_encoder}, self.device)
         self._text: torch.Tensor | None = None
+        self.compiled = False
+        self._warm: set[tuple[int, int, int]] = set()
 
     @classmethod
     def from_pretrained(cls, weights_dir: str | Path, device: torch.device | str = "cpu",
-                        dtype: torch.dtype = torch.float32) -> "Animator":
-        return cls(load_components(weights_dir, device, dtype), device, dtype)
+                        dtype: torch.dtype = torch.float32, low_vram: bool = False) -> "Animator":
+        return cls(load_components(weights_dir, device, dtype), device, dtype, low_vram)
+
+    def compile(self, backend: str = "inductor") -> None:
+        """torch.compile what runs every window: the UNet's prefix and suffix, the ControlNet, the VAE decoder.
+
+        `dynamic=False`: a window always has the same shape, so each graph is specialised to it (the ControlNet
+        sees a few batch sizes, one graph each). The first window of a run pays for compilation; `warm_up` does
+        that before the timed work. Inductor fuses the GroupNorm + SiLU pairs and the attention projections.
+        """
+        options = {"dynamic": False, "backend": backend}
+        self.models.unet_prefix = torch.compile(self.components.unet.prefix, **options)
+        self.models.unet_suffix = torch.compile(self.components.unet.suffix, **options)
+        self.components.controlnet.compile(**options)
+        self.components.vae.decoder.compile(**options)
+        self.compiled = True
+
+    def warm_up(self, height: int, width: int, config: SamplerConfig) -> None:
+        """One step on one window of blank frames and one decoded frame: compiles every graph a run will use."""
+        if self.warmed_up(height, width, config):
+            return
+        blank = np.zeros((config.context_frames, height, width, 3), dtype=np.uint8)
+        latents = self.sample(blank[0], blank, replace(config, steps=1), seed=0)
+        for _ in self.decode(latents[:, :, :1]):
+            pass
+        self._warm.add((height, width, config.context_frames))
+
+    def warmed_up(self, height: int, width: int, config: SamplerConfig) -> bool:
+        return (height, width, config.context_frames) in self._warm
 
     def precision(self):
         """fp32 means fp32: cuDNN's TF32 convolutions (on by default) would move an fp32 run by ~1e-3."""
@@ -87,9 +125,10 @@ class Animator:
     @torch.no_grad()
     def text_embedding(self) -> torch.Tensor:
         """CLIP embedding of the empty prompt: MagicAnimate's prompt and negative prompt alike."""
-        if self._text is None:
-            ids = self.components.prompt_tokens.ids().to(self.device)
-            self._text = self.components.text_encoder(ids)
+        if self._text is None:  # computed once; the encoder then leaves the device for good
+            with self.placement.using("text_encoder", keep=False):
+                ids = self.components.prompt_tokens.ids().to(self.device)
+                self._text = self.components.text_encoder(ids)
         return self._text
 
     @torch.no_grad()
@@ -97,8 +136,21 @@ class Animator:
         """VAE mean of the reference image × 0.18215 (the mean, not a sample, as the official pipeline)."""
         image = torch.from_numpy(np.array(reference, copy=True)).to(self.device).permute(2, 0, 1)[None]
         image = (image.to(torch.float32) / 127.5 - 1.0).to(self.dtype)
-        latent = self.components.vae.encode(image).latent_dist.mean
+        with self.placement.using("vae", keep=not self.low_vram):
+            latent = self.components.vae.encode(image).latent_dist.mean
         return latent.float() * VAE_SCALE
+
+    @torch.no_grad()
+    def reference_banks(self, cond: Conditioning, config: SamplerConfig, start_step: int = 0
+                        ) -> list[list[torch.Tensor]]:
+        """Every step's reference features, computed before denoising; the appearance encoder then leaves the
+        device (its 1.7 GB in fp16 outweigh 25 steps of features, ≈0.35 GB at 512²)."""
+        with self.placement.using("appearance_encoder", keep=False):
+            return reference_features(self.models, cond, step_timesteps(config.steps, start_step))
+
+    def hold_for_denoising(self) -> None:
+        """Put the networks every step needs on the device (the VAE too, unless low_vram)."""
+        self.placement.hold("unet", "controlnet", *(() if self.low_vram else ("vae",)))
 
     # -- sampling -----------------------------------------------------------------------------------
 
@@ -123,8 +175,10 @@ class Animator:
         height, width = reference.shape[:2]
         latents = initial_noise(seed, frames, height, width, config.context_frames, noise).to(self.device)
         plan = config.window_plan(frames)
+        banks = self.reference_banks(cond, config)
+        self.hold_for_denoising()
         latents = denoise(self.models, cond, latents, plan, config, callback=callback, on_window=on_window,
-                          stats=stats)
+                          stats=stats, banks=banks)
         return latents[:, :, : len(motion)]
 
     @torch.no_grad()
@@ -132,6 +186,8 @@ class Animator:
         """Frames as float32 (H, W, 3) in [0, 1], decoded a batch at a time so memory stays flat."""
         vae = self.components.vae
         frames = latents.shape[2]
+        batch_size = 1 if self.low_vram else batch_size
+        self.placement.hold("vae")
         for start in range(0, frames, batch_size):
             chunk = latents[0, :, start:start + batch_size].permute(1, 0, 2, 3)
             with self.precision():

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import AnimateSettings, sidecar_path
-from ..job import JobResult, PreparedInputs, prepare_inputs, write_sidecar, write_video
+from ..job import JobResult, PreparedInputs, compile_for_shape, prepare_inputs, write_sidecar, write_video
 from ..progress import Reporter
 from ..engine.sampler import SamplerConfig
 from .checkpoint import CheckpointWriter, check_resumable, load_checkpoint
@@ -84,6 +84,7 @@ def run_long_job(animator, request: LongRequest, reporter: Reporter, group: Rank
             on_step = CheckpointWriter(request.checkpoint, settings.seed, request.fingerprint, request.labels)
         start = 0 if resume is None else resume.next_step
         share = len(layout.shares[0 if group is None else group.rank])
+        compile_for_shape(animator, inputs.reference.shape, config, reporter)
         reporter.phase("denoise", (settings.steps - start) * share)
         t1 = time.perf_counter()
         latents = sample_long(animator, inputs.reference, inputs.motion.padded(layout.padded), config,

@@ -43,6 +43,8 @@ def sample_long(animator: Animator, reference: np.ndarray, control: PaddedFrames
             latents, start = resume.latents, resume.next_step
         plan = config.window_plan(frames)
         run = None if group is None else split_windows(len(plan.windows), group.size)[group.rank]
+        banks = animator.reference_banks(cond, config, start)
+        animator.hold_for_denoising()
         return denoise(animator.models, cond, latents.to(animator.device), plan, config, start_step=start,
                        run=run, reduce=None if group is None else all_reduce_sum, callback=on_step,
-                       on_window=on_window)
+                       on_window=on_window, banks=banks)

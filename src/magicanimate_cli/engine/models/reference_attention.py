@@ -20,17 +20,22 @@ from torch import nn
 from .attention import attend
 
 
+UNCONDITIONAL_ROWS = {"cond": 0.0, "uncond+cond": 0.5, "uncond": 1.0}
+"""For each batch layout, the share of the UNet's rows (leading) that belong to the unconditional copy."""
+
+
 @dataclass
 class ReferenceBank:
     """Reference features for one denoising step, one (1, tokens, channels) tensor per reading block.
 
-    `unconditional_first_half` says that the UNet batch is [unconditional frames, conditional frames] and the
-    first half must ignore the reference (classifier-free guidance over appearance).
+    `rows` says what the UNet batch holds: "uncond+cond" = [unconditional frames, conditional frames] (the first
+    half must ignore the reference: classifier-free guidance over appearance), "cond" = conditional frames only
+    (no guidance), "uncond" = unconditional frames only (a guidance copy run on its own).
     """
 
     size: int
     features: list[torch.Tensor | None] = field(default_factory=list)
-    unconditional_first_half: bool = True
+    rows: str = "uncond+cond"
 
     def __post_init__(self) -> None:
         self.clear()
@@ -67,7 +72,9 @@ class ReferenceReadProcessor:
         if reference is None:
             return attend(attn, hidden_states, hidden_states)
         rows = hidden_states.shape[0]
-        split = rows // 2 if self.bank.unconditional_first_half else 0
+        split = int(rows * UNCONDITIONAL_ROWS[self.bank.rows])
+        if split == rows:
+            return attend(attn, hidden_states, hidden_states)
         cond = hidden_states[split:]
         out_cond = attend(attn, cond, cond, shared=reference.to(cond.dtype))
         if split == 0:

@@ -276,10 +276,16 @@ class TemporalUNet(nn.Module):
 
         `copies` > 1 says the batch stands for that many guidance copies that are identical until the first
         layer that reads the reference bank (MagicAnimate's two CFG halves share latents, the empty prompt and the
-        ControlNet residuals; only their reference attention differs). Everything before that layer — conv_in, the
-        time embedding, the down blocks with their motion modules and residuals, the mid block's first ResNet — then
-        runs once and its activations are repeated, which is the same arithmetic as running every copy.
+        ControlNet residuals; only their reference attention differs). The prefix then runs once and its
+        activations are repeated, which is the same arithmetic as running every copy.
         """
+        prefix = self.prefix(sample, timestep, encoder_hidden_states, down_block_additional_residuals)
+        return self.suffix(prefix.repeat(copies), mid_block_additional_residual)
+
+    def prefix(self, sample: torch.Tensor, timestep: torch.Tensor | float | int, encoder_hidden_states: torch.Tensor,
+               down_block_additional_residuals: list[torch.Tensor] | None = None) -> "UNetPrefix":
+        """Everything before the first reference read: conv_in, the time embedding, the down blocks with their
+        motion modules and ControlNet residuals, and the mid block's first ResNet."""
         b, _, _, h, w = sample.shape
         t = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(b)
         temb = self.time_embedding(self.time_proj(t).to(self.dtype))
@@ -292,18 +298,17 @@ class TemporalUNet(nn.Module):
             skips.extend(block_skips)
         if down_block_additional_residuals is not None:
             skips = [s + r for s, r in zip(skips, down_block_additional_residuals, strict=True)]
-        x = self.mid_block.head(x, temb)
+        return UNetPrefix(self.mid_block.head(x, temb), skips, temb, context, (h, w))
 
-        if copies > 1:  # the fork: from here on the copies differ
-            x = x.repeat(copies, 1, 1, 1, 1)  # materialised: the mid block's attention reads it per copy
-            temb = temb.repeat(copies, 1)
-            context = context.repeat(copies, 1, 1)
-            skips = [_repeat(s, copies) for s in skips]
+    def suffix(self, prefix: "UNetPrefix", mid_block_additional_residual: torch.Tensor | None = None) -> torch.Tensor:
+        """The rest of the UNet, from the mid block's attention (the first reference read) to conv_out."""
+        x, skips, temb, context = prefix.x, list(prefix.skips), prefix.temb, prefix.context
         x = self.mid_block.tail(x, temb, context)
         if mid_block_additional_residual is not None:
             x = x + _repeat(mid_block_additional_residual, x.shape[0] // mid_block_additional_residual.shape[0])
 
         # Odd latent sizes: each upsample must land exactly on the size of the skip it meets next.
+        h, w = prefix.latent_size
         factor = 2 ** (len(self.up_blocks) - 1)
         forward_size = h % factor != 0 or w % factor != 0
         for block in self.up_blocks:
@@ -314,3 +319,23 @@ class TemporalUNet(nn.Module):
 
         x = F.silu(self.conv_norm_out(x))
         return _per_frame(self.conv_out, x)
+
+
+@dataclass
+class UNetPrefix:
+    """The UNet's activations at the fork: what every guidance copy's suffix starts from."""
+
+    x: torch.Tensor  # (b, c, f, h', w') output of the mid block's first ResNet
+    skips: list[torch.Tensor]  # down-path skips with the ControlNet residuals added
+    temb: torch.Tensor  # (b, c') time embedding
+    context: torch.Tensor  # (b, 77, c'') text context, one row per video
+    latent_size: tuple[int, int]
+
+    def repeat(self, copies: int) -> "UNetPrefix":
+        """`copies` copies along the batch (copy-major), for suffixes that run the copies together."""
+        if copies == 1:
+            return self
+        # x is materialised (the mid block's attention reads it per copy); skips are only expanded where
+        # possible, since the up blocks' concatenation copies them anyway.
+        return UNetPrefix(self.x.repeat(copies, 1, 1, 1, 1), [_repeat(s, copies) for s in self.skips],
+                          self.temb.repeat(copies, 1), self.context.repeat(copies, 1, 1), self.latent_size)
