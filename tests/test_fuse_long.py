@@ -7,6 +7,7 @@ without the tiny model's cost adding up.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -87,12 +88,13 @@ def official_windows(frames: int, context: int, overlap: int) -> list[list[int]]
 def parse_plan(text: str) -> tuple[list[list[int]], list[str], str]:
     """(windows from the table, chart rows, coverage row) of a `--plan` report printed one column per frame."""
     lines = text.splitlines()
-    header = next(i for i, line in enumerate(lines) if line.split()[:3] == ["window", "frames", "covers"])
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["window", "frames"])
+    columns = len(lines[header].split())  # window, frames, [process,] covers
     windows = []
     for line in lines[header + 1:]:
         if not line.strip():
             break
-        _, length, covers = line.split(None, 2)
+        length, covers = line.split(None, columns - 1)[1::columns - 2]
         frames = []
         for run in covers.split(", "):
             first, _, last = run.partition("..")
@@ -148,6 +150,52 @@ def test_plan_needs_no_output_but_a_run_does(media, tmp_path, capsys):
     assert "windows:" in out
     code, _, err = cli(["fuse-long", media["ref"], media["plan30"], "--weights", tmp_path / "none"], capsys)
     assert code != 0 and err.strip() == "error: -o/--output is required (only --plan runs without it)"
+
+
+def test_plan_imports_no_torch(media, tmp_path):
+    """`--plan` answers in well under a second because it loads no model library; torch alone takes seconds."""
+    probe = ("import sys\n"
+             "from magicanimate_cli.cli import main\n"
+             "main(sys.argv[1:])\n"
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'diffusers')))\n")
+    proc = subprocess.run([sys.executable, "-c", probe, "fuse-long", str(media["ref"]), str(media["plan100"]),
+                           "--plan", "--json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    plan_json, imported = proc.stdout.strip().splitlines()
+    assert json.loads(plan_json)["frames"] == 100
+    assert imported == "[]"
+
+
+@pytest.mark.parametrize("wrap", [True, False], ids=["wrap", "no-wrap"])
+def test_plan_json_gives_the_windows_their_frames_and_the_costs_of_the_text_report(media, tmp_path, capsys,
+                                                                                     monkeypatch, wrap):
+    monkeypatch.setenv("COLUMNS", "200")
+    common = ["fuse-long", media["ref"], media["plan100"], "--plan", "--steps", "10", "--nproc", "3",
+              "--wrap" if wrap else "--no-wrap"]
+    code, text, err = cli(common, capsys)
+    assert code == 0, err
+    code, out, err = cli([*common, "--json"], capsys)
+    assert code == 0, err
+    plan = json.loads(out)
+    windows, _, cover = parse_plan(text)
+    assert (plan["frames"], plan["padded"], plan["context_frames"], plan["context_overlap"]) == (100, 112, 16, 4)
+    assert [w["frames"] for w in plan["windows"]] == windows
+    if wrap:
+        assert windows == official_windows(112, 16, 4)
+    owners = [int(line.split()[2]) for line in text.splitlines() if re.match(r"^\s+\d+\s+16\s+\d\s+\d", line)]
+    assert [w["process"] for w in plan["windows"]] == owners and sorted(set(owners)) == [0, 1, 2]
+    assert plan["windows"][-1]["covers"] == ("108..111, 0..11" if wrap else "96..111")
+    assert "".join(str(c) for c in plan["coverage"]) == cover
+    cost = plan["cost"]
+    unet, controlnet, appearance = (cost["per_step"][k] for k in
+                                    ("unet_frame_passes", "controlnet_frames", "appearance_passes"))
+    assert re.search(rf"UNet frame-passes\s+{unet:,}\s+{10 * unet:,}\n", text)
+    assert re.search(rf"ControlNet frame-passes\s+{controlnet:,}\s+{10 * controlnet:,}\n", text)
+    assert re.search(rf"appearance-encoder passes\s+{appearance}\s+{10 * appearance}\n", text)
+    assert cost["run"]["unet_frame_passes"] == 10 * unet == 10 * 2 * 16 * len(windows)
+    busiest = cost["busiest_process"]["per_step"]["unet_frame_passes"]
+    assert re.search(rf"UNet frame-passes, busiest process\s+{busiest}\s+{10 * busiest:,}\n", text)
+    assert f"this layout costs {cost['relative_to_single_pass']:.2f}×" in text
 
 
 # ------------------------------------------------------------------------------------ the long-video options
@@ -263,6 +311,18 @@ def test_resume_refuses_a_checkpoint_of_other_settings_or_motion_naming_what_dif
     assert len(lines) == 1 and lines[0].startswith(f"error: --resume {finished_checkpoint}: ")
     assert named.format(root=media["root"]) in lines[0]
     assert not output.exists()
+
+
+@pytest.mark.parametrize("checkpoint", ["finished", "missing"])
+def test_a_refused_resume_into_a_new_folder_leaves_nothing_behind(media, tmp_path, capsys, finished_checkpoint,
+                                                                   checkpoint):
+    resume = finished_checkpoint if checkpoint == "finished" else tmp_path / "nowhere.ckpt"
+    folder = tmp_path / "new" / "deeper"
+    code, _, err = cli([*run_args(media, f"motion{FRAMES}", folder / "out.mp4", "--steps", "1",
+                                  "--context-overlap", "3"), "--resume", resume], capsys)
+    assert code == 1 and err.startswith(f"error: --resume {resume}: " if checkpoint == "finished"
+                                        else f"error: {resume}: checkpoint not found")
+    assert not (tmp_path / "new").exists()
 
 
 # ------------------------------------------------------------------------------------------------ memory
