@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 
 from magicanimate_cli.demo_inputs import make_motion_frames, make_reference_image
 from conftest import run_cli as run
+from conftest import start_paused_at
 from media_helpers import encode_video, save_image, truncate
 
 MAGICANIMATE = [sys.executable, "-m", "magicanimate_cli"]
@@ -192,21 +192,15 @@ def test_debug_flag_shows_the_traceback(media, tmp_path):
 
 
 def test_ctrl_c_exits_130_and_leaves_no_partial_output(media, tmp_path):
-    long_clip = encode_video(tmp_path / "long.mp4", list(make_motion_frames(64, 128, 128)), 25)
     out = tmp_path / "out.mp4"
-    args = animate_args(media, long_clip, out)
-    proc = subprocess.Popen([*MAGICANIMATE, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if any(".partial" in p.name for p in tmp_path.iterdir()):
-            break  # the encoder is writing: the worst moment to be interrupted
-        time.sleep(0.02)
+    proc = start_paused_at("encode", animate_args(media, media["square"], out, "--grid"))
+    partial = [p.name for p in tmp_path.iterdir() if ".partial" in p.name]
+    assert len(partial) == 2  # the worst moment: the video and the grid are half written
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert not out.exists()
-    assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
+    assert err.strip().splitlines()[-1] == "interrupted"
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 # --------------------------------------------------------------------------------------- batch

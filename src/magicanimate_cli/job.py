@@ -23,6 +23,7 @@ from .errors import OutputError
 from .geometry import fit_motion_frame, fit_reference, plan_fit, restore, working_shape
 from .media import load_reference, open_motion
 from .progress import Reporter
+from .testhooks import pause_point
 
 
 @dataclass
@@ -145,6 +146,8 @@ def write_video(animator, latents, inputs: PreparedInputs, settings: AnimateSett
             writer.write(image)
             if grid is not None:
                 grid.write(inputs.reference, restore(inputs.motion[index], fit, full_frame=full_frame), image)
+            if index == 0:
+                pause_point("encode")  # tests interrupt here: the worst moment, a partial output exists
             reporter.advance()
     return width, height
 
