@@ -15,7 +15,11 @@ import av
 import numpy as np
 import pytest
 
+from magicanimate_cli.config import AnimateSettings
 from magicanimate_cli.demo_inputs import make_motion_frames, make_reference_image
+from magicanimate_cli.densepose import BACKGROUND, colourise
+from magicanimate_cli.job import prepare_inputs
+from magicanimate_cli.media import open_motion
 from conftest import run_cli as run
 from conftest import start_paused_at
 from media_helpers import encode_video, save_image, truncate
@@ -116,6 +120,77 @@ def test_png_folder_output_and_grid(media, tmp_path, capsys):
     assert sorted(p.name for p in out.glob("*.png")) == [f"frame_{i:05d}.png" for i in range(5)]
     grid = tmp_path / "frames-grid"
     assert len(list(grid.glob("*.png"))) == 5
+
+
+# --------------------------------------------------------------------------------------- the motion's format
+
+
+def natural_clip(path: Path, frames: int = 5) -> Path:
+    """An ordinary-looking video (a picture panning), i.e. what users pass instead of a DensePose render."""
+    picture = make_reference_image(128)
+    return encode_video(path, [np.roll(picture, 6 * i, axis=1) for i in range(frames)], 25)
+
+
+def render_folder(path: Path, width: int, height: int, border: np.ndarray | None = None) -> Path:
+    """A lossless DensePose render as a frame folder; `border` labels, if given, are painted over its 4-pixel ring."""
+    path.mkdir()
+    for index, frame in enumerate(make_motion_frames(5, width, height)):
+        if border is not None:
+            ring = np.ones((height, width), dtype=bool)
+            ring[4:-4, 4:-4] = False
+            frame[ring] = colourise(border)[ring]
+        save_image(path / f"{index}.png", frame)
+    return path
+
+
+def letterbox(inputs) -> np.ndarray:
+    """The pixels pad mode added around the motion, over all frames."""
+    outside = np.ones(inputs.motion.shape[1:3], dtype=bool)
+    outside[inputs.fit.working_box.slices()] = False
+    return inputs.motion[:, outside]
+
+
+def test_pad_letterboxes_a_non_square_render_with_the_clips_own_background_colour(media, tmp_path, capsys):
+    first = next(iter(open_motion(media["landscape"])))  # H.264 moved viridis(0) a few levels
+    own = tuple(int(c) for c in first[0, 0])
+    assert max(abs(a - b) for a, b in zip(own, BACKGROUND)) <= 12
+    inputs = prepare_inputs(AnimateSettings(size=128, fit="pad"), media["ref"], media["landscape"])
+    bars = letterbox(inputs)
+    assert bars.shape[1] == 128 * (128 - 85)  # 192×128 → 128×85 content: 21 and 22 rows of bars
+    assert np.all(bars == own)  # exactly the clip's background, never black
+    out = tmp_path / "landscape.mp4"
+    code, _, err = run(animate_args(media, media["landscape"], out), capsys)
+    assert code == 0 and "warning" not in err, err
+    record = json.loads((tmp_path / "landscape.mp4.json").read_text())["inputs"]
+    assert record["fit"]["background"] == list(own)
+    assert record["motion_format"] == {"background": list(own), "background_from": "border",
+                                       "looks_like_render": True}
+
+
+def test_pad_falls_back_to_viridis_zero_when_the_border_has_no_dominant_colour(media, tmp_path):
+    stripes = np.tile(np.repeat(np.array([5, 12, 20, 9]), 3), 16)[None, :192].repeat(128, axis=0)
+    folder = render_folder(tmp_path / "striped", 192, 128, border=stripes)
+    inputs = prepare_inputs(AnimateSettings(size=128, fit="pad"), media["ref"], folder)
+    assert np.all(letterbox(inputs) == (68, 1, 84))
+    assert inputs.fit.background == BACKGROUND
+    assert inputs.source["motion_format"]["background_from"] == "default viridis(0)"
+
+
+@pytest.mark.parametrize("kind", ["ordinary video", "render", "render in mp4"])
+def test_a_motion_that_does_not_look_like_a_render_gets_one_warning_line_naming_it(media, tmp_path, capsys, kind):
+    motion = {"ordinary video": lambda: natural_clip(tmp_path / "dance.mp4"),
+              "render": lambda: render_folder(tmp_path / "render", 128, 128),
+              "render in mp4": lambda: media["square"]}[kind]()
+    out = tmp_path / "out.mp4"
+    code, _, err = run(animate_args(media, motion, out), capsys)  # --quiet: warnings still show
+    assert code == 0 and out.is_file(), err
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    if kind == "ordinary video":
+        assert warnings == [f"warning: {motion}: does not look like a DensePose render in MagicAnimate's format "
+                            "(viridis body parts on a (68, 1, 84) background); for an ordinary video use "
+                            "--motion-from-video"]
+    else:
+        assert warnings == []
 
 
 # --------------------------------------------------------------------------------------- bad input

@@ -22,9 +22,11 @@ import torch
 
 from magicanimate_cli.config import AnimateSettings
 from magicanimate_cli.demo_inputs import make_motion_frames, make_reference_image
+from magicanimate_cli.job import prepare_inputs
 from magicanimate_cli.long.checkpoint import load_checkpoint
 from magicanimate_cli.long.job import open_long_inputs
 from magicanimate_cli.long.sampling import sample_long
+from magicanimate_cli.media import open_motion
 from magicanimate_cli.engine.sampler import SamplerConfig
 from conftest import cli_exit_code as exit_code
 from conftest import run_cli, start_paused_at
@@ -253,6 +255,37 @@ def test_two_processes_give_the_single_process_latents_and_one_video(media, tmp_
     assert (saved.latents[:, :, :FRAMES] - base_latents).abs().max() <= 1e-5
     assert out.is_file() and (tmp_path / "two.mp4.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["two.ckpt", "two.mp4", "two.mp4.json"]
+
+
+# ------------------------------------------------------------------------------------- the motion's format
+
+
+def test_fuse_long_letterboxes_with_the_clips_own_background_exactly_as_animate_does(media, tmp_path):
+    clip = encode_video(tmp_path / "landscape.mp4", list(make_motion_frames(5, 192, 128)))
+    settings = AnimateSettings(size=128, context_frames=K, context_overlap=S)
+    animate_inputs = prepare_inputs(settings, media["ref"], clip)
+    with open_long_inputs(settings, media["ref"], clip, tmp_path, keep=None).motion as stored:
+        long_frames = np.stack(list(stored))
+    assert np.array_equal(long_frames, animate_inputs.motion)
+    own = tuple(int(c) for c in next(iter(open_motion(clip)))[0, 0])
+    assert animate_inputs.fit.background == own != (0, 0, 0)
+    assert np.all(long_frames[:, :20] == own)  # the letterbox above the 128×85 content
+
+
+@pytest.mark.parametrize("kind", ["ordinary video", "render"])
+def test_fuse_long_warns_once_about_a_motion_that_does_not_look_like_a_render(media, tmp_path, capsys, kind):
+    if kind == "ordinary video":
+        picture = make_reference_image(128)
+        motion = encode_video(tmp_path / "dance.mp4", [np.roll(picture, 6 * i, axis=1) for i in range(FRAMES)])
+    else:
+        motion = media[f"motion{FRAMES}"]
+    code, _, err = cli(["fuse-long", media["ref"], motion, "-o", tmp_path / "out.mp4", "--weights",
+                        media["weights"], *SMALL, "--steps", "1"], capsys)
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    expected = 1 if kind == "ordinary video" else 0
+    assert len(warnings) == expected and all(f"warning: {motion}: " in w and "--motion-from-video" in w
+                                             for w in warnings)
 
 
 # ------------------------------------------------------------------------------------- checkpoint and resume
