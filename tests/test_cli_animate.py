@@ -22,7 +22,7 @@ from magicanimate_cli.job import prepare_inputs
 from magicanimate_cli.media import open_motion
 from conftest import run_cli as run
 from conftest import start_paused_at
-from media_helpers import encode_video, save_image, truncate
+from media_helpers import encode_video, ordinary_video, save_image, truncate
 
 MAGICANIMATE = [sys.executable, "-m", "magicanimate_cli"]
 FAST = ["--steps", "1", "--context-frames", "8", "--context-overlap", "2", "--seed", "3", "--quiet"]
@@ -125,12 +125,6 @@ def test_png_folder_output_and_grid(media, tmp_path, capsys):
 # --------------------------------------------------------------------------------------- the motion's format
 
 
-def natural_clip(path: Path, frames: int = 5) -> Path:
-    """An ordinary-looking video (a picture panning), i.e. what users pass instead of a DensePose render."""
-    picture = make_reference_image(128)
-    return encode_video(path, [np.roll(picture, 6 * i, axis=1) for i in range(frames)], 25)
-
-
 def render_folder(path: Path, width: int, height: int, border: np.ndarray | None = None) -> Path:
     """A lossless DensePose render as a frame folder; `border` labels, if given, are painted over its 4-pixel ring."""
     path.mkdir()
@@ -178,7 +172,7 @@ def test_pad_falls_back_to_viridis_zero_when_the_border_has_no_dominant_colour(m
 
 @pytest.mark.parametrize("kind", ["ordinary video", "render", "render in mp4"])
 def test_a_motion_that_does_not_look_like_a_render_gets_one_warning_line_naming_it(media, tmp_path, capsys, kind):
-    motion = {"ordinary video": lambda: natural_clip(tmp_path / "dance.mp4"),
+    motion = {"ordinary video": lambda: ordinary_video(tmp_path / "dance.mp4"),
               "render": lambda: render_folder(tmp_path / "render", 128, 128),
               "render in mp4": lambda: media["square"]}[kind]()
     out = tmp_path / "out.mp4"

@@ -30,7 +30,7 @@ from magicanimate_cli.media import open_motion
 from magicanimate_cli.engine.sampler import SamplerConfig
 from conftest import cli_exit_code as exit_code
 from conftest import run_cli, start_paused_at
-from media_helpers import encode_video, save_image
+from media_helpers import encode_video, ordinary_video, save_image
 
 MAGICANIMATE = [sys.executable, "-m", "magicanimate_cli"]
 K, S, SEED = 8, 2, 3
@@ -274,11 +274,7 @@ def test_fuse_long_letterboxes_with_the_clips_own_background_exactly_as_animate_
 
 @pytest.mark.parametrize("kind", ["ordinary video", "render"])
 def test_fuse_long_warns_once_about_a_motion_that_does_not_look_like_a_render(media, tmp_path, capsys, kind):
-    if kind == "ordinary video":
-        picture = make_reference_image(128)
-        motion = encode_video(tmp_path / "dance.mp4", [np.roll(picture, 6 * i, axis=1) for i in range(FRAMES)])
-    else:
-        motion = media[f"motion{FRAMES}"]
+    motion = ordinary_video(tmp_path / "dance.mp4", FRAMES) if kind == "ordinary video" else media[f"motion{FRAMES}"]
     code, _, err = cli(["fuse-long", media["ref"], motion, "-o", tmp_path / "out.mp4", "--weights",
                         media["weights"], *SMALL, "--steps", "1"], capsys)
     assert code == 0, err

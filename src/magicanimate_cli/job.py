@@ -11,9 +11,9 @@ import secrets
 import time
 from contextlib import ExitStack
 from collections.abc import Callable, Iterator, Sequence
-from itertools import chain
 from dataclasses import dataclass, replace
 from fractions import Fraction
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
