@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,3 +68,31 @@ def run_cli(args: list, capsys) -> tuple[int, str, str]:
     code = cli_exit_code(args)
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def start_paused_at(point: str, args: list, env: dict | None = None) -> subprocess.Popen:
+    """Start `magicanimate ARGS` in a subprocess and return once it waits at the test hook `point`.
+
+    The run announces the point on an inherited pipe (see magicanimate_cli/testhooks.py) and then waits for a
+    signal, so the test interrupts it exactly there, however loaded the machine. If the run ends without getting
+    there, this fails with its stderr.
+    """
+    from magicanimate_cli.testhooks import PAUSE_AT, PAUSE_READY
+
+    read_end, write_end = os.pipe()
+    env = {**(os.environ if env is None else env), PAUSE_AT: point, PAUSE_READY: f"/dev/fd/{write_end}"}
+    proc = subprocess.Popen([sys.executable, "-m", "magicanimate_cli", *map(str, args)], env=env,
+                            pass_fds=(write_end,), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
+    os.close(write_end)
+    with os.fdopen(read_end) as ready:
+        reached = ready.readline()  # the announcement, or "" once the run has ended
+    if reached != f"{point}\n":
+        _, err = proc.communicate(timeout=60)
+        raise AssertionError(f"the run ended (exit {proc.returncode}) before reaching {point}: {err}")
+    return proc
+
+
+def _default_sigint() -> None:
+    """A shell's background job inherits SIGINT ignored; the run must get Ctrl-C's KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

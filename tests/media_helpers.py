@@ -54,6 +54,14 @@ def encode_video(
     return path
 
 
+def ordinary_video(path: Path, frames: int = 5, size: int = 128) -> Path:
+    """An ordinary-looking video (a picture panning): what users pass instead of a DensePose render."""
+    from magicanimate_cli.demo_inputs import make_reference_image
+
+    picture = make_reference_image(size)
+    return encode_video(path, [np.roll(picture, 6 * i, axis=1) for i in range(frames)], 25)
+
+
 def truncate(path: Path, keep: float, out: Path) -> Path:
     """Copy the first `keep` fraction of a file's bytes, as an interrupted download leaves it."""
     data = path.read_bytes()

@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -16,9 +15,14 @@ import av
 import numpy as np
 import pytest
 
+from magicanimate_cli.config import AnimateSettings
 from magicanimate_cli.demo_inputs import make_motion_frames, make_reference_image
+from magicanimate_cli.densepose import BACKGROUND, colourise
+from magicanimate_cli.job import prepare_inputs
+from magicanimate_cli.media import open_motion
 from conftest import run_cli as run
-from media_helpers import encode_video, save_image, truncate
+from conftest import start_paused_at
+from media_helpers import encode_video, ordinary_video, save_image, truncate
 
 MAGICANIMATE = [sys.executable, "-m", "magicanimate_cli"]
 FAST = ["--steps", "1", "--context-frames", "8", "--context-overlap", "2", "--seed", "3", "--quiet"]
@@ -118,6 +122,71 @@ def test_png_folder_output_and_grid(media, tmp_path, capsys):
     assert len(list(grid.glob("*.png"))) == 5
 
 
+# --------------------------------------------------------------------------------------- the motion's format
+
+
+def render_folder(path: Path, width: int, height: int, border: np.ndarray | None = None) -> Path:
+    """A lossless DensePose render as a frame folder; `border` labels, if given, are painted over its 4-pixel ring."""
+    path.mkdir()
+    for index, frame in enumerate(make_motion_frames(5, width, height)):
+        if border is not None:
+            ring = np.ones((height, width), dtype=bool)
+            ring[4:-4, 4:-4] = False
+            frame[ring] = colourise(border)[ring]
+        save_image(path / f"{index}.png", frame)
+    return path
+
+
+def letterbox(inputs) -> np.ndarray:
+    """The pixels pad mode added around the motion, over all frames."""
+    outside = np.ones(inputs.motion.shape[1:3], dtype=bool)
+    outside[inputs.fit.working_box.slices()] = False
+    return inputs.motion[:, outside]
+
+
+def test_pad_letterboxes_a_non_square_render_with_the_clips_own_background_colour(media, tmp_path, capsys):
+    first = next(iter(open_motion(media["landscape"])))  # H.264 moved viridis(0) a few levels
+    own = tuple(int(c) for c in first[0, 0])
+    assert max(abs(a - b) for a, b in zip(own, BACKGROUND)) <= 12
+    inputs = prepare_inputs(AnimateSettings(size=128, fit="pad"), media["ref"], media["landscape"])
+    bars = letterbox(inputs)
+    assert bars.shape[1] == 128 * (128 - 85)  # 192×128 → 128×85 content: 21 and 22 rows of bars
+    assert np.all(bars == own)  # exactly the clip's background, never black
+    out = tmp_path / "landscape.mp4"
+    code, _, err = run(animate_args(media, media["landscape"], out), capsys)
+    assert code == 0 and "warning" not in err, err
+    record = json.loads((tmp_path / "landscape.mp4.json").read_text())["inputs"]
+    assert record["fit"]["background"] == list(own)
+    assert record["motion_format"] == {"background": list(own), "background_from": "border",
+                                       "looks_like_render": True}
+
+
+def test_pad_falls_back_to_viridis_zero_when_the_border_has_no_dominant_colour(media, tmp_path):
+    stripes = np.tile(np.repeat(np.array([5, 12, 20, 9]), 3), 16)[None, :192].repeat(128, axis=0)
+    folder = render_folder(tmp_path / "striped", 192, 128, border=stripes)
+    inputs = prepare_inputs(AnimateSettings(size=128, fit="pad"), media["ref"], folder)
+    assert np.all(letterbox(inputs) == (68, 1, 84))
+    assert inputs.fit.background == BACKGROUND
+    assert inputs.source["motion_format"]["background_from"] == "default viridis(0)"
+
+
+@pytest.mark.parametrize("kind", ["ordinary video", "render", "render in mp4"])
+def test_a_motion_that_does_not_look_like_a_render_gets_one_warning_line_naming_it(media, tmp_path, capsys, kind):
+    motion = {"ordinary video": lambda: ordinary_video(tmp_path / "dance.mp4"),
+              "render": lambda: render_folder(tmp_path / "render", 128, 128),
+              "render in mp4": lambda: media["square"]}[kind]()
+    out = tmp_path / "out.mp4"
+    code, _, err = run(animate_args(media, motion, out), capsys)  # --quiet: warnings still show
+    assert code == 0 and out.is_file(), err
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    if kind == "ordinary video":
+        assert warnings == [f"warning: {motion}: does not look like a DensePose render in MagicAnimate's format "
+                            "(viridis body parts on a (68, 1, 84) background); for an ordinary video use "
+                            "--motion-from-video"]
+    else:
+        assert warnings == []
+
+
 # --------------------------------------------------------------------------------------- bad input
 
 
@@ -192,21 +261,15 @@ def test_debug_flag_shows_the_traceback(media, tmp_path):
 
 
 def test_ctrl_c_exits_130_and_leaves_no_partial_output(media, tmp_path):
-    long_clip = encode_video(tmp_path / "long.mp4", list(make_motion_frames(64, 128, 128)), 25)
     out = tmp_path / "out.mp4"
-    args = animate_args(media, long_clip, out)
-    proc = subprocess.Popen([*MAGICANIMATE, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if any(".partial" in p.name for p in tmp_path.iterdir()):
-            break  # the encoder is writing: the worst moment to be interrupted
-        time.sleep(0.02)
+    proc = start_paused_at("encode", animate_args(media, media["square"], out, "--grid"))
+    partial = [p.name for p in tmp_path.iterdir() if ".partial" in p.name]
+    assert len(partial) == 2  # the worst moment: the video and the grid are half written
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert not out.exists()
-    assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
+    assert err.strip().splitlines()[-1] == "interrupted"
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 # --------------------------------------------------------------------------------------- batch

@@ -5,7 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from magicanimate_cli.densepose import BACKGROUND, PART_COLOURS, VIRIDIS, colourise, part_levels
+from magicanimate_cli.demo_inputs import make_motion_frames, make_reference_image
+from magicanimate_cli.densepose import (
+    BACKGROUND,
+    CODING_NOISE,
+    PART_COLOURS,
+    VIRIDIS,
+    background_colour,
+    border_colour,
+    colourise,
+    looks_like_render,
+    part_levels,
+)
+from magicanimate_cli.media import open_motion
+from media_helpers import encode_video
 
 
 def test_viridis_table_is_opencvs():
@@ -36,3 +49,45 @@ def test_colourise_maps_labels_and_refuses_out_of_range():
     assert tuple(out[0, 0]) == BACKGROUND and tuple(out[1, 1]) == tuple(VIRIDIS[255])
     with pytest.raises(ValueError):
         colourise(np.array([25]))
+
+
+# ------------------------------------------------------------------------------------- recognising renders
+
+
+@pytest.fixture(scope="module")
+def renders(tmp_path_factory) -> dict[str, np.ndarray]:
+    """A render as drawn, the same after an H.264 round trip, and pictures that are not renders."""
+    folder = tmp_path_factory.mktemp("renders")
+    drawn = make_motion_frames(3, 192, 128)
+    decoded = next(iter(open_motion(encode_video(folder / "render.mp4", list(drawn)))))
+    photo = make_reference_image(128)
+    shape = np.any(drawn[0] != BACKGROUND, axis=-1)
+    rng = np.random.default_rng(0)
+    iuv = np.zeros_like(drawn[0])  # an older style: IUV-like colours on black, which the ControlNet never saw
+    iuv[shape] = rng.integers(60, 255, size=(int(shape.sum()), 3))
+    return {"drawn": drawn[0], "decoded": decoded, "photo": photo, "iuv": iuv,
+            "noise": rng.integers(0, 256, size=(128, 128, 3), dtype=np.uint8)}
+
+
+def test_border_colour_of_a_render_is_its_background(renders):
+    assert border_colour(renders["drawn"]) == BACKGROUND == (68, 1, 84)
+
+
+def test_border_colour_survives_lossy_coding_and_is_the_exact_colour_the_clip_holds(renders):
+    decoded = renders["decoded"]
+    colour = border_colour(decoded)
+    assert colour == tuple(int(c) for c in decoded[0, 0])  # the clip's own flat background, as decoded
+    assert max(abs(a - b) for a, b in zip(colour, BACKGROUND)) <= CODING_NOISE
+
+
+def test_a_border_without_a_dominant_colour_falls_back_to_viridis_zero(renders):
+    stripes = colourise(np.tile(np.repeat(np.array([5, 12, 20]), 4), 16)[None, :].repeat(96, axis=0))
+    assert border_colour(stripes) is None and border_colour(renders["noise"]) is None
+    assert background_colour(stripes) == ((68, 1, 84), False)
+    assert background_colour(renders["drawn"]) == ((68, 1, 84), True)
+
+
+@pytest.mark.parametrize("name, render", [("drawn", True), ("decoded", True), ("photo", False), ("noise", False),
+                                          ("iuv", False)])
+def test_looks_like_render_accepts_magicanimate_renders_even_compressed_and_nothing_else(renders, name, render):
+    assert looks_like_render(renders[name]) is render

@@ -7,12 +7,12 @@ without the tiny model's cost adding up.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,13 +22,15 @@ import torch
 
 from magicanimate_cli.config import AnimateSettings
 from magicanimate_cli.demo_inputs import make_motion_frames, make_reference_image
+from magicanimate_cli.job import prepare_inputs
 from magicanimate_cli.long.checkpoint import load_checkpoint
 from magicanimate_cli.long.job import open_long_inputs
 from magicanimate_cli.long.sampling import sample_long
+from magicanimate_cli.media import open_motion
 from magicanimate_cli.engine.sampler import SamplerConfig
 from conftest import cli_exit_code as exit_code
-from conftest import run_cli
-from media_helpers import encode_video, save_image
+from conftest import run_cli, start_paused_at
+from media_helpers import encode_video, ordinary_video, save_image
 
 MAGICANIMATE = [sys.executable, "-m", "magicanimate_cli"]
 K, S, SEED = 8, 2, 3
@@ -87,12 +89,13 @@ def official_windows(frames: int, context: int, overlap: int) -> list[list[int]]
 def parse_plan(text: str) -> tuple[list[list[int]], list[str], str]:
     """(windows from the table, chart rows, coverage row) of a `--plan` report printed one column per frame."""
     lines = text.splitlines()
-    header = next(i for i, line in enumerate(lines) if line.split()[:3] == ["window", "frames", "covers"])
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["window", "frames"])
+    columns = len(lines[header].split())  # window, frames, [process,] covers
     windows = []
     for line in lines[header + 1:]:
         if not line.strip():
             break
-        _, length, covers = line.split(None, 2)
+        length, covers = line.split(None, columns - 1)[1::columns - 2]
         frames = []
         for run in covers.split(", "):
             first, _, last = run.partition("..")
@@ -148,6 +151,52 @@ def test_plan_needs_no_output_but_a_run_does(media, tmp_path, capsys):
     assert "windows:" in out
     code, _, err = cli(["fuse-long", media["ref"], media["plan30"], "--weights", tmp_path / "none"], capsys)
     assert code != 0 and err.strip() == "error: -o/--output is required (only --plan runs without it)"
+
+
+def test_plan_imports_no_torch(media, tmp_path):
+    """`--plan` answers in well under a second because it loads no model library; torch alone takes seconds."""
+    probe = ("import sys\n"
+             "from magicanimate_cli.cli import main\n"
+             "main(sys.argv[1:])\n"
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'diffusers')))\n")
+    proc = subprocess.run([sys.executable, "-c", probe, "fuse-long", str(media["ref"]), str(media["plan100"]),
+                           "--plan", "--json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    plan_json, imported = proc.stdout.strip().splitlines()
+    assert json.loads(plan_json)["frames"] == 100
+    assert imported == "[]"
+
+
+@pytest.mark.parametrize("wrap", [True, False], ids=["wrap", "no-wrap"])
+def test_plan_json_gives_the_windows_their_frames_and_the_costs_of_the_text_report(media, tmp_path, capsys,
+                                                                                     monkeypatch, wrap):
+    monkeypatch.setenv("COLUMNS", "200")
+    common = ["fuse-long", media["ref"], media["plan100"], "--plan", "--steps", "10", "--nproc", "3",
+              "--wrap" if wrap else "--no-wrap"]
+    code, text, err = cli(common, capsys)
+    assert code == 0, err
+    code, out, err = cli([*common, "--json"], capsys)
+    assert code == 0, err
+    plan = json.loads(out)
+    windows, _, cover = parse_plan(text)
+    assert (plan["frames"], plan["padded"], plan["context_frames"], plan["context_overlap"]) == (100, 112, 16, 4)
+    assert [w["frames"] for w in plan["windows"]] == windows
+    if wrap:
+        assert windows == official_windows(112, 16, 4)
+    owners = [int(line.split()[2]) for line in text.splitlines() if re.match(r"^\s+\d+\s+16\s+\d\s+\d", line)]
+    assert [w["process"] for w in plan["windows"]] == owners and sorted(set(owners)) == [0, 1, 2]
+    assert plan["windows"][-1]["covers"] == ("108..111, 0..11" if wrap else "96..111")
+    assert "".join(str(c) for c in plan["coverage"]) == cover
+    cost = plan["cost"]
+    unet, controlnet, appearance = (cost["per_step"][k] for k in
+                                    ("unet_frame_passes", "controlnet_frames", "appearance_passes"))
+    assert re.search(rf"UNet frame-passes\s+{unet:,}\s+{10 * unet:,}\n", text)
+    assert re.search(rf"ControlNet frame-passes\s+{controlnet:,}\s+{10 * controlnet:,}\n", text)
+    assert re.search(rf"appearance-encoder passes\s+{appearance}\s+{10 * appearance}\n", text)
+    assert cost["run"]["unet_frame_passes"] == 10 * unet == 10 * 2 * 16 * len(windows)
+    busiest = cost["busiest_process"]["per_step"]["unet_frame_passes"]
+    assert re.search(rf"UNet frame-passes, busiest process\s+{busiest}\s+{10 * busiest:,}\n", text)
+    assert f"this layout costs {cost['relative_to_single_pass']:.2f}×" in text
 
 
 # ------------------------------------------------------------------------------------ the long-video options
@@ -208,6 +257,33 @@ def test_two_processes_give_the_single_process_latents_and_one_video(media, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["two.ckpt", "two.mp4", "two.mp4.json"]
 
 
+# ------------------------------------------------------------------------------------- the motion's format
+
+
+def test_fuse_long_letterboxes_with_the_clips_own_background_exactly_as_animate_does(media, tmp_path):
+    clip = encode_video(tmp_path / "landscape.mp4", list(make_motion_frames(5, 192, 128)))
+    settings = AnimateSettings(size=128, context_frames=K, context_overlap=S)
+    animate_inputs = prepare_inputs(settings, media["ref"], clip)
+    with open_long_inputs(settings, media["ref"], clip, tmp_path, keep=None).motion as stored:
+        long_frames = np.stack(list(stored))
+    assert np.array_equal(long_frames, animate_inputs.motion)
+    own = tuple(int(c) for c in next(iter(open_motion(clip)))[0, 0])
+    assert animate_inputs.fit.background == own != (0, 0, 0)
+    assert np.all(long_frames[:, :20] == own)  # the letterbox above the 128×85 content
+
+
+@pytest.mark.parametrize("kind", ["ordinary video", "render"])
+def test_fuse_long_warns_once_about_a_motion_that_does_not_look_like_a_render(media, tmp_path, capsys, kind):
+    motion = ordinary_video(tmp_path / "dance.mp4", FRAMES) if kind == "ordinary video" else media[f"motion{FRAMES}"]
+    code, _, err = cli(["fuse-long", media["ref"], motion, "-o", tmp_path / "out.mp4", "--weights",
+                        media["weights"], *SMALL, "--steps", "1"], capsys)
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    expected = 1 if kind == "ordinary video" else 0
+    assert len(warnings) == expected and all(f"warning: {motion}: " in w and "--motion-from-video" in w
+                                             for w in warnings)
+
+
 # ------------------------------------------------------------------------------------- checkpoint and resume
 
 
@@ -215,17 +291,11 @@ def test_a_run_killed_after_step_2_of_4_resumes_to_the_uninterrupted_result(anim
                                                                              capsys):
     out, checkpoint = tmp_path / "resumed.mp4", tmp_path / "run.ckpt"
     args = run_args(media, f"motion{FRAMES}", out, "--steps", "4")
-    proc = subprocess.Popen([*MAGICANIMATE, *map(str, [*args, "--checkpoint", checkpoint])],
-                            env=single_threaded(), stderr=subprocess.PIPE, text=True)
-    try:
-        while proc.poll() is None and not (checkpoint.exists() and load_checkpoint(checkpoint).next_step >= 2):
-            time.sleep(0.02)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
-    killed_at = load_checkpoint(checkpoint).next_step
-    assert 2 <= killed_at < 4  # 2, unless this machine stalled the test for a whole step
+    proc = start_paused_at("checkpoint:2", [*args, "--checkpoint", checkpoint], env=single_threaded())
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert load_checkpoint(checkpoint).next_step == 2
     assert not out.exists()
     code, _, err = cli([*args, "--resume", checkpoint], capsys)  # the seed comes from the checkpoint
     assert code == 0, err
@@ -263,6 +333,18 @@ def test_resume_refuses_a_checkpoint_of_other_settings_or_motion_naming_what_dif
     assert len(lines) == 1 and lines[0].startswith(f"error: --resume {finished_checkpoint}: ")
     assert named.format(root=media["root"]) in lines[0]
     assert not output.exists()
+
+
+@pytest.mark.parametrize("checkpoint", ["finished", "missing"])
+def test_a_refused_resume_into_a_new_folder_leaves_nothing_behind(media, tmp_path, capsys, finished_checkpoint,
+                                                                   checkpoint):
+    resume = finished_checkpoint if checkpoint == "finished" else tmp_path / "nowhere.ckpt"
+    folder = tmp_path / "new" / "deeper"
+    code, _, err = cli([*run_args(media, f"motion{FRAMES}", folder / "out.mp4", "--steps", "1",
+                                  "--context-overlap", "3"), "--resume", resume], capsys)
+    assert code == 1 and err.startswith(f"error: --resume {resume}: " if checkpoint == "finished"
+                                        else f"error: {resume}: checkpoint not found")
+    assert not (tmp_path / "new").exists()
 
 
 # ------------------------------------------------------------------------------------------------ memory

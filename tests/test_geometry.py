@@ -7,6 +7,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from magicanimate_cli.densepose import BACKGROUND, PART_COLOURS, PARTS, colourise
 from magicanimate_cli.errors import SettingsError
 from magicanimate_cli.geometry import (
     Box,
@@ -92,23 +93,25 @@ def test_plan_rejects_unknown_modes_and_working_sizes_off_the_8_grid() -> None:
 
 
 @pytest.mark.parametrize("size", [LANDSCAPE, PORTRAIT])
-def test_pad_mode_letterboxes_motion_with_black(size: tuple[int, int]) -> None:
+@pytest.mark.parametrize("background", [None, (65, 0, 81)], ids=["default", "the clip's own"])
+def test_pad_mode_letterboxes_motion_with_its_background_colour_never_black(size, background) -> None:
     frame = np.full((size[1], size[0], 3), 200, dtype=np.uint8)
-    fit = plan_fit(*size, 64, 64, "pad")
+    fit = plan_fit(*size, 64, 64, "pad") if background is None else plan_fit(*size, 64, 64, "pad", background)
     work = fit_motion_frame(frame, fit)
     assert work.shape == (64, 64, 3)
     inside = np.zeros((64, 64), dtype=bool)
     inside[fit.working_box.slices()] = True
     assert np.all(work[inside] == 200)
-    assert np.all(work[~inside] == 0)
+    expected = BACKGROUND if background is None else background
+    assert np.all(work[~inside] == expected) and expected != (0, 0, 0)
+    assert fit.to_dict()["background"] == expected  # the sidecar's fit record names it
 
 
 def test_motion_resizing_only_copies_colours_that_were_in_the_render() -> None:
     rng = np.random.default_rng(0)
-    labels = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [20, 80, 200]], dtype=np.uint8)
-    frame = labels[rng.integers(0, 4, size=(90, 160))]
+    frame = colourise(rng.integers(0, PARTS + 1, size=(90, 160)))
     work = fit_motion_frame(frame, plan_fit(*LANDSCAPE, 64, 64, "stretch"))
-    assert {tuple(c) for c in work.reshape(-1, 3)} <= {tuple(c) for c in labels}
+    assert {tuple(c) for c in work.reshape(-1, 3)} <= {tuple(c) for c in PART_COLOURS}
 
 
 def test_motion_resizing_can_follow_the_official_bicubic_filter() -> None:

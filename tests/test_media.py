@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from magicanimate_cli.demo_inputs import make_motion_frames, make_reference_image, write_demo_inputs
+from magicanimate_cli.densepose import BACKGROUND, PART_COLOURS, border_colour
 from magicanimate_cli.errors import InputError, SettingsError
 from magicanimate_cli.media import (
     DEFAULT_FOLDER_FPS,
@@ -355,7 +356,7 @@ def test_frame_folder_selection_works_like_video_selection(tmp_path: Path) -> No
     assert clip.fps == Fraction(25, 2)
 
 
-def test_transparent_folder_frames_become_black_background(tmp_path: Path) -> None:
+def test_transparent_folder_frames_get_the_densepose_background(tmp_path: Path) -> None:
     folder = tmp_path / "poses"
     folder.mkdir()
     rgba = np.zeros((8, 8, 4), dtype=np.uint8)
@@ -363,7 +364,7 @@ def test_transparent_folder_frames_become_black_background(tmp_path: Path) -> No
     rgba[:, 4:, 3] = 255
     save_image(folder / "0.png", rgba)
     frame = next(iter(open_motion(folder)))
-    assert np.all(frame[:, :4] == 0) and np.all(frame[:, 4:] == 255)
+    assert np.all(frame[:, :4] == (68, 1, 84)) and np.all(frame[:, 4:] == 255)  # viridis(0), never black
 
 
 def test_empty_frame_folder_raises_input_error(tmp_path: Path) -> None:
@@ -401,13 +402,17 @@ def test_start_beyond_the_end_of_a_frame_folder_raises_input_error(tmp_path: Pat
 # --------------------------------------------------------------------------- demo inputs
 
 
-def test_demo_motion_is_densepose_like_and_deterministic() -> None:
+def test_demo_motion_is_a_render_in_magicanimates_densepose_format_and_deterministic() -> None:
     frames = make_motion_frames(4, 48, 64, seed=3)
     assert frames.shape == (4, 64, 48, 3) and frames.dtype == np.uint8
     assert np.array_equal(frames, make_motion_frames(4, 48, 64, seed=3))
-    assert np.all(frames[:, 0, 0] == 0)  # black background
-    body = frames[0][frames[0].any(axis=-1)]
-    assert len(body) > 0.05 * 48 * 64 and len(np.unique(body, axis=0)) > 20  # colour gradients, not flat
+    colours = {tuple(c) for c in PART_COLOURS}
+    assert {tuple(c) for c in frames.reshape(-1, 3)} <= colours  # nothing but the 25 palette colours
+    assert border_colour(frames[0]) == BACKGROUND and np.all(frames[:, 0, 0] == BACKGROUND)  # not black
+    body = frames[0][np.any(frames[0] != BACKGROUND, axis=-1)]
+    assert len(body) > 0.05 * 48 * 64
+    parts = {part for part, colour in enumerate(PART_COLOURS) if np.all(body == colour, axis=-1).any()}
+    assert {2, 23, 24} <= parts and len(parts) >= 10  # torso, both halves of the head, the limbs
     assert not np.array_equal(frames[0], frames[2])  # it moves
 
 

@@ -70,13 +70,27 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors and anything unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except typer.TyperException as exc:
+        # Usage errors (unknown option or command, missing or bad parameter). Typer 0.29 raises its own copy of
+        # click's classes (typer._click), all derived from TyperException, so `click.exceptions` never matches.
+        _show_usage_error(exc)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # anything unexpected
         if debug:
             raise
         typer.echo(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
         sys.exit(1)
+
+
+def _show_usage_error(exc: typer.TyperException) -> None:
+    """What click prints in standalone mode: the usage line, "Try '... --help' for help.", then the message.
+
+    A bare `magicanimate` has printed its help already (its error carries an empty message), so nothing is added.
+    """
+    if not exc.format_message():
+        return
+    show = getattr(exc, "show", None)
+    if show is not None:
+        show()
+    else:
+        typer.echo(f"Error: {exc.format_message()}", err=True)

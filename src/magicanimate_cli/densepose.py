@@ -55,3 +55,74 @@ def colourise(labels: np.ndarray) -> np.ndarray:
     if labels.size and (labels.min() < 0 or labels.max() > PARTS):
         raise ValueError(f"part labels must lie in 0..{PARTS}, got {labels.min()}..{labels.max()}")
     return PART_COLOURS[labels.astype(np.intp)]
+
+
+# ------------------------------------------------------------------------------------------ recognising renders
+
+CODING_NOISE = 12
+"""Levels (per channel) by which lossy video coding may move a flat colour: H.264 reads (68, 1, 84) back as
+(65, 0, 81); chroma subsampling at part edges moves more, which the share thresholds below absorb."""
+
+_BIN = 8  # colours are grouped in 8-level bins per channel to find the border's mode despite that noise
+_DOMINANT_SHARE = 0.5  # of the border ring that must lie within CODING_NOISE of its mode colour
+_PALETTE_SHARE = 0.5  # of the pixels that must lie within CODING_NOISE of a part colour for a render
+_DARK_LUMA = 64.0  # Rec. 601 luma at or below which a background counts as dark (viridis(0): 30.5)
+_SAMPLE_PIXELS = 65_536  # pixels enough to judge a frame; larger frames are subsampled evenly
+
+
+def border_ring(frame: np.ndarray, width: int = 2) -> np.ndarray:
+    """(n, 3) uint8: the pixels of the outer `width`-pixel ring of an (H, W, 3) frame."""
+    frame = np.asarray(frame)
+    h, w = frame.shape[:2]
+    width = max(1, min(width, h // 2, w // 2))
+    inner = np.zeros((h, w), dtype=bool)
+    inner[width:h - width, width:w - width] = True
+    return frame[~inner].reshape(-1, 3)
+
+
+def border_colour(frame: np.ndarray) -> tuple[int, int, int] | None:
+    """The colour of the frame's border ring, or None when no single colour dominates it.
+
+    A render's background fills its border; after lossy coding it is no longer one exact value, so the ring's
+    pixels are binned first, and the most common exact colour of the fullest bin is returned (e.g. (65, 0, 81)
+    for an H.264 copy of viridis(0)) if at least half the ring lies within CODING_NOISE of it.
+    """
+    ring = border_ring(frame).astype(np.int16)
+    bins, inverse, counts = np.unique(ring // _BIN, axis=0, return_inverse=True, return_counts=True)
+    in_mode_bin = ring[inverse.reshape(-1) == int(np.argmax(counts))]
+    colours, colour_counts = np.unique(in_mode_bin, axis=0, return_counts=True)
+    mode = colours[int(np.argmax(colour_counts))]
+    close = np.abs(ring - mode).max(axis=1) <= CODING_NOISE
+    if close.mean() < _DOMINANT_SHARE:
+        return None
+    return (int(mode[0]), int(mode[1]), int(mode[2]))
+
+
+def background_colour(frame: np.ndarray) -> tuple[tuple[int, int, int], bool]:
+    """(colour, found): the frame's border colour, or viridis(0) (`BACKGROUND`) with found False."""
+    colour = border_colour(frame)
+    return (colour, True) if colour is not None else (BACKGROUND, False)
+
+
+def palette_share(frame: np.ndarray) -> float:
+    """Share of the pixels within CODING_NOISE (per channel) of one of the 25 colours (24 parts + background)."""
+    pixels = np.asarray(frame).reshape(-1, 3)
+    step = max(1, len(pixels) // _SAMPLE_PIXELS)
+    sample = pixels[::step].astype(np.int16)
+    nearest = np.full(len(sample), 255, dtype=np.int16)
+    for colour in PART_COLOURS.astype(np.int16):
+        nearest = np.minimum(nearest, np.abs(sample - colour).max(axis=1))
+    return float((nearest <= CODING_NOISE).mean())
+
+
+def looks_like_render(frame: np.ndarray) -> bool:
+    """Whether an RGB frame looks like a DensePose render in MagicAnimate's format.
+
+    A render has a border of one dark colour (its background) and consists mostly of the 25 palette colours.
+    A photograph or an ordinary video fails both; a render in another colour map (IUV colours, or parts on
+    black) fails the second, and the ControlNet would read its colours as the wrong body parts.
+    """
+    colour = border_colour(frame)
+    if colour is None or 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2] > _DARK_LUMA:
+        return False
+    return palette_share(frame) >= _PALETTE_SHARE

@@ -6,8 +6,10 @@ working frame; the same plan then shapes every motion frame (`fit_motion_frame`)
 the shaping on the generated frames (`restore`).
 
 Modes:
-  pad      keep the aspect; letterbox the motion with black (DensePose background) and the
-           reference with its own edge pixels; restore crops the letterbox away.
+  pad      keep the aspect; letterbox the motion with its own background colour (the colour of a
+           DensePose render's border, viridis(0) = (68, 1, 84) in MagicAnimate's format: see
+           `densepose.background_colour`; never black, which the ControlNet never saw as background)
+           and the reference with its own edge pixels; restore crops the letterbox away.
   crop     cut the centre of the source to the working aspect, then resize; restore gives
            that centre region back at source resolution (see `Fit.output_size`).
   stretch  resize ignoring the aspect, as the official demo does; restore resizes back.
@@ -21,6 +23,7 @@ from typing import Literal, get_args
 import numpy as np
 from PIL import Image
 
+from .densepose import BACKGROUND
 from .errors import SettingsError
 
 FitMode = Literal["pad", "crop", "stretch"]
@@ -46,7 +49,7 @@ MOTION_RESAMPLE: Resample = "nearest"
 
 DensePose renders encode body part and surface coordinates as colours, i.e. labels.
 Interpolating filters invent colours that belong to no part where two parts or a part and the
-background meet (bicubic/Lanczos also ring, drawing faint halos on the black background).
+background meet (bicubic/Lanczos also ring, drawing faint halos on the background).
 Nearest neighbour only ever copies colours that were in the render. Its cost is staircase
 edges when shrinking a lot; pass "bicubic" to reproduce the official demo exactly (PIL's
 default filter there).
@@ -85,6 +88,7 @@ class Fit:
     `source_box` is the part of the source that is used (all of it for pad and stretch,
     the centre crop for crop); `working_box` is where that part lands in the working frame
     (the letterbox content for pad, the whole frame otherwise). Sizes are (width, height).
+    `background` is the RGB colour pad mode letterboxes the motion with.
     """
 
     mode: FitMode
@@ -92,6 +96,7 @@ class Fit:
     working_size: tuple[int, int]
     source_box: Box
     working_box: Box
+    background: tuple[int, int, int] = BACKGROUND
 
     @property
     def output_size(self) -> tuple[int, int]:
@@ -140,34 +145,40 @@ def working_shape(
     return (size, size)
 
 
-def plan_fit(src_w: int, src_h: int, work_w: int, work_h: int, mode: str) -> Fit:
-    """Plan how a src_w x src_h picture fills a work_w x work_h working frame in `mode`."""
+def plan_fit(src_w: int, src_h: int, work_w: int, work_h: int, mode: str,
+             background: tuple[int, int, int] = BACKGROUND) -> Fit:
+    """Plan how a src_w x src_h picture fills a work_w x work_h working frame in `mode`.
+
+    `background` is the motion's own background colour, decided once per clip (`densepose.background_colour`
+    of its first frame), so that every frame is letterboxed alike.
+    """
     _check_source(src_w, src_h)
     _check_multiple("working width", work_w)
     _check_multiple("working height", work_h)
     whole_source = Box(0, 0, src_w, src_h)
     whole_work = Box(0, 0, work_w, work_h)
     if mode == "stretch":
-        return Fit("stretch", (src_w, src_h), (work_w, work_h), whole_source, whole_work)
+        return Fit("stretch", (src_w, src_h), (work_w, work_h), whole_source, whole_work, background)
     if mode == "pad":
         width, height = _fit_inside(src_w, src_h, work_w, work_h)
         content = Box((work_w - width) // 2, (work_h - height) // 2, width, height)
-        return Fit("pad", (src_w, src_h), (work_w, work_h), whole_source, content)
+        return Fit("pad", (src_w, src_h), (work_w, work_h), whole_source, content, background)
     if mode == "crop":
         width, height = _fit_inside(work_w, work_h, src_w, src_h)
         crop = Box((src_w - width) // 2, (src_h - height) // 2, width, height)
-        return Fit("crop", (src_w, src_h), (work_w, work_h), crop, whole_work)
+        return Fit("crop", (src_w, src_h), (work_w, work_h), crop, whole_work, background)
     raise SettingsError(f"fit mode must be one of {', '.join(FIT_MODES)}, got {mode!r}")
 
 
 def fit_motion_frame(frame: np.ndarray, fit: Fit, resample: Resample = MOTION_RESAMPLE) -> np.ndarray:
-    """Shape one DensePose frame (H, W, 3) to the working size; pad mode letterboxes with black."""
+    """Shape one DensePose frame (H, W, 3) to the working size; pad mode letterboxes with `fit.background`."""
     _check_frame(frame, fit.source_size, "motion frame")
     content = resize(to_uint8(frame)[fit.source_box.slices()], fit.working_box.width, fit.working_box.height, resample)
     work_w, work_h = fit.working_size
     if (content.shape[1], content.shape[0]) == (work_w, work_h):
         return content
-    canvas = np.zeros((work_h, work_w, 3), dtype=np.uint8)
+    canvas = np.empty((work_h, work_w, 3), dtype=np.uint8)
+    canvas[...] = fit.background
     canvas[fit.working_box.slices()] = content
     return canvas
 

@@ -13,16 +13,19 @@ from contextlib import ExitStack
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
 from .config import AnimateSettings, grid_path, output_kind, sidecar_path
+from .densepose import BACKGROUND, background_colour, looks_like_render
 from .errors import OutputError
 from .geometry import fit_motion_frame, fit_reference, plan_fit, restore, working_shape
 from .media import load_reference, open_motion
 from .progress import Reporter
+from .testhooks import pause_point
 
 
 @dataclass
@@ -79,22 +82,42 @@ def stack_frames(frames: Iterator[np.ndarray], count: int) -> np.ndarray:
 
 
 def prepare_inputs(settings: AnimateSettings, reference_path: Path, motion_path: Path,
-                   store: Callable[[Iterator[np.ndarray], int], Sequence] = stack_frames) -> PreparedInputs:
+                   store: Callable[[Iterator[np.ndarray], int], Sequence] = stack_frames,
+                   reporter: Reporter | None = None) -> PreparedInputs:
     """Read both inputs and bring them to the working shape (see geometry for pad/crop/stretch).
 
     `store` receives the fitted motion frames as a stream and keeps them (fuse-long keeps them on disk).
+    `reporter`, if given, hears a warning when the motion does not look like a DensePose render.
     """
     reference = load_reference(reference_path)
     sel = settings.selection
     clip = open_motion(motion_path, start=sel.start, max_frames=sel.max_frames, stride=sel.stride)
     work_w, work_h = working_shape(clip.width, clip.height, settings.size, settings.width, settings.height)
-    fit = plan_fit(clip.width, clip.height, work_w, work_h, settings.fit)
-    motion = store((fit_motion_frame(frame, fit) for frame in clip), len(clip))
+    frames = iter(clip)
+    first = next(frames)
+    background, format_record = motion_format(first, motion_path, reporter)
+    fit = plan_fit(clip.width, clip.height, work_w, work_h, settings.fit, background)
+    motion = store((fit_motion_frame(frame, fit) for frame in chain([first], frames)), len(clip))
     fps = settings.fps if settings.fps is not None else clip.fps
     source = {"reference": str(reference_path), "reference_size": [reference.shape[1], reference.shape[0]],
               "motion": str(motion_path), "motion_frames": len(clip), "motion_size": [clip.width, clip.height],
-              "motion_fps": str(clip.fps), "working_size": [work_w, work_h], "fit": fit.to_dict()}
+              "motion_fps": str(clip.fps), "working_size": [work_w, work_h], "fit": fit.to_dict(),
+              "motion_format": format_record}
     return PreparedInputs(fit_reference(reference, work_w, work_h, settings.fit), motion, fit, fps, source)
+
+
+def motion_format(first: np.ndarray, motion_path: Path,
+                  reporter: Reporter | None) -> tuple[tuple[int, int, int], dict]:
+    """Judge the clip once, by its first frame: its background colour (what `--fit pad` letterboxes with) and
+    whether it looks like a DensePose render at all (if not, the user likely passed an ordinary video)."""
+    background, found = background_colour(first)
+    render = looks_like_render(first)
+    if not render and reporter is not None:
+        reporter.warn(f"{motion_path}: does not look like a DensePose render in MagicAnimate's format (viridis "
+                      f"body parts on a {BACKGROUND} background); for an ordinary video use --motion-from-video")
+    record = {"background": list(background), "background_from": "border" if found else "default viridis(0)",
+              "looks_like_render": render}
+    return background, record
 
 
 def run_job(animator, settings: AnimateSettings, reference_path: Path, motion_path: Path, output: Path,
@@ -106,7 +129,7 @@ def run_job(animator, settings: AnimateSettings, reference_path: Path, motion_pa
     t0 = time.perf_counter()
     settings = pick_seed(settings)
     check_output_writable(output)
-    inputs = prepare_inputs(settings, reference_path, motion_path)
+    inputs = prepare_inputs(settings, reference_path, motion_path, reporter=reporter)
     config = SamplerConfig(settings.steps, settings.guidance, settings.context_frames, settings.context_overlap,
                            settings.wrap, settings.fusion)
     plan = config.window_plan(padded_length(len(inputs.motion), settings.context_frames))
@@ -154,6 +177,8 @@ def write_video(animator, latents, inputs: PreparedInputs, settings: AnimateSett
             writer.write(image)
             if grid is not None:
                 grid.write(inputs.reference, restore(inputs.motion[index], fit, full_frame=full_frame), image)
+            if index == 0:
+                pause_point("encode")  # tests interrupt here: the worst moment, a partial output exists
             reporter.advance()
     return width, height
 

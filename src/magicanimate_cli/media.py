@@ -26,6 +26,7 @@ import av
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .densepose import BACKGROUND as DENSEPOSE_BACKGROUND
 from .errors import InputError, SettingsError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
@@ -38,7 +39,6 @@ FRAME_FOLDER_SIDECAR = "frames.json"
 """Optional file in a frame folder holding its rate, e.g. {"fps": "30000/1001"}; the PNG-folder writer makes it."""
 
 WHITE = (255, 255, 255)
-BLACK = (0, 0, 0)
 
 _MAX_RATE_DENOMINATOR = 100_000
 
@@ -363,10 +363,10 @@ def _sidecar_fps(folder: Path) -> Fraction:
 
 
 def _iter_folder(info: MotionInfo, indices: range) -> Iterator[np.ndarray]:
-    """Load the selected frame files one by one; transparency is DensePose background, i.e. black."""
+    """Load the selected frame files one by one; transparent pixels are DensePose background, viridis(0)."""
     for index in indices:
         file = info.files[index]
-        frame = image_to_rgb(open_image(file), background=BLACK, path=file)
+        frame = image_to_rgb(open_image(file), background=DENSEPOSE_BACKGROUND, path=file)
         if frame.shape[:2] != (info.height, info.width):
             raise InputError(
                 f"{file}: frame is {frame.shape[1]}x{frame.shape[0]}, expected {info.width}x{info.height}"

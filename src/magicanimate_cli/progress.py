@@ -43,6 +43,10 @@ class Reporter(AbstractContextManager):
     def note(self, message: str) -> None:
         """A one-line message (not an error)."""
 
+    def warn(self, message: str) -> None:
+        """A one-line warning on stderr: shown even when quiet, since the result may not be what was meant."""
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
     def __exit__(self, *exc) -> None:
         return None
 
@@ -81,6 +85,9 @@ class RichReporter(Reporter):
 
     def note(self, message: str) -> None:
         self.progress.console.print(message)
+
+    def warn(self, message: str) -> None:
+        self.progress.console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
 
     def __exit__(self, *exc) -> None:
         self.progress.stop()

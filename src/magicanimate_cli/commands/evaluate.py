@@ -9,10 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import SettingsError
-from ..evaluation.device import DEVICE_CHOICES, resolve_device
 from ..evaluation.metrics import METRICS, parse_metrics
-from ..evaluation.report import table, write_csv, write_json
-from ..evaluation.runner import ALIGN_CHOICES, PROTOCOL_CHOICES, EvalSettings, evaluate
 from ..evaluation.weights import default_weights_dir
 
 
@@ -52,6 +49,11 @@ def run_eval(
                                   help="Also write the results as CSV to this file \\[default: none]"),
 ) -> None:
     """Score generated videos against ground truth: L1, PSNR, SSIM, LPIPS, FID, FID-VID, FVD."""
+    # Imported here: they need torch, which every other command (and `--help`) would otherwise pay for.
+    from ..evaluation.device import DEVICE_CHOICES, resolve_device
+    from ..evaluation.report import table, write_csv, write_json
+    from ..evaluation.runner import ALIGN_CHOICES, PROTOCOL_CHOICES, EvalSettings, evaluate
+
     settings = EvalSettings(
         weights_dir=weights if weights is not None else default_weights_dir(),
         device=resolve_device(_choice("--device", device, DEVICE_CHOICES)),

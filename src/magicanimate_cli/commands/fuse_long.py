@@ -94,7 +94,7 @@ def fuse_long(**options: Any) -> None:
     settings = settings_from_options(**options)
     motion: Path = options["motion"]
     if options["plan"]:
-        _print_plan(settings, motion, options["nproc"])
+        _print_plan(settings, motion, options["nproc"], options["as_json"])
         return
     if options["output"] is None:
         raise SettingsError("-o/--output is required (only --plan runs without it)")
@@ -134,13 +134,16 @@ def _probe_frames(settings: AnimateSettings, motion: Path) -> int:
     return len(open_motion(motion, start=sel.start, max_frames=sel.max_frames, stride=sel.stride))
 
 
-def _print_plan(settings: AnimateSettings, motion: Path, processes: int) -> None:
-    from ..long.layout import Layout, render_plan
-    from ..engine.sampler import SamplerConfig
+def _print_plan(settings: AnimateSettings, motion: Path, processes: int, as_json: bool) -> None:
+    from ..long.layout import Layout, plan_record, render_plan
+    from ..engine.sampler_config import SamplerConfig
 
     config = SamplerConfig(settings.steps, settings.guidance, settings.context_frames, settings.context_overlap,
                            settings.wrap, settings.fusion)
     layout = Layout(_probe_frames(settings, motion), config, processes)
+    if as_json:
+        print(json.dumps(plan_record(layout)))
+        return
     width = shutil.get_terminal_size((100, 24)).columns - 8
     typer.echo(render_plan(layout, width), nl=False)
 
@@ -161,8 +164,6 @@ def _prepare(settings: AnimateSettings, options: dict[str, Any], writes: bool) -
     for path, what in ((reference, "reference image"), (motion, "motion")):
         if not path.exists():
             raise InputError(f"{path}: {what} not found")
-    if writes:
-        check_output_writable(output)
     frames = _probe_frames(settings, motion)
     checkpoint, resume = options["checkpoint"], options["resume"]
     fingerprint: dict[str, str] = {}
@@ -174,6 +175,8 @@ def _prepare(settings: AnimateSettings, options: dict[str, Any], writes: bool) -
         saved = load_checkpoint(resume)
         check_resumable(resume, saved, fingerprint, labels, settings.seed)
         settings = replace(settings, seed=saved.seed)
+    if writes:  # only now, so that a refused --resume leaves nothing behind (not even the output's folder)
+        check_output_writable(output)
     settings = pick_seed(settings)
     request = LongRequest(settings, reference, motion, output, fingerprint, labels,
                           checkpoint=checkpoint if checkpoint is not None else resume, resume=resume)

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from .models.reference_attention import ReferenceBank
-from .windows import WindowPlan, plan_windows, window_weights
+from .sampler_config import SamplerConfig
+from .windows import WindowPlan, window_weights
 
 # DDIM as MagicAnimate's inference.yaml and AnimationPipeline configure it (not SD 1.5's scheduler file, whose
 # set_alpha_to_one differs): eta 0, "leading" spacing, steps_offset 1, no sample clipping.
@@ -48,26 +49,6 @@ def step_timesteps(steps: int, start_step: int = 0) -> torch.Tensor:
     scheduler = make_scheduler()
     scheduler.set_timesteps(steps)
     return scheduler.timesteps[start_step:]
-
-
-@dataclass(frozen=True)
-class SamplerConfig:
-    steps: int = 25
-    guidance_scale: float = 7.5
-    context_frames: int = 16
-    context_overlap: int = 4
-    wrap: bool = True
-    fusion: str = "mean"  # mean | pyramid | none (none: windows laid back to back)
-    shared_prefix: bool = True  # False: both guidance copies run the whole UNet, as the official pipeline does
-
-    @property
-    def guided(self) -> bool:
-        return self.guidance_scale > 1.0
-
-    def window_plan(self, frames: int) -> WindowPlan:
-        """The windows over `frames` (padded) frames; without fusion they are laid back to back, not overlapped."""
-        overlap = 0 if self.fusion == "none" else self.context_overlap
-        return plan_windows(frames, self.context_frames, overlap, self.wrap)
 
 
 @dataclass

@@ -8,8 +8,10 @@ the end onto the first frames. `wrap=False` instead slides the last window back 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ def window_weights(length: int, fusion: str = "mean") -> torch.Tensor:
     `mean` is the paper's plain average; `pyramid` trusts the middle of a window more than its edges, where
     the temporal context is one-sided.
     """
+    import torch  # here, not at the top: planning windows (`fuse-long --plan`) must not import torch
+
     if fusion in ("mean", "none"):
         return torch.ones(length)
     if fusion == "pyramid":

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError, OutputError, SettingsError
+from ..testhooks import pause_point
 
 FORMAT = "magicanimate-cli/fuse-long-checkpoint"
 VERSION = 1
@@ -121,3 +122,4 @@ class CheckpointWriter:
 
     def __call__(self, step: int, latents: torch.Tensor) -> None:
         save_checkpoint(self.path, Checkpoint(latents, step + 1, self.seed, self.fingerprint, self.labels))
+        pause_point(f"checkpoint:{step + 1}")  # tests kill the run here to resume it

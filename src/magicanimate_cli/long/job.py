@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..config import AnimateSettings, sidecar_path
 from ..job import JobResult, PreparedInputs, compile_for_shape, prepare_inputs, write_sidecar, write_video
+from ..media import open_motion
 from ..progress import Reporter
 from ..engine.sampler import SamplerConfig
 from .checkpoint import CheckpointWriter, check_resumable, load_checkpoint
@@ -43,10 +44,11 @@ class LongRequest:
 
 
 def open_long_inputs(settings: AnimateSettings, reference_path: Path, motion_path: Path, folder: Path,
-                     keep: Container[int] | None) -> PreparedInputs:
+                     keep: Container[int] | None, reporter: Reporter | None = None) -> PreparedInputs:
     """`job.prepare_inputs` with the fitted motion frames streamed into a `FrameStore` in `folder`."""
     return prepare_inputs(settings, reference_path, motion_path,
-                          store=lambda frames, count: FrameStore.from_frames(frames, count, folder, keep))
+                          store=lambda frames, count: FrameStore.from_frames(frames, count, folder, keep),
+                          reporter=reporter)
 
 
 def frames_to_keep(layout: Layout, group: RankGroup | None, grid: bool) -> set[int] | None:
@@ -70,7 +72,9 @@ def run_long_job(animator, request: LongRequest, reporter: Reporter, group: Rank
         frames = len(open_motion(request.motion, start=sel.start, max_frames=sel.max_frames, stride=sel.stride))
     layout = Layout(frames, config, 1 if group is None else group.size)
     keep = frames_to_keep(layout, group, settings.grid)
-    inputs = open_long_inputs(settings, request.reference, request.motion, request.output.parent, keep)
+    writes = group is None or group.writes
+    inputs = open_long_inputs(settings, request.reference, request.motion, request.output.parent, keep,
+                              reporter if writes else None)  # one warning per run, not one per process
     with inputs.motion:
         resume = None
         if request.resume is not None:
@@ -78,7 +82,6 @@ def run_long_job(animator, request: LongRequest, reporter: Reporter, group: Rank
             height, width = inputs.reference.shape[:2]
             check_resumable(request.resume, resume, request.fingerprint, request.labels, settings.seed,
                             (1, 4, layout.padded, height // 8, width // 8))
-        writes = group is None or group.writes
         on_step = None
         if writes and request.checkpoint is not None:
             on_step = CheckpointWriter(request.checkpoint, settings.seed, request.fingerprint, request.labels)

@@ -6,10 +6,10 @@ context length, overlap and the number of GPUs can be chosen before the expensiv
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cached_property
 
-from ..engine.sampler import SamplerConfig
+from ..engine.sampler_config import SamplerConfig
 from ..engine.windows import WindowPlan, padded_length
 
 FULL, PART, EMPTY = "█", "▒", "·"
@@ -45,6 +45,11 @@ class StepCost:
         return StepCost(self.unet_frame_passes + other.unet_frame_passes,
                         self.controlnet_frames + other.controlnet_frames,
                         self.appearance_passes + other.appearance_passes)
+
+    def times(self, steps: int) -> StepCost:
+        """The cost of `steps` such steps."""
+        return StepCost(self.unet_frame_passes * steps, self.controlnet_frames * steps,
+                        self.appearance_passes * steps)
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,30 @@ def render_plan(layout: Layout, width: int = 100) -> str:
     """The `--plan` report: settings, a table of windows, the cost table and a chart at most `width` columns wide."""
     return "\n".join([*_summary(layout), "", *_window_table(layout), "", *_cost_table(layout), "",
                       *_chart(layout, width)]) + "\n"
+
+
+def plan_record(layout: Layout) -> dict:
+    """The `--plan --json` report: the figures of `render_plan` as data, for scripts choosing a layout."""
+    c = layout.config
+    owner = {i: r for r, share in enumerate(layout.shares) for i in share}
+    single = (2 if c.guided else 1) * layout.padded
+    total = layout.step_cost()
+    cost = {"per_step": asdict(total), "run": asdict(total.times(c.steps)),
+            "single_pass_unet_frame_passes_per_step": single,
+            "relative_to_single_pass": round(total.unet_frame_passes / single, 4)}
+    if layout.processes > 1:
+        busiest = max(range(layout.processes), key=lambda r: layout.step_cost(r).unet_frame_passes)
+        cost["busiest_process"] = {"process": busiest, "per_step": asdict(layout.step_cost(busiest)),
+                                   "run": asdict(layout.step_cost(busiest).times(c.steps))}
+    return {
+        "frames": layout.frames, "padded": layout.padded, "context_frames": c.context_frames,
+        "context_overlap": layout.overlap, "wrap": c.wrap, "wraps": layout.wraps, "fusion": c.fusion,
+        "steps": c.steps, "guidance": c.guidance_scale, "processes": layout.processes,
+        "windows": [{"index": i, "frames": list(w), "covers": frame_runs(w), "process": owner[i]}
+                    for i, w in enumerate(layout.plan.windows)],
+        "coverage": layout.plan.coverage(),
+        "cost": cost,
+    }
 
 
 def _summary(layout: Layout) -> list[str]:
