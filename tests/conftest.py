@@ -64,3 +64,15 @@ def run_cli(args: list, capsys) -> tuple[int, str, str]:
     code = cli_exit_code(args)
     out, err = capsys.readouterr()
     return code, out, err
+
+
+@pytest.fixture(scope="session")
+def pose_standin(tmp_path_factory) -> dict:
+    """TorchScript stand-ins for the DensePose model (tests/pose_standin.py), saved once as files:
+    `model` (dict output with scores), `swapped` (green scores above red), `tuple` (the Hub form, no scores)."""
+    from pose_standin import BLUE, GREEN, RED, save_standin
+
+    root = tmp_path_factory.mktemp("pose-models")
+    return {"model": save_standin(root / "blobs.torchscript"),
+            "swapped": save_standin(root / "swapped.torchscript", {RED: 0.85, GREEN: 0.95, BLUE: 0.7}),
+            "tuple": save_standin(root / "tuple.torchscript", as_tuple=True)}

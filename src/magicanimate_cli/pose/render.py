@@ -54,9 +54,10 @@ def drawing_order(detections: Detections, boxes: list[PixelBox], min_score: floa
     box is at least one pixel each way. `largest` keeps only the person with the largest box. Without scores
     the model has thresholded already and listed people most confident first, so that order is reversed.
     """
-    scores = None if detections.scores is None else detections.scores.detach().cpu().tolist()
-    score = (lambda i: 0.0) if scores is None else (lambda i: scores[i])
-    kept = [i for i, (_, _, w, h) in enumerate(boxes) if w > 0 and h > 0 and (scores is None or scores[i] > min_score)]
+    scores = None if detections.scores is None else detections.scores.detach().cpu()
+    above = [True] * len(boxes) if scores is None else (scores > min_score).tolist()  # in the model's float type
+    score = (lambda i: 0.0) if scores is None else (lambda i: float(scores[i]))
+    kept = [i for i, (_, _, w, h) in enumerate(boxes) if w > 0 and h > 0 and above[i]]
     if people == "largest" and kept:
         kept = [max(kept, key=lambda i: (boxes[i][2] * boxes[i][3], score(i), -i))]
     return sorted(kept, key=lambda i: (score(i), -i))
