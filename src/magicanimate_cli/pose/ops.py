@@ -14,6 +14,7 @@ CompositeImplicitAutograd, so they run on any device and differentiate through o
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
@@ -164,7 +165,8 @@ def roi_align(
     if out.numel() == 0:
         return out
     geometry = _RoiGeometry.of(rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned)
-    features = input.permute(0, 2, 3, 1).reshape(-1, input.shape[1])  # one row of channels per pixel
+    # One contiguous row of channels per pixel: the gather reads whole rows (a strided view is ~20x slower).
+    features = input.permute(0, 2, 3, 1).contiguous().view(-1, input.shape[1])
     grids, group_of_roi = torch.unique(geometry.grid, dim=0, return_inverse=True)
     for group, (grid_h, grid_w) in enumerate(grids.tolist()):
         if grid_h <= 0 or grid_w <= 0:
@@ -220,67 +222,60 @@ def _ceil_to_int(values: torch.Tensor) -> torch.Tensor:
 def _pool_group(features, shape, geometry: _RoiGeometry, grid_h: int, grid_w: int) -> torch.Tensor:
     """Pool ROIs sharing one sampling grid: (R, C, ph, pw).
 
-    Samples are accumulated one grid point at a time, in torchvision's order, each point's four taps summed
-    left to right, so float32 results match its kernel bit for bit rather than only to rounding.
+    Every output cell is a weighted sum of feature rows (4 bilinear taps per grid point), which is exactly what
+    `embedding_bag` computes, fused and without (cells x taps x channels) temporaries: it runs about as fast as
+    torchvision's kernel where a gather-multiply-add per tap is several times slower. Taps are listed in the
+    kernel's order (grid row, grid column, then the four corners), so only the rounding of the running sum can
+    differ from torchvision (a fused multiply-add where it rounds twice): a few float32 ulps.
     """
     _, channels, height, width = shape
     ph, pw = geometry.pooled
-    total = None
-    for iy in range(grid_h):
-        rows = _axis_taps(geometry, 0, ph, iy, grid_h, height)
-        for ix in range(grid_w):
-            cols = _axis_taps(geometry, 1, pw, ix, grid_w, width)
-            value = _bilinear(features, geometry.batch, rows, cols, height, width)
-            total = value if total is None else total + value
-    count = torch.tensor(max(grid_h * grid_w, 1), dtype=total.dtype, device=total.device)
-    return (total / count).permute(0, 3, 1, 2)
+    rows = _axis_taps(geometry, 0, ph, grid_h, height)  # fields (R, ph, grid_h, 2)
+    cols = _axis_taps(geometry, 1, pw, grid_w, width)  # fields (R, pw, grid_w, 2)
+    inside = rows.valid[:, :, None, :, None, None, None] & cols.valid[:, None, :, None, :, None, None]
+    offset = rows.index[:, :, None, :, None, :, None] * width + cols.index[:, None, :, None, :, None, :]
+    weight = rows.weight[:, :, None, :, None, :, None] * cols.weight[:, None, :, None, :, None, :]
+    base = (geometry.batch * (height * width))[:, None, None, None, None, None, None]
+    pixel = base + torch.where(inside, offset, 0)  # outside: weight 0 on the image's first pixel, as the kernel
+    weight = torch.where(inside, weight, 0.0)
+    taps = grid_h * grid_w * 4
+    summed = torch.nn.functional.embedding_bag(
+        pixel.reshape(-1, taps), features, per_sample_weights=weight.reshape(-1, taps), mode="sum"
+    )
+    count = torch.tensor(max(grid_h * grid_w, 1), dtype=summed.dtype, device=summed.device)
+    return (summed / count).view(-1, ph, pw, channels).permute(0, 3, 1, 2)
 
 
-class _Taps:
-    """Bilinear neighbours along one axis for one sample point of every bin: each field (R, bins)."""
+class _Taps(NamedTuple):
+    """Bilinear neighbours along one axis of every grid point of every bin: (R, bins, grid) + (2,) for low/high."""
 
-    def __init__(self, valid, low, high, frac_low, frac_high):
-        self.valid = valid  # sample lies in [-1, size]; outside it contributes nothing
-        self.low = low
-        self.high = high
-        self.frac_low = frac_low  # weight of `low` (1 - distance to it)
-        self.frac_high = frac_high
+    valid: torch.Tensor  # (R, bins, grid): the point lies in [-1, size]; outside it contributes nothing
+    index: torch.Tensor  # (R, bins, grid, 2): the pixel below and above the point
+    weight: torch.Tensor  # (R, bins, grid, 2): 1 - distance to each of them
 
 
-def _axis_taps(geometry: _RoiGeometry, axis: int, bins: int, step: int, grid: int, size: int) -> _Taps:
-    """Sample coordinate start + bin * bin_size + (step + 0.5) * bin_size / grid along `axis`, and its taps.
+def _axis_taps(geometry: _RoiGeometry, axis: int, bins: int, grid: int, size: int) -> _Taps:
+    """Grid point coordinates start + bin * bin_size + (step + 0.5) * bin_size / grid along `axis`, and taps.
 
-    Coordinates in [-1, 0] snap to 0 and those past the last pixel snap onto it (both taps on it), exactly the
-    kernel's boundary rules.
+    The float32 operations are the kernel's, in its order. Coordinates in [-1, 0] snap to 0 and those on or past
+    the last pixel snap onto it (both taps there), the kernel's boundary rules.
     """
-    start = geometry.start[:, axis : axis + 1]
-    bin_size = geometry.bin_size[:, axis : axis + 1]
-    index = torch.arange(bins, device=start.device).to(start.dtype)
+    start = geometry.start[:, axis, None, None]
+    bin_size = geometry.bin_size[:, axis, None, None]
+    dtype, device = start.dtype, start.device
+    bin_index = torch.arange(bins, device=device).to(dtype)[None, :, None]
+    step = torch.arange(grid, device=device).to(dtype)[None, None, :]
     within = (bin_size * (step + 0.5)) / torch.full_like(bin_size, grid)
-    coord = start + index * bin_size + within
+    coord = (start + bin_index * bin_size) + within
     valid = (coord >= -1.0) & (coord <= size)
     coord = torch.where(valid, coord, 0.0).clamp_min(0.0)
     low = coord.to(torch.long)
     at_edge = low >= size - 1
     low = torch.where(at_edge, size - 1, low)
     high = torch.where(at_edge, low, low + 1)
-    coord = torch.where(at_edge, low.to(coord.dtype), coord)
-    frac_high = coord - low.to(coord.dtype)
-    return _Taps(valid, low, high, 1.0 - frac_high, frac_high)
-
-
-def _bilinear(features, batch, rows: _Taps, cols: _Taps, height: int, width: int) -> torch.Tensor:
-    """One sample point per bin, bilinearly read from the channel rows of `features`: (R, ph, pw, C)."""
-    valid = rows.valid[:, :, None] & cols.valid[:, None, :]
-    base = (batch * (height * width))[:, None, None]
-    value = None
-    for row, row_weight in ((rows.low, rows.frac_low), (rows.high, rows.frac_high)):
-        for col, col_weight in ((cols.low, cols.frac_low), (cols.high, cols.frac_high)):
-            weight = torch.where(valid, row_weight[:, :, None] * col_weight[:, None, :], 0.0)
-            pixel = base + torch.where(valid, row[:, :, None] * width + col[:, None, :], 0)
-            tap = weight[..., None] * features.index_select(0, pixel.reshape(-1)).view(*pixel.shape, -1)
-            value = tap if value is None else value + tap
-    return value
+    coord = torch.where(at_edge, low.to(dtype), coord)
+    frac = coord - low.to(dtype)
+    return _Taps(valid, torch.stack([low, high], -1), torch.stack([1.0 - frac, frac], -1))
 
 
 _KERNELS = {"nms": nms, "roi_align": roi_align}
