@@ -99,12 +99,14 @@ def _suppression_matrix(boxes: torch.Tensor, iou_threshold: float) -> torch.Tens
     The IoU is computed in the boxes' dtype in torchvision's order of operations; the threshold comparison is
     the C++ one (float IoU promoted to double) done in the boxes' dtype against the threshold rounded down.
     """
-    x1, y1, x2, y2 = boxes.unbind(1)
+    x1, y1, x2, y2 = boxes.t().contiguous().unbind(0)
     areas = (x2 - x1) * (y2 - y1)
-    w = (torch.minimum(x2[:, None], x2[None, :]) - torch.maximum(x1[:, None], x1[None, :])).clamp_min(0)
-    h = (torch.minimum(y2[:, None], y2[None, :]) - torch.maximum(y1[:, None], y1[None, :])).clamp_min(0)
-    inter = w * h
-    iou = inter / (areas[:, None] + areas[None, :] - inter)
+    # In place where possible: at n = 4000 every (n, n) temporary is 64 MB, and allocating them dominated.
+    w = torch.minimum(x2[:, None], x2[None, :]).sub_(torch.maximum(x1[:, None], x1[None, :])).clamp_min_(0)
+    h = torch.minimum(y2[:, None], y2[None, :]).sub_(torch.maximum(y1[:, None], y1[None, :])).clamp_min_(0)
+    inter = w.mul_(h)
+    union = (areas[:, None] + areas[None, :]).sub_(inter)
+    iou = inter.div_(union)
     return (iou > _threshold_below(iou_threshold, boxes.dtype)).triu_(diagonal=1)
 
 
@@ -129,12 +131,15 @@ def _settle_greedy(suppresses: torch.Tensor) -> torch.Tensor:
     round decides at least one box and the loop ends; the answer is exactly the sequential greedy one.
     """
     n = suppresses.shape[0]
+    # 0/1 counts as float: a matrix-vector product asks "any earlier box of this set overlaps j" for all j at
+    # once, far faster than a boolean (n, n) reduction; sums stay exact integers below 2**24 boxes.
+    overlaps = suppresses.to(torch.float32)
     kept = torch.zeros(n, dtype=torch.bool, device=suppresses.device)
     dropped = torch.zeros_like(kept)
     undecided = torch.ones_like(kept)
     while bool(undecided.any()):
-        hit_by_kept = (suppresses & kept[:, None]).any(0)
-        threatened = (suppresses & ~dropped[:, None]).any(0)
+        hit_by_kept = (kept.to(overlaps.dtype) @ overlaps) > 0
+        threatened = ((~dropped).to(overlaps.dtype) @ overlaps) > 0
         dropped |= undecided & hit_by_kept
         kept |= undecided & ~hit_by_kept & ~threatened
         undecided = ~(kept | dropped)
