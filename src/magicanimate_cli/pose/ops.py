@@ -5,10 +5,11 @@ The exported DensePose R-50-FPN-DL detector is a scripted detectron2 `Generalize
 `torch.ops.torchvision.roi_align` (detectron2 "ROIAlign": aligned=False, sampling_ratio=2, 7x7 for boxes and 28x28
 for DensePose, spatial scales 1/4..1/32). `torch.jit.load` refuses the file unless both ops are registered, and no
 torchvision wheel loads beside every torch build (a CUDA torchvision beside a CPU torch raises on import). So where
-torchvision cannot provide them we register pure-torch versions under the same names and schemas. They reproduce
-torchvision's CPU kernels operation for operation (same float32 arithmetic in the same order), so the detector
-gives the same boxes and the same DensePose maps with or without torchvision; they are registered as
-CompositeImplicitAutograd, so they run on any device and differentiate through ordinary torch ops.
+torchvision cannot provide them we register pure-torch versions under the same names and schemas. They follow
+torchvision's CPU kernels rule for rule and in the same float32 arithmetic: nms keeps the very same boxes in the
+same order, roi_align agrees to a few float32 ulps (only the rounding of its running sums differs), so the
+detector finds the same people with or without torchvision. They are registered as CompositeImplicitAutograd, so
+they run on any device and differentiate through ordinary torch ops.
 """
 
 from __future__ import annotations
@@ -231,7 +232,7 @@ def _pool_group(features, shape, geometry: _RoiGeometry, grid_h: int, grid_w: in
     `embedding_bag` computes, fused and without (cells x taps x channels) temporaries: it runs about as fast as
     torchvision's kernel where a gather-multiply-add per tap is several times slower. Taps are listed in the
     kernel's order (grid row, grid column, then the four corners), so only the rounding of the running sum can
-    differ from torchvision (a fused multiply-add where it rounds twice): a few float32 ulps.
+    differ from torchvision's (vectorised multiply-adds against its separate products and sums): a few ulps.
     """
     _, channels, height, width = shape
     ph, pw = geometry.pooled
