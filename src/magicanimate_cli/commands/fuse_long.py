@@ -143,7 +143,6 @@ def _motion_rendered(launch: Launch, pose) -> Iterator[Launch]:
             model = load_pose_model(pose.settings, reporter)[0]
             frames, settings, extra = stack.enter_context(
                 animation_motion(model, pose, request.settings, request.motion, request.output, reporter))
-        del model  # the processes load their own models; the detector is not needed any more
         yield replace(launch, request=replace(request, motion=frames, settings=settings, sidecar_extra=extra))
 
 
