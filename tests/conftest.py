@@ -96,3 +96,15 @@ def start_paused_at(point: str, args: list, env: dict | None = None) -> subproce
 def _default_sigint() -> None:
     """A shell's background job inherits SIGINT ignored; the run must get Ctrl-C's KeyboardInterrupt."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture(scope="session")
+def pose_standin(tmp_path_factory) -> dict:
+    """TorchScript stand-ins for the DensePose model (tests/pose_standin.py), saved once as files:
+    `model` (dict output with scores), `swapped` (green scores above red), `tuple` (the Hub form, no scores)."""
+    from pose_standin import BLUE, GREEN, RED, save_standin
+
+    root = tmp_path_factory.mktemp("pose-models")
+    return {"model": save_standin(root / "blobs.torchscript"),
+            "swapped": save_standin(root / "swapped.torchscript", {RED: 0.85, GREEN: 0.95, BLUE: 0.7}),
+            "tuple": save_standin(root / "tuple.torchscript", as_tuple=True)}

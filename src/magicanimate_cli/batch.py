@@ -5,10 +5,13 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from .config import IMAGE_SUFFIXES, MOTION_SUFFIXES
 from .errors import InputError, SettingsError
 from .media import natural_sort_key
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,11 @@ def _listing(folder: Path, suffixes: tuple[str, ...], allow_folders: bool) -> li
     return sorted(entries, key=lambda p: natural_sort_key(p.name))
 
 
+def list_motions(folder: Path) -> list[Path]:
+    """The motions in a folder: its videos and its sub-folders (each a folder of frames), in natural order."""
+    return _listing(folder, MOTION_SUFFIXES, allow_folders=True)
+
+
 def output_name(reference: Path, motion: Path, extension: str) -> str:
     suffix = "" if extension == "png" else f".{extension}"
     return f"{reference.stem}-{motion.stem if motion.is_file() else motion.name}{suffix}"
@@ -41,7 +49,7 @@ def output_name(reference: Path, motion: Path, extension: str) -> str:
 
 def cross_product(reference_dir: Path, motion_dir: Path, out_dir: Path, extension: str) -> list[WorkItem]:
     references = _listing(reference_dir, IMAGE_SUFFIXES, allow_folders=False)
-    motions = _listing(motion_dir, MOTION_SUFFIXES, allow_folders=True)
+    motions = list_motions(motion_dir)
     if not references:
         raise InputError(f"{reference_dir}: no reference images (.png, .jpg, .jpeg, .webp) in this folder")
     if not motions:
@@ -85,7 +93,7 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return index, count
 
 
-def take_shard(items: list[WorkItem], shard: tuple[int, int] | None) -> list[WorkItem]:
+def take_shard(items: list[T], shard: tuple[int, int] | None) -> list[T]:
     """Every N-th item starting at I−1: shares are disjoint, cover everything and stay balanced."""
     if shard is None:
         return items

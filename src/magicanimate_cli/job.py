@@ -121,7 +121,7 @@ def motion_format(first: np.ndarray, motion_path: Path,
 
 
 def run_job(animator, settings: AnimateSettings, reference_path: Path, motion_path: Path, output: Path,
-            reporter: Reporter, load_seconds: float = 0.0) -> JobResult:
+            reporter: Reporter, load_seconds: float = 0.0, sidecar_extra: dict | None = None) -> JobResult:
     """Animate one reference along one motion and write `output` (+ grid and sidecar)."""
     from .engine.sampler import SamplerConfig
     from .engine.windows import padded_length
@@ -146,7 +146,7 @@ def run_job(animator, settings: AnimateSettings, reference_path: Path, motion_pa
                "decode_encode_s": round(t3 - t2, 3), "total_s": round(load_seconds + t3 - t0, 3)}
     result = JobResult(output, sidecar_path(output), len(inputs.motion), inputs.fps, (width, height),
                        settings.seed, timings)
-    write_sidecar(result, animator, settings, inputs)
+    write_sidecar(result, animator, settings, inputs, sidecar_extra)
     return result
 
 
@@ -188,10 +188,11 @@ def _file_record(path: Path) -> dict:
     return {"path": str(path), "bytes": stat.st_size, "modified": int(stat.st_mtime)}
 
 
-def write_sidecar(result: JobResult, animator, settings: AnimateSettings, inputs: PreparedInputs) -> None:
-    import av
+def write_sidecar(result: JobResult, animator, settings: AnimateSettings, inputs: PreparedInputs,
+                  sidecar_extra: dict | None = None) -> None:
+    """Everything needed to repeat the run; `sidecar_extra` adds sections (e.g. how the motion was made), and
+    its `inputs` entries replace those of the inputs section (e.g. the video a temporary motion came from)."""
     import diffusers
-    import torch
 
     from .devices import dtype_name
     from .engine.loader import weight_files
@@ -201,15 +202,24 @@ def write_sidecar(result: JobResult, animator, settings: AnimateSettings, inputs
         "magicanimate_cli": __version__,
         "settings": settings.record(),
         "seed": result.seed,
-        "inputs": inputs.source,
+        "inputs": {**inputs.source, **(sidecar_extra or {}).get("inputs", {})},
         "output": {"path": str(result.output), "frames": result.frames, "fps": str(result.fps),
                    "width": result.size[0], "height": result.size[1],
                    "grid": str(grid_path(result.output)) if settings.grid else None},
         "weights": [_file_record(p) for p in weight_files(settings.weights)],
         "device": str(animator.device),
         "dtype": dtype_name(animator.dtype),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "diffusers": diffusers.__version__, "numpy": np.__version__, "av": av.__version__},
+        "versions": {**runtime_versions(), "diffusers": diffusers.__version__},
         "timings": result.timings,
+        **{k: v for k, v in (sidecar_extra or {}).items() if k != "inputs"},
     }
     write_json_atomic(result.sidecar, record)
+
+
+def runtime_versions() -> dict[str, str]:
+    """The versions every sidecar records: what decoded, computed and encoded the frames."""
+    import av
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+            "av": av.__version__}

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import animate, download, evaluate, fuse_long
+from . import animate, download, evaluate, fuse_long, pose
 
-COMMAND_MODULES: list = [download, animate, evaluate, fuse_long]
+COMMAND_MODULES: list = [download, pose, animate, evaluate, fuse_long]

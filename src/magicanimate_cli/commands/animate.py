@@ -13,6 +13,7 @@ import typer
 
 from ..config import AnimateSettings, FrameSelection, default_weights_dir
 from ..errors import InputError, MagicAnimateError, SettingsError
+from .pose import MIN_SCORE_OPTION, PEOPLE_OPTION, POSE_MODEL_OPTION, load_pose_model, pose_settings
 
 HELP = "Animate REFERENCE (an image) along MOTION (a DensePose video or frame folder) into OUTPUT."
 
@@ -96,19 +97,40 @@ def animate(
     skip_existing: bool = typer.Option(False, "--skip-existing", show_default="off", help="Batch: skip items whose output exists."),
     shard: Optional[str] = typer.Option(None, show_default="all", help="Batch: run only share I of N (I/N, 1-based)."),
     format: str = typer.Option("mp4", "--format", help="Batch: output type mp4 | webm | gif | png."),
+    motion_from_video: bool = typer.Option(False, "--motion-from-video", show_default="off",
+                                           help="MOTION is an ordinary video: render its DensePose first (see "
+                                                "`magicanimate pose`), then animate along the render."),
+    pose_model: str = POSE_MODEL_OPTION,
+    min_score: float = MIN_SCORE_OPTION,
+    people: str = PEOPLE_OPTION,
+    save_pose: Optional[Path] = typer.Option(None, show_default="none", help="With --motion-from-video: keep the "
+                                             "DensePose render here (.mp4/.webm/.gif or a PNG folder)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", show_default="off", help="No progress display."),
     as_json: bool = typer.Option(False, "--json", show_default="off", help="Print one machine-readable summary line to stdout."),
 ) -> None:
     """Animate REFERENCE (an image) along MOTION (a DensePose video or frame folder) into OUTPUT."""
     options = dict(locals())
     settings = settings_from_options(**options)
-    run_command(settings, reference, motion, output, pairs, skip_existing, shard, format, quiet, as_json)
+    pose = pose_request(settings, **options)
+    run_command(settings, reference, motion, output, pairs, skip_existing, shard, format, quiet, as_json, pose)
+
+
+def pose_request(settings: AnimateSettings, **o):
+    """`--motion-from-video` and its options as a PoseRequest, or None; the pose options alone are refused."""
+    from ..pose.motion import PoseRequest
+
+    if not o["motion_from_video"]:
+        if o["save_pose"] is not None:
+            raise SettingsError("--save-pose keeps the render of --motion-from-video; add --motion-from-video")
+        return None
+    return PoseRequest(pose_settings(o["pose_model"], settings.weights, settings.device, o["min_score"],
+                                     o["people"], settings.crf), o["save_pose"])
 
 
 def run_command(settings: AnimateSettings, reference: Path | None, motion: Path | None, output: Path,
                 pairs: Path | None, skip_existing: bool, shard: str | None, extension: str, quiet: bool,
-                as_json: bool) -> None:
-    """Single item or batch, shared by `animate` and `fuse-long`."""
+                as_json: bool, pose=None) -> None:
+    """Single item or batch; `pose` (a PoseRequest) renders each motion from an ordinary video first."""
     from ..batch import cross_product, parse_shard, read_pairs, take_shard
 
     batch = pairs is not None or (reference is not None and reference.is_dir())
@@ -117,8 +139,10 @@ def run_command(settings: AnimateSettings, reference: Path | None, motion: Path 
             raise SettingsError("give REFERENCE and MOTION (or folders of them, or --pairs CSV)")
         _check_exists(reference, "reference image")
         _check_exists(motion, "motion")
-        _run_single(settings, reference, motion, output, quiet, as_json)
+        _run_single(settings, reference, motion, output, quiet, as_json, pose)
         return
+    if pose is not None and pose.save is not None:
+        raise SettingsError("--save-pose names one render; it works with a single MOTION, not a batch")
     if extension not in ("mp4", "webm", "gif", "png"):
         raise SettingsError(f"--format {extension}: expected mp4, webm, gif or png")
     if pairs is not None:
@@ -127,7 +151,7 @@ def run_command(settings: AnimateSettings, reference: Path | None, motion: Path 
         if motion is None or not motion.is_dir():
             raise InputError(f"{motion}: in batch mode MOTION must be a folder of motions")
         items = cross_product(reference, motion, output, extension)
-    _run_batch(settings, take_shard(items, parse_shard(shard)), skip_existing, quiet, as_json)
+    _run_batch(settings, take_shard(items, parse_shard(shard)), skip_existing, quiet, as_json, pose)
 
 
 def _check_exists(path: Path, what: str) -> None:
@@ -136,16 +160,22 @@ def _check_exists(path: Path, what: str) -> None:
 
 
 def _run_single(settings: AnimateSettings, reference: Path, motion: Path, output: Path, quiet: bool,
-                as_json: bool) -> None:
+                as_json: bool, pose=None) -> None:
     from ..job import check_output_writable, pick_seed, run_job
+    from ..pose.motion import animation_motion
 
     settings = pick_seed(settings)
     check_output_writable(output)
+    if pose is not None and pose.save is not None:
+        check_output_writable(pose.save)
     with make_reporter(quiet, as_json) as reporter:
-        animator, load_s = load_animator(settings, reporter)
-        if not quiet and not as_json:
-            reporter.note(f"seed {settings.seed}")
-        result = run_job(animator, settings, reference, motion, output, reporter, load_s)
+        pose_model = load_pose_model(pose.settings, reporter)[0] if pose is not None else None
+        # the render comes first: a video that cannot be read fails before the animation models load
+        with animation_motion(pose_model, pose, settings, motion, output, reporter) as (frames, run_settings, extra):
+            animator, load_s = load_animator(settings, reporter)
+            if not quiet and not as_json:
+                reporter.note(f"seed {settings.seed}")
+            result = run_job(animator, run_settings, reference, frames, output, reporter, load_s, extra)
     if as_json:
         print(json.dumps({"status": "ok", **result.summary()}))
     elif not quiet:
@@ -154,8 +184,9 @@ def _run_single(settings: AnimateSettings, reference: Path, motion: Path, output
                    err=True)
 
 
-def _run_batch(settings, items, skip_existing: bool, quiet: bool, as_json: bool) -> None:
+def _run_batch(settings, items, skip_existing: bool, quiet: bool, as_json: bool, pose=None) -> None:
     from ..job import pick_seed, run_job
+    from ..pose.motion import animation_motion
 
     settings = pick_seed(settings)  # one seed for the whole batch: every item is reproducible with it
     todo = [i for i in items if not (skip_existing and i.output.exists())]
@@ -166,11 +197,15 @@ def _run_batch(settings, items, skip_existing: bool, quiet: bool, as_json: bool)
         if skipped:
             reporter.note(f"skipping {skipped} item(s) whose output exists")
         if todo:  # weights problems stop the whole batch: every item would fail the same way
+            pose_model = load_pose_model(pose.settings, reporter)[0] if pose is not None else None
             animator, load_s = load_animator(settings, reporter)
         for number, item in enumerate(todo, start=1):
             reporter.note(f"[{number}/{len(todo)}] {item.name} → {item.output}")
             try:
-                result = run_job(animator, settings, item.reference, item.motion, item.output, reporter, load_s)
+                with animation_motion(pose_model, pose, settings, item.motion, item.output,
+                                      reporter) as (frames, run_settings, extra):
+                    result = run_job(animator, run_settings, item.reference, frames, item.output, reporter, load_s,
+                                     extra)
                 load_s = 0.0
                 done.append(result.summary())
             except MagicAnimateError as exc:

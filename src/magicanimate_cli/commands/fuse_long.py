@@ -10,7 +10,8 @@ from __future__ import annotations
 import inspect
 import json
 import shutil
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -19,7 +20,7 @@ import typer
 
 from ..config import AnimateSettings
 from ..errors import InputError, SettingsError
-from .animate import animate, load_animator, make_reporter, settings_from_options
+from .animate import animate, load_animator, make_reporter, pose_request, settings_from_options
 
 if TYPE_CHECKING:
     from ..long.distributed import RankGroup
@@ -107,15 +108,42 @@ def fuse_long(**options: Any) -> None:
                             "processes; leave --nproc out under torchrun")
     if group is None and processes > 1:
         _check_devices(settings, processes)
-    launch = _prepare(settings, options, writes=group is None or group.writes)
-    if group is None and processes > 1:
-        launch_local(processes, run_process, launch)
-    else:
-        run_process(launch, group)
+    pose = pose_request(settings, **options)
+    if pose is not None and group is not None:
+        raise SettingsError("--motion-from-video renders the motion once, before the processes start; under "
+                            "torchrun render it first with `magicanimate pose` (or use --nproc)")
+    launch = _prepare(settings, options, writes=group is None or group.writes, pose=pose)
+    with _motion_rendered(launch, pose) as launch:
+        if group is None and processes > 1:
+            launch_local(processes, run_process, launch)
+        else:
+            run_process(launch, group)
 
 
 fuse_long.__signature__ = _signature()
 fuse_long.__doc__ = HELP
+
+
+@contextmanager
+def _motion_rendered(launch: Launch, pose) -> Iterator[Launch]:
+    """With --motion-from-video: the launch reading the video's DensePose render (removed afterwards)."""
+    from ..pose.motion import animation_motion
+    from .pose import load_pose_model
+
+    if pose is None:
+        yield launch
+        return
+    request = launch.request
+    if pose.save is not None:
+        from ..job import check_output_writable
+
+        check_output_writable(pose.save)
+    with ExitStack() as stack:
+        with make_reporter(launch.quiet, launch.as_json) as reporter:
+            model = load_pose_model(pose.settings, reporter)[0]
+            frames, settings, extra = stack.enter_context(
+                animation_motion(model, pose, request.settings, request.motion, request.output, reporter))
+        yield replace(launch, request=replace(request, motion=frames, settings=settings, sidecar_extra=extra))
 
 
 def _check_devices(settings: AnimateSettings, processes: int) -> None:
@@ -148,7 +176,7 @@ def _print_plan(settings: AnimateSettings, motion: Path, processes: int, as_json
     typer.echo(render_plan(layout, width), nl=False)
 
 
-def _prepare(settings: AnimateSettings, options: dict[str, Any], writes: bool) -> Launch:
+def _prepare(settings: AnimateSettings, options: dict[str, Any], writes: bool, pose=None) -> Launch:
     """Everything decided once, before any model loads or process starts: inputs, output, seed, resume.
 
     Under torchrun every process gets here; only the one that writes checks the output folder (by creating a
@@ -157,7 +185,7 @@ def _prepare(settings: AnimateSettings, options: dict[str, Any], writes: bool) -
     from ..devices import dtype_name, resolve_device, resolve_dtype
     from ..job import check_output_writable, pick_seed
     from ..long.checkpoint import check_resumable, load_checkpoint
-    from ..long.fingerprint import run_fingerprint
+    from ..long.fingerprint import pose_fingerprint, run_fingerprint
     from ..long.job import LongRequest
 
     reference, motion, output = options["reference"], options["motion"], options["output"]
@@ -171,6 +199,8 @@ def _prepare(settings: AnimateSettings, options: dict[str, Any], writes: bool) -
     if checkpoint is not None or resume is not None:
         dtype = dtype_name(resolve_dtype(settings.dtype, resolve_device(settings.device)))
         fingerprint, labels = run_fingerprint(settings, dtype, frames, reference, motion)
+        if pose is not None:  # the motion is the video's render: what makes the render is part of the run
+            fingerprint.update(pose_fingerprint(pose.settings))
     if resume is not None:
         saved = load_checkpoint(resume)
         check_resumable(resume, saved, fingerprint, labels, settings.seed)

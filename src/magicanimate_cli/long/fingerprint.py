@@ -50,3 +50,11 @@ def run_fingerprint(settings: AnimateSettings, dtype: str, frames: int, referenc
         "reference": file_digest(reference), "motion": motion_digest(motion),
     }
     return fingerprint, {"reference": str(reference), "motion": str(motion)}
+
+
+def pose_fingerprint(settings) -> dict[str, str]:
+    """With --motion-from-video: the DensePose model file and the options that decide the render."""
+    from ..pose.model import model_path
+
+    return {"pose-model": file_digest(model_path(settings.model, settings.weights)),
+            "min-score": repr(float(settings.min_score)), "people": settings.people}

@@ -36,6 +36,7 @@ class LongRequest:
     labels: dict[str, str]
     checkpoint: Path | None = None  # saved after every step
     resume: Path | None = None
+    sidecar_extra: dict | None = None  # e.g. how the motion was rendered from a video
 
     @property
     def config(self) -> SamplerConfig:
@@ -104,5 +105,5 @@ def run_long_job(animator, request: LongRequest, reporter: Reporter, group: Rank
     result = JobResult(request.output, sidecar_path(request.output), frames, inputs.fps,
                        (width, height), settings.seed, timings)
     if sidecar:
-        write_sidecar(result, animator, settings, inputs)
+        write_sidecar(result, animator, settings, inputs, request.sidecar_extra)
     return result

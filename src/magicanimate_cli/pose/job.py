@@ -1,0 +1,112 @@
+"""One pose render: a video (or frame folder) in, its DensePose render out, frame by frame.
+
+Frames are decoded, detected, rendered and encoded one at a time, so memory stays flat however long the video.
+The render has the input's frame count, size and rate; it is written through the project's atomic writers (a
+failure or Ctrl-C leaves no partial file) and gets a JSON sidecar.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+from .. import __version__
+from ..config import FrameSelection, sidecar_path
+from ..job import check_output_writable, runtime_versions
+from ..media import MotionClip, open_motion
+from ..progress import Reporter
+from ..writer import FrameWriter, open_writer, write_json_atomic
+from .model import PoseModel
+from .render import render_frame
+from .settings import PoseSettings
+
+
+@dataclass
+class PoseStats:
+    """How many people the render shows: worth a glance when a clip comes out empty."""
+
+    frames: int = 0
+    frames_without_people: int = 0
+    most_people: int = 0
+
+    def add(self, people: int) -> None:
+        self.frames += 1
+        self.frames_without_people += people == 0
+        self.most_people = max(self.most_people, people)
+
+    def record(self) -> dict:
+        return {"frames": self.frames, "frames_without_people": self.frames_without_people,
+                "most_people_in_a_frame": self.most_people}
+
+
+@dataclass
+class PoseResult:
+    output: Path
+    sidecar: Path
+    fps: Fraction
+    size: tuple[int, int]
+    stats: PoseStats
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        return {"output": str(self.output), "sidecar": str(self.sidecar), "frames": self.stats.frames,
+                "fps": str(self.fps), "width": self.size[0], "height": self.size[1],
+                "frames_without_people": self.stats.frames_without_people, "timings": self.timings}
+
+
+def open_video(video: Path, selection: FrameSelection = FrameSelection()) -> MotionClip:
+    """The input, read exactly as `animate` reads a motion (video file or frame folder)."""
+    return open_motion(video, start=selection.start, max_frames=selection.max_frames, stride=selection.stride)
+
+
+def render_video(model: PoseModel, settings: PoseSettings, clip: MotionClip, writers: Sequence[FrameWriter],
+                 reporter: Reporter) -> PoseStats:
+    """Render every frame of `clip` into each writer; the caller closes (publishes) or aborts them."""
+    stats = PoseStats()
+    reporter.phase("pose", len(clip))
+    for frame in clip:
+        image, people = render_frame(model.detect(frame), clip.width, clip.height, settings.min_score,
+                                     settings.people)
+        for writer in writers:
+            writer.write(image)
+        stats.add(people)
+        reporter.advance()
+    return stats
+
+
+def run_pose_job(model: PoseModel, settings: PoseSettings, video: Path, output: Path, reporter: Reporter,
+                 load_seconds: float = 0.0) -> PoseResult:
+    """Render `video` into `output` (mp4/webm/gif or a PNG folder) and write its sidecar."""
+    started = time.perf_counter()
+    check_output_writable(output)
+    clip = open_video(video)
+    with ExitStack() as stack:
+        writer = stack.enter_context(open_writer(output, clip.fps, clip.width, clip.height, settings.crf))
+        stats = render_video(model, settings, clip, [writer], reporter)
+    seconds = time.perf_counter() - started
+    timings = {"load_s": round(load_seconds, 3), "render_s": round(seconds, 3),
+               "frames_per_s": round(stats.frames / seconds, 3) if seconds > 0 else None,
+               "total_s": round(load_seconds + seconds, 3)}
+    result = PoseResult(output, sidecar_path(output), clip.fps, (clip.width, clip.height), stats, timings)
+    write_json_atomic(result.sidecar, {
+        "magicanimate_cli": __version__,
+        "settings": settings.record(),
+        "inputs": source_record(video, clip),
+        "output": {"path": str(output), "frames": stats.frames, "fps": str(clip.fps), "width": clip.width,
+                   "height": clip.height},
+        "model": model.describe(),
+        "people": stats.record(),
+        "versions": runtime_versions(),
+        "timings": timings,
+    })
+    return result
+
+
+def source_record(video: Path, clip: MotionClip) -> dict:
+    """What a sidecar says about the video a render came from."""
+    return {"video": str(video), "frames": len(clip), "width": clip.width, "height": clip.height,
+            "fps": str(clip.fps), "start": clip.start, "stride": clip.stride}
