@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 from test_eval_cli import run_cli
-from test_eval_support import lpips_weights_dir, structured_frames, write_frame_folder  # noqa: F401
+from test_eval_support import constant_video, lpips_weights_dir, structured_frames, write_frame_folder  # noqa: F401
 
 from magicanimate_cli.evaluation.features import ClipFeatures
+from magicanimate_cli.evaluation.frechet import FeatureStatistics
 from magicanimate_cli.evaluation.networks import i3d, inception, resnet3d
 from magicanimate_cli.evaluation.weights import FID_INCEPTION, I3D_KINETICS, R3D50_KINETICS
 
@@ -104,13 +105,8 @@ def test_protocols_agree_when_the_sizes_are_equal(capsys, tmp_path, stand_in_net
 # ------------------------------------------------------------------------------------------- --clips
 
 
-def _constant_video(values: range, side: int = 8) -> np.ndarray:
-    """Frame t is filled with value t, so a clip's mean tells which frames it holds."""
-    return np.stack([np.full((side, side, 3), v, np.uint8) for v in values])
-
-
-def _samples(sampling: str, videos: list[np.ndarray]) -> list[float]:
-    """The samples (mean colour of each) one side yields, pushing each video in batches of 7 frames."""
+def _samples(sampling: str, videos: list[np.ndarray]) -> tuple[list[float], FeatureStatistics]:
+    """(mean colour of every clip the network saw, the statistics) of one side fed `videos` 7 frames at a time."""
     seen: list[np.ndarray] = []
 
     class MeanColour(torch.nn.Module):
@@ -130,7 +126,7 @@ def _samples(sampling: str, videos: list[np.ndarray]) -> list[float]:
 
 
 def test_clips_video_averages_padded_segments_for_fid_vid_and_runs_whole_videos_for_fvd():
-    videos = [_constant_video(range(20)), _constant_video(range(100, 110))]
+    videos = [constant_video(range(20)), constant_video(range(100, 110))]
     _, segment_mean = _samples("video-mean", videos)
     first = (np.mean(range(16)) + (16 + 17 + 18 + 19 * 13) / 16) / 2  # two padded segments, averaged
     second = (sum(range(100, 110)) + 109 * 6) / 16
@@ -142,7 +138,7 @@ def test_clips_video_averages_padded_segments_for_fid_vid_and_runs_whole_videos_
 
 
 def test_clips_sliding_takes_every_16_frame_window_without_padding():
-    inputs, stats = _samples("sliding", [_constant_video(range(20)), _constant_video(range(100, 110))])
+    inputs, stats = _samples("sliding", [constant_video(range(20)), constant_video(range(100, 110))])
     assert stats.count == 5  # frames 0-15, 1-16, ..., 4-19; the 10-frame video has no window
     np.testing.assert_allclose(sorted(inputs), [np.mean(range(s, s + 16)) for s in range(5)], rtol=1e-6)
 
