@@ -260,6 +260,20 @@ def test_checkpoint_carrying_the_whole_unet_makes_the_sd_unet_weights_skipped(se
     # the command ends by running the engine's check_weights, so exit code 0 says the directory loads without them
 
 
+def test_whole_unet_saved_with_unet_prefixes_still_gets_the_sd_unet_weights(served, tmp_path):
+    """By the official loader's rule such a checkpoint contributes only its motion modules."""
+    motion = torch.load(BUNDLE / "MagicAnimate" / CKPT, weights_only=True)
+    spatial = load_file(BUNDLE / "stable-diffusion-v1-5" / UNET)
+    prefixed = io.BytesIO()
+    torch.save({f"unet.{k}": v for k, v in {**spatial, **motion}.items()}, prefixed)
+    with make_hub(served, magicanimate={CKPT: prefixed.getvalue()}) as hub:
+        code, _, err = run_cli(hub, "--dir", tmp_path)
+        assert code == 0, err
+        assert hub.requests_for(SD_REPO, UNET)
+    assert "holds only part of the UNet: fetching" in err
+    assert (tmp_path / "stable-diffusion-v1-5" / UNET).read_bytes() == served[SD_REPO][UNET]
+
+
 def test_variant_fp16_takes_half_precision_files_where_the_repository_has_them(hub, tmp_path):
     code, out, err = run_cli(hub, "--dir", tmp_path, "--variant", "fp16", "--dry-run")
     assert code == 0, err
@@ -497,7 +511,10 @@ def test_pose_places_the_densepose_model_verified_next_to_the_animation_weights(
     data = served[POSE_REPO][POSE_R50]
     assert (entry["repo"], entry["requested"]) == (POSE_REPO, "main")
     assert entry["files"] == {f"DensePose/{POSE_R50}": {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}}
-    assert torch.jit.load(str(root / "DensePose" / POSE_R50))(torch.ones(1, 2)).shape == (1, 2)
+    with warnings.catch_warnings():  # torch.jit is deprecated; the published models are TorchScript all the same
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model = torch.jit.load(str(root / "DensePose" / POSE_R50))
+    assert model(torch.ones(1, 2)).shape == (1, 2)
 
 
 def test_pose_check_verifies_the_model_and_names_it_when_truncated(downloaded_with_pose, tmp_path):
