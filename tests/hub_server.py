@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
-LFS_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pth", ".pt")
+LFS_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pth", ".pt", ".torchscript")
 
 
 def git_blob_id(data: bytes) -> str:

@@ -76,6 +76,7 @@ def test_sidecar_records_settings_seed_weights_versions_device_and_timings(media
     assert record["settings"]["steps"] == 1 and record["settings"]["context_frames"] == 8
     assert record["settings"]["fit"] == "pad" and record["settings"]["guidance"] == 7.5
     assert record["device"] == "cpu" and record["dtype"] == "fp32"
+    assert record["weights_sources"] is None  # the tiny bundle was not fetched by download-weights
     assert {"torch", "diffusers", "av", "numpy", "python"} <= set(record["versions"])
     weights = {Path(w["path"]).name: w["bytes"] for w in record["weights"]}
     assert weights["temporal_attention.ckpt"] == (

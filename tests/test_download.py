@@ -9,8 +9,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import os
 import shutil
+import warnings
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from safetensors.torch import load, load_file, save
 from magicanimate_cli.cli import main
 from magicanimate_cli.download import (
     MA_REPO,
-    MA_REVISION,
+    POSE_REPO,
     SD_REPO,
     STATE_DIR,
     VAE_REPO,
@@ -40,6 +42,8 @@ CKPT = "temporal_attention/temporal_attention.ckpt"
 APPEARANCE = "appearance_encoder/diffusion_pytorch_model.safetensors"
 CONTROLNET = "densepose_controlnet/diffusion_pytorch_model.safetensors"
 TOKEN = "hf_test_secret"
+MA_COMMIT = "3d80ae8c50b289e55ee68deecc83afaab9c6a382"  # what `main` resolves to on this hub
+POSE_R50, POSE_R101 = "densepose_r50_fpn_dl.torchscript", "densepose_r101_fpn_dl.torchscript"
 
 # Per repository: what the engine loads with the default settings (the tiny SD unet also has a .bin).
 EXPECTED = {
@@ -64,9 +68,9 @@ def half_precision(data: bytes) -> bytes:
 
 
 def local_files(root: Path) -> set[str]:
-    """Files under `root` outside the downloader's own state folder."""
+    """Files under `root` outside the downloader's own state folder and its sources manifest."""
     return {p.relative_to(root).as_posix() for p in root.rglob("*")
-            if p.is_file() and not p.relative_to(root).as_posix().startswith(STATE_DIR)}
+            if p.is_file() and not p.relative_to(root).as_posix().startswith((STATE_DIR, ".magicanimate/"))}
 
 
 def expected_local(repos: dict[str, list[str]] = EXPECTED) -> set[str]:
@@ -120,12 +124,23 @@ def served() -> dict[str, dict[str, bytes]]:
     vae["diffusion_pytorch_model.bin"] = os.urandom(20_000)
     magic = folder_files(BUNDLE / "MagicAnimate")
     magic["README.md"] = b"# MagicAnimate\n"
-    return {SD_REPO: sd, VAE_REPO: vae, MA_REPO: magic}
+    pose = {"README.md": b"DensePose TorchScript\n", ".gitattributes": b"*.torchscript filter=lfs\n",
+            POSE_R50: torchscript_file(2), POSE_R101: torchscript_file(3)}
+    return {SD_REPO: sd, VAE_REPO: vae, MA_REPO: magic, POSE_REPO: pose}
+
+
+def torchscript_file(width: int) -> bytes:
+    """A real (tiny) TorchScript archive, standing in for a DensePose model file."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # torch.jit is deprecated, but the published DensePose models are TorchScript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(torch.nn.Linear(width, width)), buffer)
+    return buffer.getvalue()
 
 
 def make_hub(served: dict[str, dict[str, bytes]], magicanimate: dict[str, bytes | None] | None = None) -> FakeHub:
-    """A fresh (not yet started) hub, MagicAnimate at the pinned commit as on huggingface.co; `magicanimate`
-    replaces files of that repository (None removes one)."""
+    """A fresh (not yet started) hub, MagicAnimate's `main` at MA_COMMIT; `magicanimate` replaces files of that
+    repository (None removes one)."""
     files = {repo: dict(content) for repo, content in served.items()}
     for path, data in (magicanimate or {}).items():
         if data is None:
@@ -133,7 +148,7 @@ def make_hub(served: dict[str, dict[str, bytes]], magicanimate: dict[str, bytes 
         else:
             files[MA_REPO][path] = data
     return FakeHub({SD_REPO: FakeRepo(files[SD_REPO]), VAE_REPO: FakeRepo(files[VAE_REPO]),
-                    MA_REPO: FakeRepo(files[MA_REPO], commit=MA_REVISION)})
+                    MA_REPO: FakeRepo(files[MA_REPO], commit=MA_COMMIT), POSE_REPO: FakeRepo(files[POSE_REPO])})
 
 
 @pytest.fixture
@@ -192,8 +207,32 @@ def test_sd_unet_weights_are_fetched_when_the_checkpoint_holds_only_motion_modul
     assert shared_hub.requests_for(SD_REPO, UNET)
 
 
-def test_default_magicanimate_revision_is_the_pinned_commit(downloaded, shared_hub):
-    assert any(r.path == f"/api/models/{MA_REPO}/revision/{MA_REVISION}" for r in shared_hub.log)
+def test_every_repository_is_read_at_main_and_the_resolved_commits_are_recorded(downloaded, shared_hub, served):
+    root, _ = downloaded
+    for repo in (SD_REPO, VAE_REPO, MA_REPO):
+        assert any(r.path == f"/api/models/{repo}/revision/main" for r in shared_hub.log)
+    manifest = json.loads((root / ".magicanimate" / "sources.json").read_text())
+    sources = manifest["sources"]
+    assert set(sources) == {"sd", "vae", "magicanimate"}  # no pose model without --pose
+    assert sources["magicanimate"]["repo"] == MA_REPO and sources["magicanimate"]["requested"] == "main"
+    assert sources["magicanimate"]["commit"] == MA_COMMIT == shared_hub.repos[MA_REPO].commit
+    for key, repo in (("sd", SD_REPO), ("vae", VAE_REPO), ("magicanimate", MA_REPO)):
+        assert sources[key]["commit"] == shared_hub.repos[repo].commit
+        files = sources[key]["files"]
+        assert set(files) == {f"{LAYOUT[repo]}/{p}" for p in EXPECTED[repo]}
+        for local, entry in files.items():
+            data = served[repo][local.split("/", 1)[1]]
+            assert entry == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    assert not any(r.path.startswith(f"/api/models/{POSE_REPO}") for r in shared_hub.log)
+    assert not (root / "DensePose").exists()
+
+
+def test_revision_option_pins_a_commit_and_the_manifest_says_so(hub, tmp_path):
+    code, _, err = run_cli(hub, "--dir", tmp_path, "--revision", f"magicanimate={MA_COMMIT}")
+    assert code == 0, err
+    assert any(r.path == f"/api/models/{MA_REPO}/revision/{MA_COMMIT}" for r in hub.log)
+    entry = json.loads((tmp_path / ".magicanimate" / "sources.json").read_text())["sources"]["magicanimate"]
+    assert (entry["requested"], entry["commit"]) == (MA_COMMIT, MA_COMMIT)
 
 
 def test_second_run_transfers_nothing_and_says_so(downloaded, shared_hub):
@@ -219,6 +258,20 @@ def test_checkpoint_carrying_the_whole_unet_makes_the_sd_unet_weights_skipped(se
     assert "skipped" in out
     assert local_files(tmp_path) == expected_local() - {f"stable-diffusion-v1-5/{UNET}"}  # and it loads:
     # the command ends by running the engine's check_weights, so exit code 0 says the directory loads without them
+
+
+def test_whole_unet_saved_with_unet_prefixes_still_gets_the_sd_unet_weights(served, tmp_path):
+    """By the official loader's rule such a checkpoint contributes only its motion modules."""
+    motion = torch.load(BUNDLE / "MagicAnimate" / CKPT, weights_only=True)
+    spatial = load_file(BUNDLE / "stable-diffusion-v1-5" / UNET)
+    prefixed = io.BytesIO()
+    torch.save({f"unet.{k}": v for k, v in {**spatial, **motion}.items()}, prefixed)
+    with make_hub(served, magicanimate={CKPT: prefixed.getvalue()}) as hub:
+        code, _, err = run_cli(hub, "--dir", tmp_path)
+        assert code == 0, err
+        assert hub.requests_for(SD_REPO, UNET)
+    assert "holds only part of the UNet: fetching" in err
+    assert (tmp_path / "stable-diffusion-v1-5" / UNET).read_bytes() == served[SD_REPO][UNET]
 
 
 def test_variant_fp16_takes_half_precision_files_where_the_repository_has_them(hub, tmp_path):
@@ -300,7 +353,7 @@ def test_file_absent_from_the_repository_exits_naming_it_before_any_transfer(ser
         code, _, err = run_cli(partial_hub, "--dir", tmp_path)
         assert partial_hub.file_requests() == []
     assert code != 0
-    assert f"{MA_REPO}@{MA_REVISION}: {CKPT} not found in the repository" in err
+    assert f"{MA_REPO}@main: {CKPT} not found in the repository" in err
 
 
 def test_unknown_repository_exits_naming_it(hub, tmp_path):
@@ -345,6 +398,8 @@ def test_check_passes_on_a_complete_directory_without_the_network(downloaded, sh
     code, out, err = run_cli(None, "--dir", downloaded[0], "--check")
     assert code == 0, err
     assert "complete and the engine can load it" in out
+    assert f"magicanimate: {MA_REPO}@main = commit {MA_COMMIT}" in out
+    assert str(downloaded[0] / ".magicanimate" / "sources.json") in out
     assert shared_hub.log == []
 
 
@@ -423,6 +478,104 @@ def test_help_lists_every_option_with_its_default():
     text = " ".join(out.split())
     assert code == 0
     for option in ("--dir", "--sd-repo", "--vae-repo", "--magicanimate-repo", "--revision", "--variant", "--token",
-                   "--check", "--dry-run", "--metrics", "--metrics-mirror"):
+                   "--check", "--dry-run", "--pose", "--pose-backbone", "--metrics", "--metrics-mirror"):
         assert option in text
-    assert text.count("[default:") == 11
+    assert text.count("[default:") == 13
+
+
+# ---------------------------------------------------------------------------------------------- --pose
+
+
+def test_check_without_a_manifest_says_the_sources_are_not_recorded(tmp_path):
+    root = tmp_path / "weights"
+    shutil.copytree(BUNDLE, root)
+    code, out, err = run_cli(None, "--dir", root, "--check")
+    assert code == 0, err
+    assert "sources: not recorded" in out
+
+
+@pytest.fixture(scope="module")
+def downloaded_with_pose(shared_hub, tmp_path_factory) -> tuple[Path, tuple[int, str, str]]:
+    root = tmp_path_factory.mktemp("weights-pose")
+    result = run_cli(shared_hub, "--dir", root, "--pose")
+    assert result[0] == 0, result
+    return root, result
+
+
+def test_pose_places_the_densepose_model_verified_next_to_the_animation_weights(downloaded_with_pose, served):
+    root, (_, out, _) = downloaded_with_pose
+    assert local_files(root) == expected_local() | {f"DensePose/{POSE_R50}"}
+    assert (root / "DensePose" / POSE_R50).read_bytes() == served[POSE_REPO][POSE_R50]
+    assert f"DensePose/{POSE_R50}" in out
+    entry = json.loads((root / ".magicanimate" / "sources.json").read_text())["sources"]["densepose"]
+    data = served[POSE_REPO][POSE_R50]
+    assert (entry["repo"], entry["requested"]) == (POSE_REPO, "main")
+    assert entry["files"] == {f"DensePose/{POSE_R50}": {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}}
+    with warnings.catch_warnings():  # torch.jit is deprecated; the published models are TorchScript all the same
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model = torch.jit.load(str(root / "DensePose" / POSE_R50))
+    assert model(torch.ones(1, 2)).shape == (1, 2)
+
+
+def test_pose_check_verifies_the_model_and_names_it_when_truncated(downloaded_with_pose, tmp_path):
+    root = tmp_path / "weights"
+    shutil.copytree(downloaded_with_pose[0], root)
+    code, out, err = run_cli(None, "--dir", root, "--check", "--pose")
+    assert code == 0, err
+    assert "(with the DensePose model)" in out and f"densepose: {POSE_REPO}@main = commit" in out
+    model = root / "DensePose" / POSE_R50
+    model.write_bytes(model.read_bytes()[:-100])
+    code, out, err = run_cli(None, "--dir", root, "--check", "--pose")
+    assert code != 0
+    assert f"{model}: not a whole TorchScript archive" in out
+    code, out, err = run_cli(None, "--dir", root, "--check", "--pose", "--pose-backbone", "r101")
+    assert code != 0 and f"{root / 'DensePose' / POSE_R101}: file not found" in err
+
+
+def test_pose_r101_dry_run_lists_only_that_model(hub, tmp_path):
+    code, out, err = run_cli(hub, "--dir", tmp_path, "--pose", "--pose-backbone", "r101", "--dry-run")
+    assert code == 0, err
+    assert f"DensePose/{POSE_R101}" in out and POSE_R50 not in out
+    assert hub.file_requests() == []
+
+
+def test_pose_model_transfer_resumes_and_a_corrupt_one_is_refused(hub, served, tmp_path):
+    cut = 1000
+    hub.cut_after(POSE_REPO, POSE_R50, cut)
+    code, _, err = run_cli(hub, "--dir", tmp_path, "--pose")
+    assert code != 0 and f"DensePose/{POSE_R50}" in err and "run again to resume" in err
+    hub.restore()
+    hub.log.clear()
+    code, _, err = run_cli(hub, "--dir", tmp_path, "--pose")
+    assert code == 0, err
+    transfers = [r for r in hub.requests_for(POSE_REPO, POSE_R50) if r.method == "GET" and r.status in (200, 206)]
+    assert [(r.range, r.status) for r in transfers] == [(f"bytes={cut}-", 206)]
+    assert (tmp_path / "DensePose" / POSE_R50).read_bytes() == served[POSE_REPO][POSE_R50]
+
+    hub.make_corrupt(POSE_REPO, POSE_R101)
+    code, out, err = run_cli(hub, "--dir", tmp_path, "--pose", "--pose-backbone", "r101")
+    assert code != 0 and "sha256 mismatch" in out + err
+    assert not (tmp_path / "DensePose" / POSE_R101).exists()
+
+
+def test_pose_backbone_without_pose_is_a_usage_error(tmp_path):
+    code, _, err = run_cli(None, "--dir", tmp_path, "--pose-backbone", "r101")
+    assert code != 0 and "--pose-backbone r101 applies only with --pose" in err
+
+
+def test_animate_sidecar_names_the_commits_the_weights_came_from(downloaded, tmp_path):
+    from conftest import cli_exit_code
+    from media_helpers import encode_video, save_image
+
+    from magicanimate_cli.demo_inputs import make_motion_frames, make_reference_image
+
+    root, _ = downloaded
+    ref = save_image(tmp_path / "ref.png", make_reference_image(128))
+    motion = encode_video(tmp_path / "motion.mp4", list(make_motion_frames(3, 128, 128)), 25)
+    out = tmp_path / "out.mp4"
+    code = cli_exit_code(["animate", ref, motion, "-o", out, "--weights", root, "--size", "128", "--steps", "1",
+                          "--context-frames", "8", "--context-overlap", "2", "--seed", "1", "--quiet"])
+    assert code == 0
+    sources = json.loads((tmp_path / "out.mp4.json").read_text())["weights_sources"]
+    assert sources["magicanimate"] == {"repo": MA_REPO, "requested": "main", "commit": MA_COMMIT}
+    assert set(sources) == {"sd", "vae", "magicanimate"}

@@ -45,7 +45,7 @@ def test_eval_on_two_folders_of_videos_writes_json_and_csv_with_every_video_and_
                              "--json", tmp_path / "r.json", "--csv", tmp_path / "r.csv", "--device", "cpu")
     assert code == 0, err
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["protocol"] == "disco" and report["psnr"] == "standard"
+    assert report["protocol"] == "gt-size" and report["psnr"] == "standard" and report["clips"] == "16"
     assert report["metrics"] == ["l1", "psnr", "ssim", "lpips"]
     for metric, file in (("fid", "pt_inception-2015-12-05-6726825d.pth"), ("fid-vid", "resnet-50-kinetics.pth"),
                          ("fvd", "i3d_pretrained_400.pt")):
@@ -145,7 +145,7 @@ def test_help_lists_every_option_with_its_default(capsys: pytest.CaptureFixture[
     code, out, _ = run_cli(capsys, "eval", "--help")
     assert code == 0
     text = " ".join(out.replace("│", " ").split())
-    for option, default in (("--metrics", "all"), ("--protocol", "disco"), ("--legacy-psnr", "off"),
+    for option, default in (("--metrics", "all"), ("--protocol", "gt-size"), ("--clips", "16"), ("--legacy-psnr", "off"),
                             ("--align", "strict"), ("--batch-size", "16"), ("--device", "auto"),
                             ("--weights", "$MAGICANIMATE_HOME, else ~/.cache/magicanimate"),
                             ("--json", "none"), ("--csv", "none")):

@@ -114,7 +114,7 @@ def test_weights_file_with_a_reshaped_tensor_is_refused(tmp_path: Path) -> None:
 def test_unreadable_weights_file_is_a_weights_error(tmp_path: Path) -> None:
     path = tmp_path / "broken.pth"
     path.write_bytes(b"not a checkpoint")
-    with pytest.raises(WeightsError, match="broken.pth: cannot read the weights file"):
+    with pytest.raises(WeightsError, match="broken.pth: cannot read the weights: not a PyTorch checkpoint"):
         i3d.load_i3d(path)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from test_eval_cli import run_cli
-from test_eval_support import structured_frames, with_lively_features, write_frame_folder
+from test_eval_support import constant_video, structured_frames, with_lively_features, write_frame_folder
 
 from magicanimate_cli.evaluation.features import ClipFeatures
 from magicanimate_cli.evaluation.frechet import FeatureStatistics, frechet_distance_of
@@ -17,20 +17,15 @@ from magicanimate_cli.evaluation.networks.inception import FEATURE_DIM, FIDIncep
 from magicanimate_cli.evaluation.weights import FID_INCEPTION
 
 
-def _constant_video(values: range, side: int = 8) -> np.ndarray:
-    """Frame t is filled with value t, so a clip's mean tells which frames it holds."""
-    return np.stack([np.full((side, side, 3), v, np.uint8) for v in values])
-
-
 def test_clips_are_16_consecutive_frames_never_span_videos_and_the_last_is_padded_with_its_last_frame() -> None:
     mean_colour = torch.nn.Sequential(torch.nn.AdaptiveAvgPool3d(1), torch.nn.Flatten())  # a real pooling net
     clips = ClipFeatures(mean_colour, dim=3, device=torch.device("cpu"), side=8, normalise=lambda c: c,
                          clip_length=16, clips_per_batch=2)
-    first = _constant_video(range(20))
+    first = constant_video(range(20))
     for start in range(0, 20, 7):  # batches that do not line up with clip boundaries
         clips.push(first[start:start + 7])
     clips.end_video()
-    clips.push(_constant_video(range(100, 116)))
+    clips.push(constant_video(range(100, 116)))
     clips.end_video()
     clips.finish()
 

@@ -36,6 +36,11 @@ def random_frames(count: int, height: int, width: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (count, height, width, 3), dtype=np.uint8)
 
 
+def constant_video(values: range, side: int = 8) -> np.ndarray:
+    """Frame t is filled with value t, so a clip's mean tells which frames it holds."""
+    return np.stack([np.full((side, side, 3), v, np.uint8) for v in values])
+
+
 def write_frame_folder(folder: Path, frames: np.ndarray) -> Path:
     """PNG frames named so that natural and plain sorting agree only when zero-padded (they are not)."""
     folder.mkdir(parents=True, exist_ok=True)

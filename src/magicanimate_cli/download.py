@@ -3,6 +3,7 @@
     <root>/stable-diffusion-v1-5/  model_index.json, scheduler/, tokenizer/, text_encoder/, unet/
     <root>/sd-vae-ft-mse/          config.json and the weights
     <root>/MagicAnimate/           appearance_encoder/, densepose_controlnet/, temporal_attention/
+    <root>/DensePose/              the DensePose TorchScript model, only with `--pose` (for `magicanimate pose`)
 
 Only the files the engine reads are fetched, chosen from each repository's listing (never the single-file
 checkpoints, the SD 1.5 VAE or the safety checker). The SD 1.5 unet weights are fetched last, and only when the
@@ -16,6 +17,8 @@ a partial file under `<root>/.magicanimate-download/` that a dropped connection,
 Range request. A file reaches its final path only by an atomic rename, after its sha256 (LFS files) or git blob
 id (small files) matched what the hub lists, so nothing half-written or corrupt ever sits there.
 `records.json` in the same folder remembers what was placed, so a re-run transfers (and rehashes) nothing.
+Every repository is read at `main` unless `--revision` says otherwise; the commit each one resolved to, and the
+files taken from it, are recorded in `<root>/.magicanimate/sources.json` (see sources_manifest.py).
 """
 
 from __future__ import annotations
@@ -41,13 +44,15 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 SD_REPO = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 VAE_REPO = "stabilityai/sd-vae-ft-mse"
 MA_REPO = "zcxu-eric/MagicAnimate"
-MA_REVISION = "3d80ae8c50b289e55ee68deecc83afaab9c6a382"
-"""A commit of zcxu-eric/MagicAnimate that holds the released weights (the one other projects pin for its
-controlnet); pinned so that stray uploads on other refs never change what users get."""
+POSE_REPO = "LayerNorm/DensePose-TorchScript-with-hint-image"
+POSE_DIR = "DensePose"
+POSE_MODELS = {"r50": "densepose_r50_fpn_dl.torchscript", "r101": "densepose_r101_fpn_dl.torchscript"}
+"""DensePose R-50-FPN-DL / R-101-FPN-DL exported to TorchScript; `magicanimate pose` reads <root>/DensePose/<name>."""
 
 STATE_DIR = ".magicanimate-download"
 VARIANTS = ("fp32", "fp16")
-SOURCE_KEYS = ("sd", "vae", "magicanimate")
+ANIMATION_KEYS = ("sd", "vae", "magicanimate")
+SOURCE_KEYS = (*ANIMATION_KEYS, "densepose")
 LIBRARY = "magicanimate-cli"
 _TRUTHY = {"1", "true", "yes", "on"}
 
@@ -73,12 +78,13 @@ def default_sources() -> dict[str, Source]:
     return {
         "sd": Source("sd", SD_REPO, "main", SD_DIR),
         "vae": Source("vae", VAE_REPO, "main", VAE_DIR),
-        "magicanimate": Source("magicanimate", MA_REPO, MA_REVISION, MA_DIR),
+        "magicanimate": Source("magicanimate", MA_REPO, "main", MA_DIR),
+        "densepose": Source("densepose", POSE_REPO, "main", POSE_DIR),
     }
 
 
 def parse_revisions(values: Iterable[str]) -> dict[str, str]:
-    """`--revision PART=REV` values (PART one of sd, vae, magicanimate) as a mapping."""
+    """`--revision PART=REV` values (PART one of sd, vae, magicanimate, densepose) as a mapping."""
     out: dict[str, str] = {}
     for value in values:
         key, sep, rev = value.partition("=")
@@ -114,10 +120,21 @@ class DownloadSettings:
     sources: Mapping[str, Source] = field(default_factory=default_sources)
     variant: str = "fp32"
     access: HubAccess = field(default_factory=HubAccess)
+    pose: str | None = None  # a key of POSE_MODELS: also fetch that DensePose model
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise SettingsError(f"--variant {self.variant}: choose one of {', '.join(VARIANTS)}")
+        if self.pose is not None and self.pose not in POSE_MODELS:
+            raise SettingsError(f"--pose-backbone {self.pose}: choose one of {', '.join(POSE_MODELS)}")
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The sources this run reads: the animation weights, and the pose model when asked for."""
+        return ANIMATION_KEYS + (("densepose",) if self.pose else ())
+
+    def needs(self, key: str) -> tuple["Need", ...]:
+        return (Need((POSE_MODELS[self.pose or "r50"],)),) if key == "densepose" else NEEDS[key]
 
 
 # ---------------------------------------------------------------------------------------------- what to fetch
@@ -202,10 +219,11 @@ def list_repository(api: Any, source: Source) -> dict[str, RemoteFile]:
     return files
 
 
-def select(source: Source, files: Mapping[str, RemoteFile], variant: str) -> list[tuple[RemoteFile, bool]]:
+def select(source: Source, files: Mapping[str, RemoteFile], variant: str,
+           needs: Sequence[Need] | None = None) -> list[tuple[RemoteFile, bool]]:
     """The files the engine needs from one repository, each with whether it is the SD 1.5 unet weights."""
     chosen: list[tuple[RemoteFile, bool]] = []
-    for need in NEEDS[source.key]:
+    for need in NEEDS[source.key] if needs is None else needs:
         if need.folder is not None:
             inside = sorted(p for p in files if posixpath.dirname(p) == need.folder)
             if not inside:
@@ -311,6 +329,8 @@ class PlannedFile:
     have: int = 0
     transferred: int = 0
     unet_weights: bool = False
+    source: Source | None = None  # the repository and revision asked for; None for metric files
+    commit: str | None = None  # the commit that revision resolved to
 
     @property
     def remaining(self) -> int:
@@ -360,7 +380,8 @@ def _planned(remote: RemoteFile, access: HubAccess, unet_weights: bool) -> Plann
 
     url = hf_hub_url(remote.source.repo_id, remote.path, revision=remote.commit, endpoint=access.endpoint)
     origin = f"{remote.source.repo_id}@{remote.commit[:10]}:{remote.path}"
-    return PlannedFile(remote.local, remote.size, origin, url, remote.digest, unet_weights=unet_weights)
+    return PlannedFile(remote.local, remote.size, origin, url, remote.digest, unet_weights=unet_weights,
+                       source=remote.source, commit=remote.commit)
 
 
 def _classify(item: PlannedFile, root: Path, records: Records) -> None:
@@ -380,7 +401,7 @@ def _digestless_key(local: str) -> str:
 
 
 def plan_weights(settings: DownloadSettings, dry_run: bool = False) -> tuple[list[PlannedFile], Records]:
-    """List the three repositories and decide, file by file, what a run would do. Needs the network."""
+    """List the repositories and decide, file by file, what a run would do. Needs the network."""
     from huggingface_hub import HfApi
 
     access = settings.access
@@ -389,13 +410,13 @@ def plan_weights(settings: DownloadSettings, dry_run: bool = False) -> tuple[lis
     api = HfApi(endpoint=access.endpoint, token=access.token, library_name=LIBRARY, library_version=__version__)
     records = Records(settings.root, persist=not dry_run)
     plan: list[PlannedFile] = []
-    for key in SOURCE_KEYS:
+    for key in settings.keys:
         source = settings.sources[key]
         try:
             files = list_repository(api, source)
         except Exception as exc:
             raise hub_error(exc, source.label, access) from None
-        for remote, unet_weights in select(source, files, settings.variant):
+        for remote, unet_weights in select(source, files, settings.variant, settings.needs(key)):
             item = _planned(remote, access, unet_weights)
             _classify(item, settings.root, records)
             plan.append(item)
@@ -671,11 +692,32 @@ def download_weights(settings: DownloadSettings, observer: Observer | None = Non
         lock.release()
     _finish_state(root)
     _raise_failures(report)
+    record_placed_sources(root, plan)
     problems = check_weights(root)
     if problems:
         raise WeightsError(f"{root}: fetched, but the engine cannot load it: {problems[0]}"
                            + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""))
     return report
+
+
+def record_placed_sources(root: Path, plan: Sequence[PlannedFile]) -> Path:
+    """Write `.magicanimate/sources.json` for the repositories of this run: commit, and each file in place.
+
+    LFS files are recorded with the sha256 the hub listed (they were checked against it before placing); small
+    files, checked by git blob id, are hashed here (kilobytes). A skipped SD 1.5 unet is not listed.
+    """
+    from .sources_manifest import record_sources
+
+    updates: dict[str, dict] = {}
+    for item in plan:
+        if item.source is None or not (root / item.local).is_file():
+            continue
+        entry = updates.setdefault(item.source.key, {"repo": item.source.repo_id, "requested": item.source.revision,
+                                                     "commit": item.commit, "files": {}})
+        digest = item.digest if item.digest and item.digest.startswith("sha256:") else file_digest(root / item.local,
+                                                                                                    "sha256")
+        entry["files"][item.local] = {"bytes": (root / item.local).stat().st_size, "sha256": digest.partition(":")[2]}
+    return record_sources(root, updates)
 
 
 def _unet_needed(item: PlannedFile, root: Path, observer: Observer) -> bool:
@@ -715,7 +757,7 @@ def _decide_unet_if_known(plan: list[PlannedFile], root: Path) -> None:
 
 def _offline(settings: DownloadSettings, observer: Observer) -> DownloadReport:
     """HF_HUB_OFFLINE: nothing can be fetched; succeed only if the directory already loads."""
-    problems = check_directory(settings.root)
+    problems = check_directory(settings.root, settings.pose)
     if problems:
         raise WeightsError(f"HF_HUB_OFFLINE is set, so nothing can be fetched, and {settings.root} is incomplete: "
                            f"{problems[0]}" + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""))
@@ -723,15 +765,41 @@ def _offline(settings: DownloadSettings, observer: Observer) -> DownloadReport:
     return DownloadReport(settings.root, [])
 
 
-def check_directory(root: Path) -> list[str]:
+def pose_model_path(root: Path, backbone: str = "r50") -> Path:
+    """Where `download-weights --pose` puts the DensePose model (and `magicanimate pose` looks for it)."""
+    return Path(root).expanduser() / POSE_DIR / POSE_MODELS[backbone]
+
+
+def check_pose_model(root: Path, backbone: str) -> list[str]:
+    """The DensePose model is in place and is a whole zip archive (the TorchScript format); no network."""
+    import zipfile
+
+    path = pose_model_path(root, backbone)
+    if not path.is_file():
+        return [f"{path}: file not found; run `magicanimate download-weights --pose"
+                + ("" if backbone == "r50" else f" --pose-backbone {backbone}") + "`"]
+    try:
+        with zipfile.ZipFile(path) as archive:  # its directory sits at the end: a truncated file has none
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        return [f"{path}: not a whole TorchScript archive ({exc}); the file is truncated or corrupt, fetch it again"]
+    if not any(name.endswith("/data.pkl") for name in names) or not any("/code/" in name for name in names):
+        return [f"{path}: a zip archive, but not a TorchScript model (no data.pkl and code/ in it)"]
+    return []
+
+
+def check_directory(root: Path, pose: str | None = None) -> list[str]:
     """Problems with a weights directory, without the network: the engine's own check, plus recorded sizes.
 
     The recorded sizes catch a truncated file the engine's header check cannot see (a tokenizer file, say).
+    With `pose` (a backbone), the DensePose model must be there too.
     """
     from .engine.loader import check_weights
 
     root = Path(root).expanduser()
     problems = check_weights(root)
+    if pose is not None:
+        problems += check_pose_model(root, pose)
     records = Records(root)
     for local, record in sorted(records.files.items()):
         path = root / local

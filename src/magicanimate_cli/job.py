@@ -196,6 +196,7 @@ def write_sidecar(result: JobResult, animator, settings: AnimateSettings, inputs
 
     from .devices import dtype_name
     from .engine.loader import weight_files
+    from .sources_manifest import source_summary
     from .writer import write_json_atomic
 
     record = {
@@ -207,6 +208,7 @@ def write_sidecar(result: JobResult, animator, settings: AnimateSettings, inputs
                    "width": result.size[0], "height": result.size[1],
                    "grid": str(grid_path(result.output)) if settings.grid else None},
         "weights": [_file_record(p) for p in weight_files(settings.weights)],
+        "weights_sources": source_summary(settings.weights) or None,  # repository commits, when download-weights
         "device": str(animator.device),
         "dtype": dtype_name(animator.dtype),
         "versions": {**runtime_versions(), "diffusers": diffusers.__version__},

@@ -136,17 +136,33 @@ def _summary(report) -> str:
     return f"Transferred {human(report.transferred)} ({placed} files) into {report.root}"
 
 
-def _check(root: Path, metrics: bool) -> None:
+def _check(root: Path, metrics: bool, pose: str | None) -> None:
     from ..download import check_directory, check_metric_weights
 
-    problems = check_metric_weights(root) if metrics else check_directory(root)
+    problems = check_metric_weights(root) if metrics else check_directory(root, pose)
     what = "metric weight files" if metrics else "weights directory"
     if problems:
         out = _console()
         for problem in problems:
             out.print(f"✗ {problem}", highlight=False, soft_wrap=True)
         raise WeightsError(f"{root}: {len(problems)} problem(s) with the {what}; first: {problems[0]}")
-    typer.echo(f"✓ {root}: the {what} is complete" + ("" if metrics else " and the engine can load it"))
+    typer.echo(f"✓ {root}: the {what} is complete" + ("" if metrics else " and the engine can load it")
+               + (" (with the DensePose model)" if pose and not metrics else ""))
+    if not metrics:
+        _echo_sources(root)
+
+
+def _echo_sources(root: Path) -> None:
+    """Name the commit each part came from, as `download-weights` recorded it."""
+    from ..sources_manifest import MANIFEST, source_summary
+
+    sources = source_summary(root)
+    if not sources:
+        typer.echo(f"  sources: not recorded ({MANIFEST} is absent: the folder was not filled by download-weights)")
+        return
+    typer.echo(f"  sources ({root / MANIFEST}):")
+    for key, entry in sources.items():
+        typer.echo(f"    {key}: {entry['repo']}@{entry['requested']} = commit {entry['commit']}")
 
 
 def download_weights(
@@ -162,8 +178,9 @@ def download_weights(
                                                "temporal attention)."),
     revision: list[str] = typer.Option(
         [], "--revision", show_default=False, metavar="PART=REV",
-        help="Revision (branch, tag or commit) of one repository, PART one of sd, vae, magicanimate; repeatable "
-             "\\[default: sd=main, vae=main, magicanimate=3d80ae8c50b289e55ee68deecc83afaab9c6a382]"),
+        help="Revision (branch, tag or commit) of one repository, PART one of sd, vae, magicanimate, densepose; "
+             "repeatable; the commit each resolves to is recorded in <dir>/.magicanimate/sources.json "
+             "\\[default: main for each]"),
     variant: str = typer.Option("fp32", "--variant", show_default=True,
                                 help="fp16: take half-precision files where a repository has them (the engine "
                                      "loads either)."),
@@ -177,6 +194,12 @@ def download_weights(
     dry_run: bool = typer.Option(False, "--dry-run", show_default=False,
                                  help="List what would be fetched and the total size; transfer nothing "
                                       "\\[default: off]"),
+    pose: bool = typer.Option(False, "--pose", show_default=False,
+                              help="Also fetch the DensePose TorchScript model that `magicanimate pose` runs, into "
+                                   "<dir>/DensePose/ (with --check: verify it too) \\[default: off]"),
+    pose_backbone: str = typer.Option("r50", "--pose-backbone", show_default=True,
+                                      help="With --pose: r50 (densepose_r50_fpn_dl.torchscript, 265 MB) or r101 "
+                                           "(densepose_r101_fpn_dl.torchscript, 342 MB)."),
     metrics: bool = typer.Option(False, "--metrics", show_default=False,
                                  help="Fetch (or with --check, verify) the evaluation metric weights into "
                                       "<dir>/metrics/ instead of the animation weights \\[default: off]"),
@@ -186,6 +209,7 @@ def download_weights(
 ) -> None:
     """Fetch the weights MagicAnimate needs from the Hugging Face Hub (resumable, checked, atomic)."""
     from ..download import (
+        POSE_MODELS,
         DownloadSettings,
         HubAccess,
         default_sources,
@@ -200,8 +224,15 @@ def download_weights(
         raise SettingsError("--check and --dry-run: choose one")
     if metrics_mirror and not metrics:
         raise SettingsError("--metrics-mirror applies only with --metrics")
+    backbone = pose_backbone.strip().lower()
+    if backbone not in POSE_MODELS:
+        raise SettingsError(f"--pose-backbone {pose_backbone}: choose one of {', '.join(POSE_MODELS)}")
+    if backbone != "r50" and not pose:
+        raise SettingsError(f"--pose-backbone {backbone} applies only with --pose")
+    if pose and metrics:
+        raise SettingsError("--pose and --metrics: fetch one kind at a time")
     if check:
-        _check(root, metrics)
+        _check(root, metrics, backbone if pose else None)
         return
     access = HubAccess.from_env(token=token)
     if metrics:
@@ -209,9 +240,10 @@ def download_weights(
         return
     repos = {"sd": sd_repo, "vae": vae_repo, "magicanimate": magicanimate_repo}
     revisions = parse_revisions(revision)
-    sources = {k: replace(s, repo_id=repos[k], revision=revisions.get(k, s.revision))
+    sources = {k: replace(s, repo_id=repos.get(k, s.repo_id), revision=revisions.get(k, s.revision))
                for k, s in default_sources().items()}
-    settings = DownloadSettings(root=root, sources=sources, variant=variant.lower(), access=access)
+    settings = DownloadSettings(root=root, sources=sources, variant=variant.lower(), access=access,
+                                pose=backbone if pose else None)
     _report(partial(fetch, settings, dry_run=dry_run), "Weights")
 
 

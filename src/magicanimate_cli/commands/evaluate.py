@@ -28,8 +28,15 @@ def run_eval(
         help=f"Comma-separated subset of {', '.join(METRICS)}, or 'all' (every metric the weights on disk "
              "allow; the rest are listed as skipped).",
     ),
-    protocol: str = typer.Option("disco", "--protocol", show_default=True,
-                                 help="Evaluation protocol (disco: the DisCo code MagicAnimate reported with)."),
+    protocol: str = typer.Option(
+        "gt-size", "--protocol", show_default=True,
+        help="gt-size: every metric sees generated frames resized to the ground truth's size; disco: only L1, PSNR "
+             "and SSIM do, exactly as DisCo's code (LPIPS then needs equal sizes; FID, FID-VID and FVD resize "
+             "the frames as generated)."),
+    clips: str = typer.Option(
+        "16", "--clips", show_default=True,
+        help="Samples of FID-VID and FVD: 16 (each non-overlapping 16-frame clip), video (one per video: DisCo "
+             "on video files), sliding (every 16-frame window, stride 1: DisCo's newer frame-folder code)."),
     legacy_psnr: bool = typer.Option(
         False, "--legacy-psnr", show_default=True,
         help="DisCo's early uint8 PSNR that overflowed (inflated values, ~29 on TikTok); only to compare "
@@ -52,7 +59,7 @@ def run_eval(
     # Imported here: they need torch, which every other command (and `--help`) would otherwise pay for.
     from ..evaluation.device import DEVICE_CHOICES, resolve_device
     from ..evaluation.report import table, write_csv, write_json
-    from ..evaluation.runner import ALIGN_CHOICES, PROTOCOL_CHOICES, EvalSettings, evaluate
+    from ..evaluation.runner import ALIGN_CHOICES, CLIP_CHOICES, PROTOCOL_CHOICES, EvalSettings, evaluate
 
     settings = EvalSettings(
         weights_dir=weights if weights is not None else default_weights_dir(),
@@ -62,6 +69,7 @@ def run_eval(
         align=_choice("--align", align, ALIGN_CHOICES),
         protocol=_choice("--protocol", protocol, PROTOCOL_CHOICES),
         legacy_psnr=legacy_psnr,
+        clips=_choice("--clips", clips, CLIP_CHOICES),
     )
     err = Console(stderr=True)
     with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),

@@ -16,11 +16,13 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import WeightsError, missing_weights
+from ..torch_files import load_torch_file
 
 SD_DIR = "stable-diffusion-v1-5"
 VAE_DIR = "sd-vae-ft-mse"
@@ -34,8 +36,6 @@ DIFFUSERS_WEIGHTS = (
     "diffusion_pytorch_model.fp16.bin",
 )
 TRANSFORMERS_WEIGHTS = ("model.safetensors", "model.fp16.safetensors", "pytorch_model.bin", "pytorch_model.fp16.bin")
-CHECKPOINT_PREFIXES = ("module.", "unet.")
-TRAINING_METADATA = ("global_step", "epoch")
 
 
 @dataclass(frozen=True)
@@ -98,43 +98,42 @@ def read_json(path: Path) -> dict:
         raise WeightsError(f"{path}: not a readable JSON file ({exc})") from None
 
 
-def _strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, value in state.items():
-        for prefix in CHECKPOINT_PREFIXES:
-            if key.startswith(prefix):
-                key = key[len(prefix):]
-        out[key] = value
-    return out
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The entries of a `.safetensors` or pickled checkpoint, memory-mapped where the format allows.
 
-
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a `.safetensors` or pickled checkpoint, memory-mapped where the format allows."""
+    A training checkpoint's `{"state_dict": ...}` wrapper is unwrapped, as the official loader does; the values
+    are returned as they are (a checkpoint may carry bookkeeping such as `global_step` beside its tensors).
+    """
     if not path.is_file():
         raise missing_weights(path)
-    try:
-        if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors":
+        try:
             from safetensors.torch import load_file
 
             return load_file(str(path), device="cpu")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:
-            if "mmap" not in str(exc):  # legacy (non-zip) pickles cannot be mapped
-                raise
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except WeightsError:
-        raise
-    except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"{path}: cannot read weights ({reason}); the file may be truncated or corrupt") from None
+        except Exception as exc:
+            problem = "the file is empty (0 bytes)" if path.stat().st_size == 0 else _first_line(exc)
+            raise WeightsError(f"{path}: cannot read the weights: {problem}; the file may be truncated or "
+                               "corrupt, fetch it again") from None
+    state = load_torch_file(path)
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
-    if isinstance(state, Mapping):  # training bookkeeping that checkpoints carry beside the tensors
-        state = {k: v for k, v in state.items() if not (k in TRAINING_METADATA and not isinstance(v, torch.Tensor))}
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, Mapping):
+        raise WeightsError(f"{path}: not a state dict of tensors (it holds a {type(state).__name__})")
+    return dict(state)
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a weights file, which must hold nothing else (diffusers and transformers files)."""
+    state = read_checkpoint(path)
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path}: not a state dict of tensors")
-    return _strip_prefixes(state)
+    return state
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def read_shapes(path: Path) -> dict[str, tuple[int, ...]]:
@@ -148,8 +147,16 @@ def read_shapes(path: Path) -> dict[str, tuple[int, ...]]:
             with safe_open(str(path), framework="pt") as handle:
                 return {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}
         except Exception as exc:
-            raise WeightsError(f"{path}: cannot read safetensors header ({exc}); the file may be truncated") from None
+            raise WeightsError(f"{path}: cannot read safetensors header ({_first_line(exc)}); the file may be "
+                               "truncated") from None
     return {k: tuple(v.shape) for k, v in read_state_dict(path).items()}
+
+
+def checkpoint_shapes(path: Path) -> dict[str, tuple[int, ...] | None]:
+    """Key -> shape of every entry of a checkpoint (None for non-tensors), without copying its tensors."""
+    if path.suffix == ".safetensors":
+        return dict(read_shapes(path))
+    return entry_shapes(read_checkpoint(path))
 
 
 # ---------------------------------------------------------------------------------------------- checks
@@ -211,48 +218,115 @@ class Components:
     prompt_tokens: "EmptyPromptTokens"  # noqa: F821 - defined in models.clip_text
 
 
-def _unet_config(layout: WeightsLayout, motion_shapes: Mapping[str, tuple] | None = None):
+def _unet_config(layout: WeightsLayout, checkpoint_shapes: Mapping[str, tuple | None] | None = None):
     from .models.unet3d import TemporalUNetConfig
 
     cfg = read_json(layout.unet / "config.json")
-    if motion_shapes:  # the checkpoint's position table fixes the longest window
-        pe = [s for k, s in motion_shapes.items() if k.endswith("pos_encoder.pe")]
+    if checkpoint_shapes:  # the checkpoint's position table fixes the longest window
+        pe = [s for k, s in checkpoint_shapes.items() if k.endswith("pos_encoder.pe") and s is not None]
         if pe:
             cfg = {**cfg, "motion_max_len": int(pe[0][1])}
     return TemporalUNetConfig.from_dict(cfg)
 
 
-def _temporal_unet(layout: WeightsLayout) -> nn.Module:
-    """The UNet with SD 1.5's weights and every key of `temporal_attention.ckpt` applied over them.
+def entry_shapes(entries: Mapping[str, Any]) -> dict[str, tuple[int, ...] | None]:
+    """Key -> tensor shape, None for an entry that is not a tensor (training bookkeeping)."""
+    return {k: tuple(v.shape) if isinstance(v, torch.Tensor) else None for k, v in entries.items()}
 
-    The released checkpoint carries the whole temporal UNet (spatial weights included), and the official loader
-    lets it override SD 1.5's; when it covers every spatial key the SD 1.5 unet file is not needed at all.
+
+def temporal_keys(found: Mapping[str, tuple[int, ...] | None], expected: Mapping[str, tuple[int, ...]],
+                  source: Path) -> dict[str, str]:
+    """Which entries of `temporal_attention.ckpt` set which UNet keys: UNet key -> the checkpoint's key.
+
+    The official loader's rule (MagicAnimate magicanimate/pipelines/animation.py, and demo/animate.py's
+    MagicAnimate.__init__ alike), reproduced exactly:
+      1. strip a leading `module.` (keeping what follows its last occurrence) and `load_state_dict(strict=False)`
+         everything. If no key is unexpected or mis-shaped, that is all: every entry is applied.
+      2. Otherwise the assertion fails, but that load has already copied every entry whose name and shape fit;
+         then only the entries whose name contains `motion_modules` are loaded again, a leading `unet.` stripped.
+    So a checkpoint whose keys all start with `unet.` contributes its motion modules only (SD 1.5's spatial
+    weights stay), and entries that fit nowhere and are not motion modules are ignored. Where the official code
+    stops with an AssertionError or a size-mismatch RuntimeError (a motion-module entry that fits no UNet key in
+    step 2), this raises a one-line WeightsError naming them instead.
+    """
+    named: dict[str, str] = {}
+    for key in found:
+        named[key.split("module.")[-1] if key.startswith("module.") else key] = key
+    fitting = {name: key for name, key in named.items() if name in expected and found[key] == expected[name]}
+    if len(fitting) == len(named):
+        return fitting
+    motion: dict[str, str] = {}
+    for name, key in named.items():
+        if "motion_modules" in name:
+            motion[name.split("unet.")[-1] if name.startswith("unet.") else name] = key
+    unknown = [name for name in motion if name not in expected]
+    if unknown:
+        raise WeightsError(f"{source}: {len(unknown)} motion-module keys match no UNet key, even without a "
+                           f"`module.` or `unet.` prefix: {_first(unknown)}")
+    wrong = [name for name in motion if found[motion[name]] != expected[name]]
+    if wrong:
+        name = wrong[0]
+        got = found[motion[name]]
+        raise WeightsError(f"{source}: {len(wrong)} keys with the wrong shape: {motion[name]} is "
+                           f"{list(got) if got is not None else 'not a tensor'}, expected {list(expected[name])}")
+    return {**fitting, **motion}
+
+
+@dataclass(frozen=True)
+class TemporalPlan:
+    """The UNet built for a temporal checkpoint and what the checkpoint sets in it."""
+
+    config: Any
+    expected: dict[str, tuple[int, ...]]
+    keys: dict[str, str]  # UNet key -> checkpoint key
+
+    @property
+    def covers_unet(self) -> bool:
+        return set(self.expected) <= set(self.keys)
+
+    @property
+    def uncovered(self) -> set[str]:
+        return set(self.expected) - set(self.keys)
+
+
+def plan_temporal(layout: WeightsLayout, found: Mapping[str, tuple[int, ...] | None]) -> TemporalPlan:
+    """Build the UNet (on meta) for the checkpoint whose entries have shapes `found`, and apply the rule to it."""
+    from .models.unet3d import TemporalUNet
+
+    ckpt = layout.temporal_checkpoint
+    config = _unet_config(layout, found)
+    expected = model_shapes(on_meta(lambda: TemporalUNet(config)))
+    keys = temporal_keys(found, expected, ckpt)
+    if not keys:
+        raise WeightsError(f"{ckpt}: none of its {len(found)} entries is a UNet weight (with or without a "
+                           f"`module.`/`unet.` prefix): {_first(found)}; is it MagicAnimate's temporal_attention.ckpt?")
+    return TemporalPlan(config, expected, keys)
+
+
+def _spatial_shapes(plan: TemporalPlan) -> dict[str, tuple[int, ...]]:
+    """What SD 1.5's unet file must hold: every UNet key but the motion modules."""
+    return {k: v for k, v in plan.expected.items() if ".motion_modules." not in k}
+
+
+def _temporal_unet(layout: WeightsLayout) -> nn.Module:
+    """The UNet: SD 1.5's weights, with what `temporal_attention.ckpt` contributes (see `temporal_keys`) over them.
+
+    The released checkpoint carries the whole temporal UNet without prefixes, so every entry applies; when it
+    covers every key the SD 1.5 unet file is not read at all.
     """
     from .models.unet3d import TemporalUNet
 
     ckpt_path = layout.temporal_checkpoint
-    temporal = read_state_dict(ckpt_path)
-    cfg = _unet_config(layout, {k: tuple(v.shape) for k, v in temporal.items()})
-    model = on_meta(lambda: TemporalUNet(cfg))
-    expected = model_shapes(model)
-    unexpected = set(temporal) - set(expected)
-    if unexpected:
-        raise WeightsError(f"{ckpt_path}: {len(unexpected)} unexpected keys: {_first(unexpected)}")
-    wrong = [k for k in temporal if tuple(temporal[k].shape) != expected[k]]
-    if wrong:
-        k = wrong[0]
-        raise WeightsError(f"{ckpt_path}: {len(wrong)} keys with the wrong shape: {k} is "
-                           f"{list(temporal[k].shape)}, expected {list(expected[k])}")
-    state = dict(temporal)
-    uncovered = set(expected) - set(temporal)
-    if uncovered:
+    entries = read_checkpoint(ckpt_path)
+    plan = plan_temporal(layout, entry_shapes(entries))
+    model = on_meta(lambda: TemporalUNet(plan.config))
+    state = {name: entries[key] for name, key in plan.keys.items()}
+    if plan.uncovered:
         sd_path = find_weights_file(layout.unet, DIFFUSERS_WEIGHTS)
         spatial = read_state_dict(sd_path)
-        motion_keys = {k for k in expected if ".motion_modules." in k}
-        compare_shapes({k: v for k, v in expected.items() if k not in motion_keys},
-                       {k: tuple(v.shape) for k, v in spatial.items()}, sd_path)
-        state = {**spatial, **temporal}
-        still = set(expected) - set(state)
+        compare_shapes(_spatial_shapes(plan), {k: tuple(v.shape) for k, v in spatial.items()}, sd_path)
+        state = {**spatial, **state}
+        still = set(plan.expected) - set(state)
         if still:
             raise WeightsError(f"{ckpt_path}: {len(still)} UNet keys missing (set by no file): {_first(still)}")
     return fill(model, state, ckpt_path)
@@ -352,7 +426,6 @@ def check_weights(root: Path | str) -> list[str]:
     the tensors are exactly what the models built from the directory's configs expect.
     """
     from .models.clip_text import CLIPTextConfig, CLIPTextEncoder
-    from .models.unet3d import TemporalUNet
 
     layout = WeightsLayout(Path(root).expanduser())
     problems: list[str] = []
@@ -376,21 +449,14 @@ def check_weights(root: Path | str) -> list[str]:
         compare_shapes(model_shapes(model), read_shapes(path), path, CLIPTextEncoder.optional_keys)
 
     def unet_part() -> None:
-        ckpt = layout.temporal_checkpoint
-        temporal = read_shapes(ckpt)
-        model = on_meta(lambda: TemporalUNet(_unet_config(layout, temporal)))
-        expected = model_shapes(model)
-        extra = set(temporal) - set(expected)
-        if extra:
-            raise WeightsError(f"{ckpt}: {len(extra)} unexpected keys: {_first(extra)}")
-        uncovered = {k: v for k, v in expected.items() if k not in temporal}
-        if uncovered:
+        plan = plan_temporal(layout, checkpoint_shapes(layout.temporal_checkpoint))
+        if not plan.covers_unet:
             sd_path = find_weights_file(layout.unet, DIFFUSERS_WEIGHTS)
-            spatial = {k: v for k, v in expected.items() if ".motion_modules." not in k}
-            compare_shapes(spatial, read_shapes(sd_path), sd_path)
-        wrong = [k for k in temporal if tuple(temporal[k]) != expected[k]]
-        if wrong:
-            raise WeightsError(f"{ckpt}: {wrong[0]} is {list(temporal[wrong[0]])}, expected {list(expected[wrong[0]])}")
+            compare_shapes(_spatial_shapes(plan), read_shapes(sd_path), sd_path)
+            still = {k for k in plan.uncovered if ".motion_modules." in k}
+            if still:
+                raise WeightsError(f"{layout.temporal_checkpoint}: {len(still)} UNet keys missing (set by no "
+                                   f"file): {_first(still)}")
 
     attempt(lambda: _prompt_tokens(layout))
     attempt(text_part)
@@ -404,11 +470,9 @@ def check_weights(root: Path | str) -> list[str]:
 def checkpoint_covers_unet(root: Path | str) -> bool:
     """Whether `temporal_attention.ckpt` sets every UNet key, so SD 1.5's unet weights are not needed.
 
-    Reads only key names and shapes (memory-mapped); needs `unet/config.json` and the checkpoint.
+    Decided by the official loader's rule (`temporal_keys`): a full UNet saved with `unet.` prefixes contributes
+    only its motion modules, so it does not cover the UNet. Reads only key names and shapes (memory-mapped);
+    needs `unet/config.json` and the checkpoint.
     """
-    from .models.unet3d import TemporalUNet
-
     layout = WeightsLayout(Path(root).expanduser())
-    temporal = read_shapes(layout.temporal_checkpoint)
-    model = on_meta(lambda: TemporalUNet(_unet_config(layout, temporal)))
-    return set(model_shapes(model)) <= set(temporal)
+    return plan_temporal(layout, checkpoint_shapes(layout.temporal_checkpoint)).covers_unet

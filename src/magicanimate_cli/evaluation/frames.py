@@ -141,6 +141,9 @@ def pair_inputs(generated: Path, truth: Path) -> list[VideoPair]:
     for path in (generated, truth):
         if not path.exists():
             raise InputError(f"{path}: no such file or folder")
+        if _is_collection(path) and not _collection(path):
+            raise InputError(f"{path}: empty folder: no frames ({', '.join(sorted(IMAGE_SUFFIXES))}), videos or "
+                             "frame folders in it")
     if _is_collection(generated) != _is_collection(truth):
         raise InputError(f"{generated} and {truth}: one is a single video or frame folder, "
                          "the other a folder of videos")
@@ -148,8 +151,6 @@ def pair_inputs(generated: Path, truth: Path) -> list[VideoPair]:
         name = truth.stem if truth.is_file() else truth.name
         return [VideoPair(name, open_source(generated), open_source(truth))]
     gen_items, truth_items = _collection(generated), _collection(truth)
-    if not truth_items:
-        raise InputError(f"{truth}: no frames, videos or frame folders found")
     only_truth = sorted(set(truth_items) - set(gen_items))
     only_gen = sorted(set(gen_items) - set(truth_items))
     if only_truth or only_gen:

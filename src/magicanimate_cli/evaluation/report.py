@@ -48,6 +48,7 @@ def to_json(report: EvalReport) -> dict:
     return {
         "protocol": report.protocol,
         "psnr": report.psnr_mode,
+        "clips": report.clips,
         "metrics": columns,
         "skipped": report.skipped,
         "notes": report.notes,
@@ -93,6 +94,8 @@ def table(report: EvalReport) -> Table:
     """Videos as rows, metrics as columns, the aggregate last."""
     columns = _columns(report)
     title = f"MagicAnimate evaluation, {report.protocol} protocol"
+    if report.clips != "16":
+        title += f", {report.clips} clips"
     if report.psnr_mode != "standard":
         title += f", {report.psnr_mode} PSNR"
     result = Table(title=title, min_width=len(title) + 4)

@@ -3,6 +3,14 @@
 Per-frame metrics are averaged per video and, for the aggregate, over all frames of all videos
 (DisCo averaged over the pooled frame files). Distribution metrics are computed once, over the
 whole set, from statistics accumulated batch by batch.
+
+Protocols differ only in which metrics see generated frames resized to the ground truth's size:
+  * `gt-size` (the default): every metric;
+  * `disco`: only L1, PSNR and SSIM, exactly as DisCo's code (github.com/Wangt-CN/DisCo): its
+    compute_ssim_l1_psnr (tool/metrics/ssim_l1_lpips_psnr.py) calls cv2.resize when the shapes differ;
+    compute_lpips there does not resize (LPIPS then needs equal sizes); FID runs pytorch-fid on the frame
+    files (gen_eval.sh, gen_eval_tm.sh), whose network resizes each image itself; FID-VID and FVD resize
+    every frame straight to 112 / 224 (DatasetFVDVideoResize in tool/metrics/utils.py).
 """
 
 from __future__ import annotations
@@ -19,13 +27,21 @@ from . import pixels
 from .features import ClipFeatures, FrameFeatures
 from .frames import VideoPair, pair_inputs
 from .frechet import frechet_distance_of
-from .metrics import FRAME_METRICS, SET_METRICS, plan_metrics
+from .metrics import FRAME_METRICS, METRICS, SET_METRICS, plan_metrics
 from .networks import i3d, inception, lpips, resnet3d
 from .resize import resize_to
 from .weights import FID_INCEPTION, I3D_KINETICS, LPIPS_VGG_HEADS, R3D50_KINETICS, VGG16, require_file
 
 ALIGN_CHOICES = ("strict", "truncate")
-PROTOCOL_CHOICES = ("disco",)
+PROTOCOL_CHOICES = ("gt-size", "disco")
+RESIZED_FOR = {"gt-size": frozenset(METRICS), "disco": frozenset({"l1", "psnr", "ssim"})}
+"""Per protocol, the metrics that see generated frames resized to the ground truth's size."""
+CLIP_CHOICES = ("16", "video", "sliding")
+SAMPLING = {"16": {"fid-vid": "clips", "fvd": "clips"},
+            "video": {"fid-vid": "video-mean", "fvd": "video-whole"},
+            "sliding": {"fid-vid": "sliding", "fvd": "sliding"}}
+"""`--clips` -> ClipFeatures sampling per video metric (see features.py for DisCo's sources)."""
+SAMPLE_UNIT = {"16": "16-frame clips", "video": "videos", "sliding": "16-frame windows"}
 
 
 @dataclass(frozen=True)
@@ -37,8 +53,13 @@ class EvalSettings:
     metrics: tuple[str, ...] | None = None
     batch_size: int = 16
     align: str = "strict"
-    protocol: str = "disco"
+    protocol: str = "gt-size"
     legacy_psnr: bool = False
+    clips: str = "16"
+
+    def resized(self, metric: str) -> bool:
+        """Whether `metric` sees generated frames at the ground truth's size under this protocol."""
+        return metric in RESIZED_FOR[self.protocol]
 
 
 @dataclass
@@ -58,6 +79,7 @@ class EvalReport:
 
     protocol: str
     psnr_mode: str
+    clips: str
     metrics: list[str]
     skipped: dict[str, str]
     videos: list[VideoResult]
@@ -107,17 +129,30 @@ def _load_pipeline(metrics: list[str], settings: EvalSettings) -> _Pipeline:
         mean = np.asarray(resnet3d.PIXEL_MEAN, dtype=np.float32)
         pipeline.sets["fid-vid"] = tuple(
             ClipFeatures(net, resnet3d.FEATURE_DIM, device, resnet3d.INPUT_SIZE, lambda c: c - mean,
-                         resnet3d.CLIP_LENGTH, clips_per_batch) for _ in range(2))
+                         resnet3d.CLIP_LENGTH, clips_per_batch, SAMPLING[settings.clips]["fid-vid"])
+            for _ in range(2))
     if "fvd" in metrics:
         net = i3d.load_i3d(require_file(I3D_KINETICS, weights)).to(device)
         pipeline.sets["fvd"] = tuple(
             ClipFeatures(net, i3d.FEATURE_DIM, device, i3d.INPUT_SIZE, lambda c: c / 127.5 - 1.0,
-                         i3d.CLIP_LENGTH, clips_per_batch) for _ in range(2))
+                         i3d.CLIP_LENGTH, clips_per_batch, SAMPLING[settings.clips]["fvd"]) for _ in range(2))
     return pipeline
 
 
-def _paired_batches(pair: VideoPair, count: int, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(generated, truth) uint8 batches; generated frames resized to the ground truth's size."""
+@dataclass(frozen=True)
+class Batch:
+    """Frames of one pair: generated as decoded and at the ground truth's size, and the ground truth."""
+
+    generated: np.ndarray
+    resized: np.ndarray
+    truth: np.ndarray
+
+    def generated_for(self, metric: str, settings: EvalSettings) -> np.ndarray:
+        return self.resized if settings.resized(metric) else self.generated
+
+
+def _paired_batches(pair: VideoPair, count: int, batch_size: int) -> Iterator[Batch]:
+    """Batches of uint8 frames, generated ones also resized to the ground truth's size."""
     gen_frames, truth_frames = pair.generated.frames(), pair.truth.frames()
 
     def both() -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -142,24 +177,27 @@ def _paired_batches(pair: VideoPair, count: int, batch_size: int) -> Iterator[tu
         truth_frames.close()
 
 
-def _stack(items: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+def _stack(items: list[tuple[np.ndarray, np.ndarray]]) -> Batch:
     truth = np.stack([t for _, t in items])
-    generated = resize_to(np.stack([g for g, _ in items]), truth.shape[1:3])
-    return generated, truth
+    generated = np.stack([g for g, _ in items])
+    return Batch(generated, resize_to(generated, truth.shape[1:3]), truth)
 
 
 def _frame_scores(metrics: list[str], settings: EvalSettings, pipeline: _Pipeline,
-                  gen: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
+                  batch: Batch) -> dict[str, np.ndarray]:
     """Per-frame values of the frame metrics for one batch."""
     scores: dict[str, np.ndarray] = {}
+    truth = batch.truth
     if "l1" in metrics:
-        scores["l1"] = pixels.l1_disco(gen, truth)
+        scores["l1"] = pixels.l1_disco(batch.generated_for("l1", settings), truth)
     if "psnr" in metrics:
-        scores["psnr"] = (pixels.psnr_legacy_uint8 if settings.legacy_psnr else pixels.psnr)(gen, truth)
+        psnr = pixels.psnr_legacy_uint8 if settings.legacy_psnr else pixels.psnr
+        scores["psnr"] = psnr(batch.generated_for("psnr", settings), truth)
     if "ssim" in metrics:
-        scores["ssim"] = pixels.ssim_grey(gen, truth)
+        scores["ssim"] = pixels.ssim_grey(batch.generated_for("ssim", settings), truth)
     if pipeline.lpips is not None:
         # DisCo's protocol: [0, 1] tensors go to LPIPS unchanged (no normalize=True).
+        gen = batch.generated_for("lpips", settings)
         a = torch.from_numpy(gen).to(settings.device).permute(0, 3, 1, 2).float() / 255.0
         b = torch.from_numpy(truth).to(settings.device).permute(0, 3, 1, 2).float() / 255.0
         with torch.no_grad():
@@ -179,6 +217,8 @@ def evaluate(generated: Path, truth: Path, settings: EvalSettings,
     pairs = pair_inputs(generated, truth)
     counts = _frame_counts(pairs, settings.align)
     metrics, skipped = plan_metrics(settings.metrics, settings.weights_dir)
+    if "lpips" in metrics and not settings.resized("lpips"):
+        _lpips_needs_equal_sizes(pairs, settings, metrics, skipped)
     if "ssim" in metrics:
         for pair in pairs:
             if min(pair.truth.size) < pixels.SSIM_WINDOW:
@@ -191,13 +231,13 @@ def evaluate(generated: Path, truth: Path, settings: EvalSettings,
     pooled: dict[str, list[np.ndarray]] = {m: [] for m in frame_metrics}
     for pair, count in zip(pairs, counts):
         per_video: dict[str, list[np.ndarray]] = {m: [] for m in frame_metrics}
-        for gen, truth_batch in _paired_batches(pair, count, settings.batch_size):
-            for metric, values in _frame_scores(frame_metrics, settings, pipeline, gen, truth_batch).items():
+        for batch in _paired_batches(pair, count, settings.batch_size):
+            for metric, values in _frame_scores(frame_metrics, settings, pipeline, batch).items():
                 per_video[metric].append(values)
-            for gen_side, truth_side in pipeline.sets.values():
-                gen_side.push(gen)
-                truth_side.push(truth_batch)
-            on_frames(len(gen))
+            for metric, (gen_side, truth_side) in pipeline.sets.items():
+                gen_side.push(batch.generated_for(metric, settings))
+                truth_side.push(batch.truth)
+            on_frames(len(batch.truth))
         for sides in pipeline.sets.values():
             for side in sides:
                 side.end_video()
@@ -216,10 +256,28 @@ def evaluate(generated: Path, truth: Path, settings: EvalSettings,
         samples = min(gen_side.stats.count, truth_side.stats.count)
         if samples < 2:
             aggregate[metric] = None
-            unit = "frames" if metric == "fid" else "16-frame clips"
+            unit = "frames" if metric == "fid" else SAMPLE_UNIT[settings.clips]
             notes[metric] = f"needs at least 2 {unit} per side, got {samples}"
         else:
             aggregate[metric] = frechet_distance_of(gen_side.stats, truth_side.stats)
     psnr_mode = "legacy-uint8" if settings.legacy_psnr else "standard"
-    return EvalReport(settings.protocol, psnr_mode, metrics, skipped, videos, aggregate, notes)
+    return EvalReport(settings.protocol, psnr_mode, settings.clips, metrics, skipped, videos, aggregate, notes)
+
+
+def _lpips_needs_equal_sizes(pairs: list[VideoPair], settings: EvalSettings, metrics: list[str],
+                             skipped: dict[str, str]) -> None:
+    """DisCo's compute_lpips compares frames as they are: of different sizes, it has no value.
+
+    Named with --metrics, that is an error; in a default run LPIPS is skipped with the reason.
+    """
+    for pair in pairs:
+        if tuple(pair.generated.size) != tuple(pair.truth.size):
+            (gh, gw), (th, tw) = pair.generated.size, pair.truth.size
+            reason = (f"--protocol {settings.protocol} compares LPIPS frames unresized, as DisCo's compute_lpips, "
+                      f"and {pair.generated.path} is {gw}x{gh} while {pair.truth.path} is {tw}x{th}")
+            if settings.metrics is not None:
+                raise InputError(f"{reason}; use --protocol gt-size or leave lpips out of --metrics")
+            metrics.remove("lpips")
+            skipped["lpips"] = reason
+            return
 

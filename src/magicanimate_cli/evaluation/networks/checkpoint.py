@@ -8,6 +8,7 @@ half-loaded network would produce plausible but wrong metric values.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -15,18 +16,16 @@ import torch
 from torch import nn
 
 from ...errors import WeightsError
+from ...torch_files import load_torch_file
 
 _OPTIONAL_SUFFIX = "num_batches_tracked"  # absent from files saved before PyTorch 0.4.1; unused in eval
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a weight file, unwrapped from a training checkpoint and DataParallel prefixes."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # a truncated download or a different format
-        raise WeightsError(f"{path}: cannot read the weights file ({type(exc).__name__}: {exc})") from exc
+    if not Path(path).exists():
+        raise FileNotFoundError(errno.ENOENT, "weights file not found", str(path))
+    obj = load_torch_file(Path(path))  # a truncated download or a different format: a WeightsError saying which
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping):
