@@ -39,15 +39,13 @@ from typing import Any
 from . import __version__
 from .errors import SettingsError, WeightsError
 from .engine.loader import DIFFUSERS_WEIGHTS, MA_DIR, SD_DIR, TEMPORAL_CKPT, TRANSFORMERS_WEIGHTS, VAE_DIR
+from .pose.model import MODEL_FILES as POSE_MODELS, MODEL_FOLDER as POSE_DIR  # where `magicanimate pose` reads
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 SD_REPO = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 VAE_REPO = "stabilityai/sd-vae-ft-mse"
 MA_REPO = "zcxu-eric/MagicAnimate"
 POSE_REPO = "LayerNorm/DensePose-TorchScript-with-hint-image"
-POSE_DIR = "DensePose"
-POSE_MODELS = {"r50": "densepose_r50_fpn_dl.torchscript", "r101": "densepose_r101_fpn_dl.torchscript"}
-"""DensePose R-50-FPN-DL / R-101-FPN-DL exported to TorchScript; `magicanimate pose` reads <root>/DensePose/<name>."""
 
 STATE_DIR = ".magicanimate-download"
 VARIANTS = ("fp32", "fp16")

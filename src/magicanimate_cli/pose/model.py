@@ -46,8 +46,9 @@ def model_path(choice: str, weights: Path) -> Path:
     path = weights / MODEL_FOLDER / name if name is not None else Path(choice).expanduser()
     if not path.is_file():
         if name is not None:
-            raise WeightsError(f"{path}: DensePose model not found; run `magicanimate download-weights --pose` "
-                               "to fetch it (or pass --pose-model FILE)")
+            backbone = "" if choice == "r50" else f" --pose-backbone {choice}"
+            raise WeightsError(f"{path}: DensePose model not found; run `magicanimate download-weights --pose"
+                               f"{backbone}` to fetch it (or pass --pose-model FILE)")
         raise WeightsError(f"{path}: --pose-model file not found")
     return path
 
