@@ -16,7 +16,7 @@ from .models.reference_attention import ReferenceBank, attach_reader, attach_wri
 from .placement import Placement
 from .sampler import (Conditioning, SamplerConfig, SamplerModels, StepStats, denoise, reference_features,
                       step_timesteps)
-from .windows import padded_length, validate_context
+from .windows import WindowPlan, padded_length, validate_context
 
 VAE_SCALE = 0.18215
 
@@ -141,16 +141,18 @@ class Animator:
         return latent.float() * VAE_SCALE
 
     @torch.no_grad()
-    def reference_banks(self, cond: Conditioning, config: SamplerConfig, start_step: int = 0
-                        ) -> list[list[torch.Tensor]]:
-        """Every step's reference features, computed before denoising; the appearance encoder then leaves the
-        device (its 1.7 GB in fp16 outweigh 25 steps of features, ≈0.35 GB at 512²)."""
-        with self.placement.using("appearance_encoder", keep=False):
-            return reference_features(self.models, cond, step_timesteps(config.steps, start_step))
+    def denoise(self, cond: Conditioning, latents: torch.Tensor, plan: WindowPlan, config: SamplerConfig,
+                start_step: int = 0, **loop) -> torch.Tensor:
+        """The sampler's loop (`sampler.denoise`, `loop` its keyword options) with the networks placed for it.
 
-    def hold_for_denoising(self) -> None:
-        """Put the networks every step needs on the device (the VAE too, unless low_vram)."""
+        Every step's reference features are computed first, then the appearance encoder leaves the device (its
+        1.7 GB in fp16 outweigh 25 steps of features, ≈0.35 GB at 512²); the loop holds the UNet, the ControlNet
+        and, unless low_vram, the VAE.
+        """
+        with self.placement.using("appearance_encoder", keep=False):
+            banks = reference_features(self.models, cond, step_timesteps(config.steps, start_step))
         self.placement.hold("unet", "controlnet", *(() if self.low_vram else ("vae",)))
+        return denoise(self.models, cond, latents, plan, config, start_step=start_step, banks=banks, **loop)
 
     # -- sampling -----------------------------------------------------------------------------------
 
@@ -174,11 +176,8 @@ class Animator:
         frames = len(cond.control)
         height, width = reference.shape[:2]
         latents = initial_noise(seed, frames, height, width, config.context_frames, noise).to(self.device)
-        plan = config.window_plan(frames)
-        banks = self.reference_banks(cond, config)
-        self.hold_for_denoising()
-        latents = denoise(self.models, cond, latents, plan, config, callback=callback, on_window=on_window,
-                          stats=stats, banks=banks)
+        latents = self.denoise(cond, latents, config.window_plan(frames), config, callback=callback,
+                               on_window=on_window, stats=stats)
         return latents[:, :, : len(motion)]
 
     @torch.no_grad()

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..engine.pipeline import Animator, initial_noise
-from ..engine.sampler import Conditioning, SamplerConfig, denoise
+from ..engine.sampler import Conditioning, SamplerConfig
 from ..engine.windows import validate_context
 from .checkpoint import Checkpoint
 from .distributed import RankGroup, all_reduce_sum
@@ -43,8 +43,6 @@ def sample_long(animator: Animator, reference: np.ndarray, control: PaddedFrames
             latents, start = resume.latents, resume.next_step
         plan = config.window_plan(frames)
         run = None if group is None else split_windows(len(plan.windows), group.size)[group.rank]
-        banks = animator.reference_banks(cond, config, start)
-        animator.hold_for_denoising()
-        return denoise(animator.models, cond, latents.to(animator.device), plan, config, start_step=start,
-                       run=run, reduce=None if group is None else all_reduce_sum, callback=on_step,
-                       on_window=on_window, banks=banks)
+        return animator.denoise(cond, latents.to(animator.device), plan, config, start_step=start, run=run,
+                                reduce=None if group is None else all_reduce_sum, callback=on_step,
+                                on_window=on_window)
