@@ -113,3 +113,40 @@ def moving_blobs(count: int, width: int = 64, height: int = 48) -> list[np.ndarr
         frames.append(blob_frame(width, height, {RED: (4 + shift, 4, 20, 30), GREEN: (34 - shift, 10, 18, 28),
                                                  BLUE: (24, 30 + shift % 3, 14, 12)}))
     return frames
+
+
+MARKER = (255, 0, 255)
+"""A frame whose top-left pixel has this RGB colour makes `FailingDensePose` fail (magenta: no blob colour)."""
+
+
+class FailingDensePose(nn.Module):
+    """Fails inside forward, as a real model does on an input it asserts against: on frames marked with MARKER."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = BlobDensePose([0.95, 0.85, 0.7], [5, 17, 11])
+
+    def forward(self, image: torch.Tensor) -> Dict[str, torch.Tensor]:
+        corner = image[:, 0, 0].to(torch.int32)  # BGR
+        assert not (int(corner[0]) > 200 and int(corner[1]) < 50 and int(corner[2]) > 200), \
+            "input image must not be magenta in its corner"
+        return self.inner(image)
+
+
+class WarningDensePose(nn.Module):
+    """Raises a third-party UserWarning while it runs, as the exported model's torch.meshgrid call does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = BlobDensePose([0.95, 0.85, 0.7], [5, 17, 11])
+
+    def forward(self, image: torch.Tensor) -> Dict[str, torch.Tensor]:
+        grid = torch.meshgrid([torch.arange(2), torch.arange(3)])  # no indexing argument: torch warns
+        out = self.inner(image)
+        out["grid"] = grid[0]
+        return out
+
+
+def save_module(path: Path, module: nn.Module) -> Path:
+    torch.jit.script(module.eval()).save(str(path))
+    return path

@@ -222,6 +222,9 @@ def test_frames_are_rendered_and_written_one_at_a_time(clips, pose_standin):
         def __len__(self):
             return len(self.clip)
 
+        def __getattr__(self, name):  # the clip's other attributes (path, frame indices) as they are
+            return getattr(self.clip, name)
+
         def __iter__(self):
             for index, frame in enumerate(self.clip):
                 events.append(f"decode {index}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import typer
@@ -15,6 +16,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Click's plain help: Typer 0.29's rich panels print a `<bool>` metavar after every flag (--help included).
+    rich_markup_mode=None,
 )
 
 
@@ -27,7 +30,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        False, "--version", callback=_version, is_eager=True, show_default=False, help="Print the version and exit."
     ),
 ) -> None:
     """Animate a person in a reference image along a DensePose motion video (MagicAnimate)."""
@@ -48,6 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
+    if debug:
+        _show_debug_log()
     try:
         # Outside standalone mode Typer returns the exit code of `typer.Exit` (130 for Ctrl-C) instead of exiting.
         code = app(args=args, prog_name="magicanimate", standalone_mode=False)
@@ -80,6 +85,15 @@ def main(argv: list[str] | None = None) -> None:
             raise
         typer.echo(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
         sys.exit(1)
+
+
+def _show_debug_log() -> None:
+    """--debug: our debug log (e.g. the warnings a model's own code raised) on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("debug: %(message)s"))
+    logger = logging.getLogger("magicanimate_cli")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
 
 
 def _show_usage_error(exc: typer.TyperException) -> None:

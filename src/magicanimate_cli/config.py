@@ -30,6 +30,15 @@ class FrameSelection:
     stride: int = 1
 
 
+FIT_CHOICES = ("pad", "crop", "stretch")
+NOISE_CHOICES = ("shared", "independent")
+FUSION_CHOICES = ("mean", "pyramid", "none")
+DTYPE_CHOICES = ("auto", "fp16", "bf16", "fp32")
+BATCH_FORMATS = ("mp4", "webm", "gif", "png")
+"""The words each choice option takes; the command line offers exactly these, the settings check them again for
+callers of the Python API."""
+
+
 @dataclass(frozen=True)
 class AnimateSettings:
     """Everything that decides what `animate` (and `fuse-long`) produces."""
@@ -73,11 +82,11 @@ class AnimateSettings:
         for name, value in (("--size", self.size), ("--width", self.width), ("--height", self.height)):
             if value is not None and (value <= 0 or value % 8):
                 raise SettingsError(f"{name} must be a positive multiple of 8 (got {value})")
-        if self.fit not in ("pad", "crop", "stretch"):
+        if self.fit not in FIT_CHOICES:
             raise SettingsError(f"--fit must be pad, crop or stretch (got {self.fit})")
-        if self.noise not in ("shared", "independent"):
+        if self.noise not in NOISE_CHOICES:
             raise SettingsError(f"--noise must be shared or independent (got {self.noise})")
-        if self.fusion not in ("mean", "pyramid", "none"):
+        if self.fusion not in FUSION_CHOICES:
             raise SettingsError(f"--fusion must be mean, pyramid or none (got {self.fusion})")
         if not 0 <= self.crf <= 63:
             raise SettingsError(f"--crf must be between 0 and 63 (got {self.crf})")

@@ -2,129 +2,32 @@
 
 from __future__ import annotations
 
+import inspect
 import json
-import sys
-import time
-from fractions import Fraction
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from ..config import AnimateSettings, FrameSelection, default_weights_dir
+from ..config import AnimateSettings
 from ..errors import InputError, MagicAnimateError, SettingsError
-from .pose import MIN_SCORE_OPTION, PEOPLE_OPTION, POSE_MODEL_OPTION, load_pose_model, pose_settings
+from .common import (animation_options, load_animator, load_pose_model, make_reporter, pose_request,
+                     settings_from_options, usage)
 
-HELP = "Animate REFERENCE (an image) along MOTION (a DensePose video or frame folder) into OUTPUT."
-
-
-def settings_from_options(**o) -> AnimateSettings:
-    fps = None
-    if o.get("fps") is not None:
-        try:
-            fps = Fraction(o["fps"]).limit_denominator(1_000_000)
-        except (ValueError, ZeroDivisionError):
-            raise SettingsError(f"--fps {o['fps']}: expected a number or a fraction like 30000/1001") from None
-    settings = AnimateSettings(
-        size=o["size"], width=o["width"], height=o["height"], fit=o["fit"],
-        selection=FrameSelection(o["start"], o["max_frames"], o["frame_stride"]), fps=fps,
-        steps=o["steps"], guidance=o["guidance"], seed=o["seed"], context_frames=o["context_frames"],
-        context_overlap=o["context_overlap"], device=o["device"], dtype=o["dtype"],
-        weights=Path(o["weights"]).expanduser() if o["weights"] else default_weights_dir(), crf=o["crf"],
-        grid=o["grid"], low_vram=o["low_vram"], compile=o["compile"],
-        **{k: o[k] for k in ("wrap", "noise", "fusion") if k in o},
-    )
-    settings.validate()
-    return settings
+HELP = ("Animate REFERENCE (an image) along MOTION (a DensePose video or frame folder) into OUTPUT.\n\n"
+        "Batch: REFERENCE and MOTION folders animate every pair into the folder OUTPUT; --pairs CSV -o OUT_DIR "
+        "takes the pairs from a CSV instead (REFERENCE and MOTION are then left out).")
 
 
-def load_animator(settings: AnimateSettings, reporter):
-    """Load the models once (the expensive part); checks the window length against the loaded model."""
-    from ..devices import resolve_device, resolve_dtype
-    from ..engine.pipeline import Animator
-
-    device = resolve_device(settings.device)
-    dtype = resolve_dtype(settings.dtype, device)
-    reporter.note(f"loading weights from {settings.weights} on {device} ({str(dtype).replace('torch.', '')})")
-    started = time.perf_counter()
-    animator = Animator.from_pretrained(settings.weights, device=device, dtype=dtype, low_vram=settings.low_vram)
-    if settings.compile:
-        animator.compile()
-    if settings.context_frames > animator.max_context_frames:
-        raise SettingsError(f"--context-frames {settings.context_frames} exceeds the motion module's position "
-                            f"table ({animator.max_context_frames})")
-    return animator, time.perf_counter() - started
-
-
-def make_reporter(quiet: bool, as_json: bool):
-    from ..progress import Reporter, RichReporter
-
-    return Reporter() if (quiet or as_json) else RichReporter()
-
-
-def animate(
-    reference: Optional[Path] = typer.Argument(None, help="Reference image (PNG/JPEG/WebP), or a folder of them."),
-    motion: Optional[Path] = typer.Argument(None, help="DensePose video (mp4/mov/webm/avi/gif) or frame folder; "
-                                                       "or a folder of motions."),
-    output: Path = typer.Option(..., "-o", "--output", help="Output .mp4/.webm/.gif, or a folder for PNG frames "
-                                                            "(animate's batch mode: the output folder)."),
-    size: int = typer.Option(512, help="Working size (square); the released model's size is 512."),
-    width: Optional[int] = typer.Option(None, show_default="--size", help="Working width (multiple of 8); overrides --size."),
-    height: Optional[int] = typer.Option(None, show_default="--size", help="Working height (multiple of 8); overrides --size."),
-    fit: str = typer.Option("pad", help="pad | crop | stretch: how non-square inputs meet the working shape."),
-    start: int = typer.Option(0, help="First motion frame to use."),
-    max_frames: Optional[int] = typer.Option(None, show_default="all", help="Use at most this many motion frames."),
-    frame_stride: int = typer.Option(1, help="Use every N-th motion frame."),
-    fps: Optional[str] = typer.Option(None, show_default="the motion's", help="Output frame rate, e.g. 25 or 30000/1001."),
-    steps: int = typer.Option(25, help="DDIM steps."),
-    guidance: float = typer.Option(7.5, help="Classifier-free guidance scale (appearance)."),
-    seed: Optional[int] = typer.Option(None, show_default="random, printed and recorded", help="Random seed."),
-    context_frames: int = typer.Option(16, help="Frames per window (at most 24)."),
-    context_overlap: int = typer.Option(4, help="Frames shared by neighbouring windows."),
-    device: str = typer.Option("auto", help="auto | cuda | cuda:N | mps | cpu."),
-    dtype: str = typer.Option("auto", help="auto | fp16 | bf16 | fp32 (auto: fp16 on CUDA, fp32 elsewhere)."),
-    weights: Optional[Path] = typer.Option(None, show_default="$MAGICANIMATE_HOME, else ~/.cache/magicanimate",
-                                           help="Weights folder in the official layout (see download-weights)."),
-    crf: int = typer.Option(18, help="Video quality for mp4/webm (lower is better)."),
-    low_vram: bool = typer.Option(False, "--low-vram", show_default="off",
-                                  help="Fit 8 GB cards at 512²: the VAE waits in host memory while denoising and "
-                                       "the guidance copies run one at a time (same output, somewhat slower)."),
-    compile: bool = typer.Option(False, "--compile", show_default="off",
-                                 help="torch.compile the UNet, ControlNet and VAE decoder (GPU; the first run of "
-                                      "each frame size compiles first, shown as a 'compile' phase)."),
-    grid: bool = typer.Option(False, "--grid", show_default="off", help="Also write reference | motion | result side by side."),
-    pairs: Optional[Path] = typer.Option(None, show_default="none", help="Batch: CSV of reference,motion[,output] rows."),
-    skip_existing: bool = typer.Option(False, "--skip-existing", show_default="off", help="Batch: skip items whose output exists."),
-    shard: Optional[str] = typer.Option(None, show_default="all", help="Batch: run only share I of N (I/N, 1-based)."),
-    format: str = typer.Option("mp4", "--format", help="Batch: output type mp4 | webm | gif | png."),
-    motion_from_video: bool = typer.Option(False, "--motion-from-video", show_default="off",
-                                           help="MOTION is an ordinary video: render its DensePose first (see "
-                                                "`magicanimate pose`), then animate along the render."),
-    pose_model: str = POSE_MODEL_OPTION,
-    min_score: float = MIN_SCORE_OPTION,
-    people: str = PEOPLE_OPTION,
-    save_pose: Optional[Path] = typer.Option(None, show_default="none", help="With --motion-from-video: keep the "
-                                             "DensePose render here (.mp4/.webm/.gif or a PNG folder)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", show_default="off", help="No progress display."),
-    as_json: bool = typer.Option(False, "--json", show_default="off", help="Print one machine-readable summary line to stdout."),
-) -> None:
+def animate(**options) -> None:
     """Animate REFERENCE (an image) along MOTION (a DensePose video or frame folder) into OUTPUT."""
-    options = dict(locals())
     settings = settings_from_options(**options)
     pose = pose_request(settings, **options)
-    run_command(settings, reference, motion, output, pairs, skip_existing, shard, format, quiet, as_json, pose)
+    run_command(settings, options["reference"], options["motion"], options["output"], options["pairs"],
+                options["skip_existing"], options["shard"], options["format"], options["quiet"],
+                options["as_json"], pose)
 
 
-def pose_request(settings: AnimateSettings, **o):
-    """`--motion-from-video` and its options as a PoseRequest, or None; the pose options alone are refused."""
-    from ..pose.motion import PoseRequest
-
-    if not o["motion_from_video"]:
-        if o["save_pose"] is not None:
-            raise SettingsError("--save-pose keeps the render of --motion-from-video; add --motion-from-video")
-        return None
-    return PoseRequest(pose_settings(o["pose_model"], settings.weights, settings.device, o["min_score"],
-                                     o["people"], settings.crf), o["save_pose"])
+animate.__signature__ = inspect.signature(animation_options, eval_str=True)
 
 
 def run_command(settings: AnimateSettings, reference: Path | None, motion: Path | None, output: Path,
@@ -143,8 +46,6 @@ def run_command(settings: AnimateSettings, reference: Path | None, motion: Path 
         return
     if pose is not None and pose.save is not None:
         raise SettingsError("--save-pose names one render; it works with a single MOTION, not a batch")
-    if extension not in ("mp4", "webm", "gif", "png"):
-        raise SettingsError(f"--format {extension}: expected mp4, webm, gif or png")
     if pairs is not None:
         items = read_pairs(pairs, output, extension)
     else:
@@ -224,4 +125,4 @@ def _run_batch(settings, items, skip_existing: bool, quiet: bool, as_json: bool,
 
 
 def register(app: typer.Typer) -> None:
-    app.command("animate", help=HELP)(animate)
+    app.command("animate", help=HELP, cls=usage("REFERENCE", "MOTION", "-o OUTPUT", "[OPTIONS]"))(animate)

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
+from typing import Literal
 
 import typer
 from rich.console import Console
@@ -181,7 +182,7 @@ def download_weights(
         help="Revision (branch, tag or commit) of one repository, PART one of sd, vae, magicanimate, densepose; "
              "repeatable; the commit each resolves to is recorded in <dir>/.magicanimate/sources.json "
              "\\[default: main for each]"),
-    variant: str = typer.Option("fp32", "--variant", show_default=True,
+    variant: Literal["fp32", "fp16"] = typer.Option("fp32", "--variant", show_default=True,
                                 help="fp16: take half-precision files where a repository has them (the engine "
                                      "loads either)."),
     token: str = typer.Option(None, "--token", show_default=False,
@@ -197,7 +198,7 @@ def download_weights(
     pose: bool = typer.Option(False, "--pose", show_default=False,
                               help="Also fetch the DensePose TorchScript model that `magicanimate pose` runs, into "
                                    "<dir>/DensePose/ (with --check: verify it too) \\[default: off]"),
-    pose_backbone: str = typer.Option("r50", "--pose-backbone", show_default=True,
+    pose_backbone: Literal["r50", "r101"] = typer.Option("r50", "--pose-backbone", show_default=True,
                                       help="With --pose: r50 (densepose_r50_fpn_dl.torchscript, 265 MB) or r101 "
                                            "(densepose_r101_fpn_dl.torchscript, 342 MB)."),
     metrics: bool = typer.Option(False, "--metrics", show_default=False,

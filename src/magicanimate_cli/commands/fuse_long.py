@@ -1,8 +1,8 @@
 """`magicanimate fuse-long`: one long motion with the long-video controls exposed, flat memory, several
 processes (GPUs) sharing every step, and checkpoints to resume from.
 
-The input and output options are `animate`'s own definitions (taken from its signature, batch options aside), so
-the two commands cannot drift apart; this module adds only the long-video options.
+The input and output options are `animate`'s own declarations (`common.animation_options`, batch options aside),
+so the two commands cannot drift apart; this module adds only the long-video options.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import typer
 
 from ..config import AnimateSettings
 from ..errors import InputError, SettingsError
-from .animate import animate, load_animator, make_reporter, pose_request, settings_from_options
+from .common import (Fusion, Noise, animation_options, flag, load_animator, load_pose_model, make_reporter,
+                     pose_request, settings_from_options, usage)
 
 if TYPE_CHECKING:
     from ..long.distributed import RankGroup
@@ -43,15 +44,14 @@ def _long_parameters() -> list[inspect.Parameter]:
         option("wrap", bool, typer.Option(
             True, "--wrap/--no-wrap",
             help="The last window wraps onto the first frames (official); --no-wrap aligns it to the video's end.")),
-        option("noise", str, typer.Option(
+        option("noise", Noise, typer.Option(
             "shared", help="shared: one K-frame noise tiled over the video (the paper); independent: fresh noise "
                            "for every frame (the paper's ablation).")),
-        option("fusion", str, typer.Option(
+        option("fusion", Fusion, typer.Option(
             "mean", help="mean: average overlapping windows (the paper); pyramid: weights falling toward a "
                          "window's edges; none: back-to-back windows, no overlap (the paper's w/o fusion).")),
-        option("plan", bool, typer.Option(
-            False, "--plan", show_default="off", help="Print the window layout and its cost in model passes, then exit without "
-                                  "loading models.")),
+        option("plan", bool, flag("--plan", "Print the window layout and its cost in model passes, then exit "
+                                            "without loading models.")),
         option("nproc", int, typer.Option(
             1, "--nproc", min=1, help="Start N local processes (one GPU each on CUDA) that share every step; "
                                       "under torchrun leave it out.")),
@@ -71,7 +71,7 @@ def _signature() -> inspect.Signature:
 
     inputs = [argument("reference", "Reference image (PNG/JPEG/WebP)."),
               argument("motion", "DensePose motion: a video (mp4/mov/webm/avi/gif) or a folder of frame images.")]
-    shared = [p for name, p in inspect.signature(animate, eval_str=True).parameters.items()
+    shared = [p for name, p in inspect.signature(animation_options, eval_str=True).parameters.items()
               if name not in ("reference", "motion", *BATCH_OPTIONS)]
     # --plan writes nothing, so -o is checked in `fuse_long` rather than required by the parser.
     output = inspect.Parameter("output", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Optional[Path],
@@ -128,7 +128,6 @@ fuse_long.__doc__ = HELP
 def _motion_rendered(launch: Launch, pose) -> Iterator[Launch]:
     """With --motion-from-video: the launch reading the video's DensePose render (removed afterwards)."""
     from ..pose.motion import animation_motion
-    from .pose import load_pose_model
 
     if pose is None:
         yield launch
@@ -244,4 +243,4 @@ def run_process(launch: Launch, group: RankGroup | None) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("fuse-long", help=HELP)(fuse_long)
+    app.command("fuse-long", help=HELP, cls=usage("REFERENCE", "MOTION", "-o OUTPUT", "[OPTIONS]"))(fuse_long)

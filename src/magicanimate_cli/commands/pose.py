@@ -1,83 +1,58 @@
 """`magicanimate pose`: an ordinary video (or a folder of them) → DensePose renders in MagicAnimate's format.
 
-The options that choose and tune the model are defined here once and reused by `animate --motion-from-video`
-(and through it by `fuse-long`), so the three commands cannot drift apart.
+The options that choose and tune the model, and those that select frames, are `animate`'s own declarations
+(`common`), so `pose`, `animate --motion-from-video` and `fuse-long` cannot drift apart.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ..errors import InputError, MagicAnimateError, SettingsError
+from ..config import FrameSelection
+from ..errors import InputError, MagicAnimateError
+from .common import (CRF_OPTION, DEVICE_OPTION, FORMAT_OPTION, FRAME_STRIDE_OPTION, JSON_HELP, MAX_FRAMES_OPTION,
+                     MIN_SCORE_OPTION, PEOPLE_OPTION, POSE_MODEL_OPTION, QUIET_HELP, SHARD_OPTION, START_OPTION,
+                     WEIGHTS_DEFAULT, BatchFormat, People, flag, load_pose_model, make_reporter, pose_settings,
+                     usage)
 
 HELP = ("Render VIDEO (an ordinary video or frame folder, or a folder of them) as DensePose in MagicAnimate's "
         "format: body parts in viridis colours on the (68, 1, 84) background.")
 
-POSE_MODEL_OPTION = typer.Option(
-    "r50", "--pose-model", help="r50 | r101 (files in <weights>/DensePose/, see download-weights --pose), or a "
-                                "TorchScript file with the same contract.")
-MIN_SCORE_OPTION = typer.Option(0.8, "--min-score", help="Draw people detected with a score above this.")
-PEOPLE_OPTION = typer.Option("all", "--people", help="all | largest: draw every person, or only the one with the "
-                                                     "largest box.")
-
 
 def pose(
-    video: Path = typer.Argument(..., help="Video (mp4/mov/webm/avi/gif/mkv) or folder of frames; or a folder of "
+    video: Path = typer.Argument(..., metavar="VIDEO", show_default=False, help="Video (mp4/mov/webm/avi/gif/mkv) or folder of frames; or a folder of "
                                            "videos and frame folders (batch)."),
     output: Path = typer.Option(..., "-o", "--output", help="Output .mp4/.webm/.gif, or a folder for PNG frames "
                                                             "(batch: the output folder)."),
     pose_model: str = POSE_MODEL_OPTION,
     min_score: float = MIN_SCORE_OPTION,
-    people: str = PEOPLE_OPTION,
-    weights: Optional[Path] = typer.Option(None, show_default="$MAGICANIMATE_HOME, else ~/.cache/magicanimate",
+    people: People = PEOPLE_OPTION,
+    start: int = START_OPTION,
+    max_frames: Optional[int] = MAX_FRAMES_OPTION,
+    frame_stride: int = FRAME_STRIDE_OPTION,
+    weights: Optional[Path] = typer.Option(None, show_default=WEIGHTS_DEFAULT,
                                            help="Weights folder holding DensePose/ (see download-weights --pose)."),
-    device: str = typer.Option("auto", help="auto | cuda | cuda:N | mps | cpu."),
-    crf: int = typer.Option(18, help="Video quality for mp4/webm (lower is better)."),
-    skip_existing: bool = typer.Option(False, "--skip-existing", show_default="off",
-                                       help="Batch: skip videos whose render exists."),
-    shard: Optional[str] = typer.Option(None, show_default="all", help="Batch: run only share I of N (I/N, 1-based)."),
-    format: str = typer.Option("mp4", "--format", help="Batch: output type mp4 | webm | gif | png."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", show_default="off", help="No progress display."),
-    as_json: bool = typer.Option(False, "--json", show_default="off",
-                                 help="Print one machine-readable summary line to stdout."),
+    device: str = DEVICE_OPTION,
+    crf: int = CRF_OPTION,
+    skip_existing: bool = flag("--skip-existing", "Batch: skip videos whose render exists."),
+    shard: Optional[str] = SHARD_OPTION,
+    format: BatchFormat = FORMAT_OPTION,
+    quiet: bool = flag("--quiet", QUIET_HELP, "-q"),
+    as_json: bool = flag("--json", JSON_HELP),
 ) -> None:
     """Render VIDEO as DensePose in MagicAnimate's format."""
     settings = pose_settings(pose_model, weights, device, min_score, people, crf)
+    selection = FrameSelection(start, max_frames, frame_stride)
     if not video.exists():
         raise InputError(f"{video}: video not found")
     if _is_batch(video):
-        _run_batch(settings, video, output, format, skip_existing, shard, quiet, as_json)
+        _run_batch(settings, selection, video, output, format, skip_existing, shard, quiet, as_json)
     else:
-        _run_single(settings, video, output, quiet, as_json)
-
-
-def pose_settings(model: str, weights: Path | None, device: str, min_score: float, people: str, crf: int):
-    """Checked PoseSettings from the command-line words."""
-    from ..config import default_weights_dir
-    from ..pose.settings import PoseSettings
-
-    settings = PoseSettings(model=model, weights=Path(weights).expanduser() if weights else default_weights_dir(),
-                            device=device, min_score=min_score, people=people, crf=crf)
-    settings.validate()
-    return settings
-
-
-def load_pose_model(settings, reporter):
-    """Find and load the DensePose model once per command; returns it and the seconds it took."""
-    from ..devices import resolve_device
-    from ..pose.model import PoseModel, model_path
-
-    device = resolve_device(settings.device)
-    path = model_path(settings.model, settings.weights)
-    reporter.note(f"loading DensePose model {path} on {device}")
-    started = time.perf_counter()
-    model = PoseModel.load(path, device)
-    return model, time.perf_counter() - started
+        _run_single(settings, selection, video, output, quiet, as_json)
 
 
 def _is_batch(video: Path) -> bool:
@@ -87,15 +62,14 @@ def _is_batch(video: Path) -> bool:
     return video.is_dir() and not list_frame_files(video)
 
 
-def _run_single(settings, video: Path, output: Path, quiet: bool, as_json: bool) -> None:
+def _run_single(settings, selection: FrameSelection, video: Path, output: Path, quiet: bool, as_json: bool) -> None:
     from ..job import check_output_writable
     from ..pose.job import run_pose_job
-    from .animate import make_reporter
 
     check_output_writable(output)
     with make_reporter(quiet, as_json) as reporter:
         model, load_s = load_pose_model(settings, reporter)
-        result = run_pose_job(model, settings, video, output, reporter, load_s)
+        result = run_pose_job(model, settings, video, output, reporter, load_s, selection)
     if as_json:
         print(json.dumps({"status": "ok", **result.summary()}))
     elif not quiet:
@@ -105,16 +79,13 @@ def _run_single(settings, video: Path, output: Path, quiet: bool, as_json: bool)
                    f"{rate} frames/s", err=True)
 
 
-def _run_batch(settings, folder: Path, out_dir: Path, extension: str, skip_existing: bool, shard: str | None,
-               quiet: bool, as_json: bool) -> None:
+def _run_batch(settings, selection: FrameSelection, folder: Path, out_dir: Path, extension: str,
+               skip_existing: bool, shard: str | None, quiet: bool, as_json: bool) -> None:
     """Every video and frame folder in `folder` → `out_dir/<name>-pose.<format>`; failures are reported, the rest
     go on, and the exit code says whether any failed."""
     from ..batch import list_motions, parse_shard, take_shard
     from ..pose.job import run_pose_job
-    from .animate import make_reporter
 
-    if extension not in ("mp4", "webm", "gif", "png"):
-        raise SettingsError(f"--format {extension}: expected mp4, webm, gif or png")
     videos = list_motions(folder)
     if not videos:
         raise InputError(f"{folder}: no videos, frame images or frame folders in this folder")
@@ -132,7 +103,7 @@ def _run_batch(settings, folder: Path, out_dir: Path, extension: str, skip_exist
         for number, (video, output) in enumerate(todo, start=1):
             reporter.note(f"[{number}/{len(todo)}] {video.name} → {output}")
             try:
-                done.append(run_pose_job(model, settings, video, output, reporter, load_s).summary())
+                done.append(run_pose_job(model, settings, video, output, reporter, load_s, selection).summary())
                 load_s = 0.0
             except MagicAnimateError as exc:
                 failures.append({"item": video.name, "error": str(exc)})
@@ -147,4 +118,4 @@ def _run_batch(settings, folder: Path, out_dir: Path, extension: str, skip_exist
 
 
 def register(app: typer.Typer) -> None:
-    app.command("pose", help=HELP)(pose)
+    app.command("pose", help=HELP, cls=usage("VIDEO", "-o OUTPUT", "[OPTIONS]"))(pose)

@@ -7,6 +7,12 @@ from pathlib import Path
 from ..errors import SettingsError
 from .weights import DOWNLOAD_COMMAND, files_for_metric, require_file
 
+ALIGN_CHOICES = ("strict", "truncate")
+PROTOCOL_CHOICES = ("gt-size", "disco")
+CLIP_CHOICES = ("16", "video", "sliding")
+"""The words of eval's --align, --protocol and --clips (here, beside the metric names, so the command line can
+offer them without importing torch)."""
+
 FRAME_METRICS = ("l1", "psnr", "ssim", "lpips")
 """Computed per frame, averaged per video and over all frames."""
 SET_METRICS = ("fid", "fid-vid", "fvd")

@@ -23,20 +23,18 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..model_guard import running_model
 from . import pixels
 from .features import ClipFeatures, FrameFeatures
 from .frames import VideoPair, pair_inputs
 from .frechet import frechet_distance_of
-from .metrics import FRAME_METRICS, METRICS, SET_METRICS, plan_metrics
+from .metrics import ALIGN_CHOICES, CLIP_CHOICES, FRAME_METRICS, METRICS, PROTOCOL_CHOICES, SET_METRICS, plan_metrics
 from .networks import i3d, inception, lpips, resnet3d
 from .resize import resize_to
 from .weights import FID_INCEPTION, I3D_KINETICS, LPIPS_VGG_HEADS, R3D50_KINETICS, VGG16, require_file
 
-ALIGN_CHOICES = ("strict", "truncate")
-PROTOCOL_CHOICES = ("gt-size", "disco")
 RESIZED_FOR = {"gt-size": frozenset(METRICS), "disco": frozenset({"l1", "psnr", "ssim"})}
 """Per protocol, the metrics that see generated frames resized to the ground truth's size."""
-CLIP_CHOICES = ("16", "video", "sliding")
 SAMPLING = {"16": {"fid-vid": "clips", "fvd": "clips"},
             "video": {"fid-vid": "video-mean", "fvd": "video-whole"},
             "sliding": {"fid-vid": "sliding", "fvd": "sliding"}}
@@ -97,6 +95,13 @@ class _Pipeline:
 
     lpips: lpips.LPIPS | None = None
     sets: dict[str, tuple[FrameFeatures | ClipFeatures, FrameFeatures | ClipFeatures]] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+    """Per metric, the weights file its network was loaded from: what a failure names."""
+    warnings_seen: set[str] = field(default_factory=set)
+
+    def running(self, metric: str, where: str):
+        """Guard one call of `metric`'s network (see model_guard)."""
+        return running_model(self.files[metric], where, self.warnings_seen)
 
 
 def _frame_counts(pairs: list[VideoPair], align: str) -> list[int]:
@@ -118,21 +123,25 @@ def _load_pipeline(metrics: list[str], settings: EvalSettings) -> _Pipeline:
     device, weights = settings.device, settings.weights_dir
     pipeline = _Pipeline()
     if "lpips" in metrics:
-        model = lpips.load_lpips(require_file(VGG16, weights), require_file(LPIPS_VGG_HEADS, weights))
+        pipeline.files["lpips"] = require_file(LPIPS_VGG_HEADS, weights)
+        model = lpips.load_lpips(require_file(VGG16, weights), pipeline.files["lpips"])
         pipeline.lpips = model.to(device)
     clips_per_batch = max(1, settings.batch_size // 16)
     if "fid" in metrics:
-        net = inception.load_fid_inception(require_file(FID_INCEPTION, weights)).to(device)
+        pipeline.files["fid"] = require_file(FID_INCEPTION, weights)
+        net = inception.load_fid_inception(pipeline.files["fid"]).to(device)
         pipeline.sets["fid"] = tuple(FrameFeatures(net, inception.FEATURE_DIM, device) for _ in range(2))
     if "fid-vid" in metrics:
-        net = resnet3d.load_resnet3d50(require_file(R3D50_KINETICS, weights)).to(device)
+        pipeline.files["fid-vid"] = require_file(R3D50_KINETICS, weights)
+        net = resnet3d.load_resnet3d50(pipeline.files["fid-vid"]).to(device)
         mean = np.asarray(resnet3d.PIXEL_MEAN, dtype=np.float32)
         pipeline.sets["fid-vid"] = tuple(
             ClipFeatures(net, resnet3d.FEATURE_DIM, device, resnet3d.INPUT_SIZE, lambda c: c - mean,
                          resnet3d.CLIP_LENGTH, clips_per_batch, SAMPLING[settings.clips]["fid-vid"])
             for _ in range(2))
     if "fvd" in metrics:
-        net = i3d.load_i3d(require_file(I3D_KINETICS, weights)).to(device)
+        pipeline.files["fvd"] = require_file(I3D_KINETICS, weights)
+        net = i3d.load_i3d(pipeline.files["fvd"]).to(device)
         pipeline.sets["fvd"] = tuple(
             ClipFeatures(net, i3d.FEATURE_DIM, device, i3d.INPUT_SIZE, lambda c: c / 127.5 - 1.0,
                          i3d.CLIP_LENGTH, clips_per_batch, SAMPLING[settings.clips]["fvd"]) for _ in range(2))
@@ -184,8 +193,8 @@ def _stack(items: list[tuple[np.ndarray, np.ndarray]]) -> Batch:
 
 
 def _frame_scores(metrics: list[str], settings: EvalSettings, pipeline: _Pipeline,
-                  batch: Batch) -> dict[str, np.ndarray]:
-    """Per-frame values of the frame metrics for one batch."""
+                  batch: Batch, where: str) -> dict[str, np.ndarray]:
+    """Per-frame values of the frame metrics for one batch (`where` names it if a network fails)."""
     scores: dict[str, np.ndarray] = {}
     truth = batch.truth
     if "l1" in metrics:
@@ -200,7 +209,7 @@ def _frame_scores(metrics: list[str], settings: EvalSettings, pipeline: _Pipelin
         gen = batch.generated_for("lpips", settings)
         a = torch.from_numpy(gen).to(settings.device).permute(0, 3, 1, 2).float() / 255.0
         b = torch.from_numpy(truth).to(settings.device).permute(0, 3, 1, 2).float() / 255.0
-        with torch.no_grad():
+        with torch.no_grad(), pipeline.running("lpips", where):
             scores["lpips"] = pipeline.lpips(a, b).cpu().double().numpy()
     return scores
 
@@ -231,16 +240,21 @@ def evaluate(generated: Path, truth: Path, settings: EvalSettings,
     pooled: dict[str, list[np.ndarray]] = {m: [] for m in frame_metrics}
     for pair, count in zip(pairs, counts):
         per_video: dict[str, list[np.ndarray]] = {m: [] for m in frame_metrics}
+        first = 0
         for batch in _paired_batches(pair, count, settings.batch_size):
-            for metric, values in _frame_scores(frame_metrics, settings, pipeline, batch).items():
+            where = f"frames {first}-{first + len(batch.truth) - 1} of {pair.generated.path}"
+            for metric, values in _frame_scores(frame_metrics, settings, pipeline, batch, where).items():
                 per_video[metric].append(values)
             for metric, (gen_side, truth_side) in pipeline.sets.items():
-                gen_side.push(batch.generated_for(metric, settings))
-                truth_side.push(batch.truth)
+                with pipeline.running(metric, where):
+                    gen_side.push(batch.generated_for(metric, settings))
+                    truth_side.push(batch.truth)
             on_frames(len(batch.truth))
-        for sides in pipeline.sets.values():
-            for side in sides:
-                side.end_video()
+            first += len(batch.truth)
+        for metric, sides in pipeline.sets.items():
+            with pipeline.running(metric, f"the last clips of {pair.generated.path}"):
+                for side in sides:
+                    side.end_video()
         for metric, values in per_video.items():
             pooled[metric] += values
         videos.append(VideoResult(pair.name, pair.generated.path, pair.truth.path, count,
@@ -251,8 +265,9 @@ def evaluate(generated: Path, truth: Path, settings: EvalSettings,
         if metric not in pipeline.sets:
             continue
         gen_side, truth_side = pipeline.sets[metric]
-        gen_side.finish()
-        truth_side.finish()
+        with pipeline.running(metric, "the last clips"):
+            gen_side.finish()
+            truth_side.finish()
         samples = min(gen_side.stats.count, truth_side.stats.count)
         if samples < 2:
             aggregate[metric] = None

@@ -68,8 +68,9 @@ def render_video(model: PoseModel, settings: PoseSettings, clip: MotionClip, wri
     """Render every frame of `clip` into each writer; the caller closes (publishes) or aborts them."""
     stats = PoseStats()
     reporter.phase("pose", len(clip))
-    for frame in clip:
-        image, people = render_frame(model.detect(frame), clip.width, clip.height, settings.min_score,
+    for index, frame in enumerate(clip):
+        where = f"frame {clip.source_indices[index]} of {clip.path}"
+        image, people = render_frame(model.detect(frame, where), clip.width, clip.height, settings.min_score,
                                      settings.people)
         for writer in writers:
             writer.write(image)
@@ -79,11 +80,12 @@ def render_video(model: PoseModel, settings: PoseSettings, clip: MotionClip, wri
 
 
 def run_pose_job(model: PoseModel, settings: PoseSettings, video: Path, output: Path, reporter: Reporter,
-                 load_seconds: float = 0.0) -> PoseResult:
-    """Render `video` into `output` (mp4/webm/gif or a PNG folder) and write its sidecar."""
+                 load_seconds: float = 0.0, selection: FrameSelection = FrameSelection()) -> PoseResult:
+    """Render the `selection` of `video`'s frames into `output` (mp4/webm/gif or a PNG folder) at the selection's
+    rate (the source rate divided by the stride), and write its sidecar."""
     started = time.perf_counter()
     check_output_writable(output)
-    clip = open_video(video)
+    clip = open_video(video, selection)
     with ExitStack() as stack:
         writer = stack.enter_context(open_writer(output, clip.fps, clip.width, clip.height, settings.crf))
         stats = render_video(model, settings, clip, [writer], reporter)

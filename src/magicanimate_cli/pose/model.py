@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import WeightsError
+from ..model_guard import running_model
 
 MODEL_FOLDER = "DensePose"
 """Sub-folder of the weights folder that `download-weights --pose` fills."""
@@ -74,6 +75,7 @@ class PoseModel:
         self.path = path
         self.device = device
         self.ops_backend = ops_backend
+        self.warnings_seen: set[str] = set()  # the model's own warnings, logged once per loaded model
 
     @classmethod
     def load(cls, path: Path, device: torch.device) -> PoseModel:
@@ -97,10 +99,10 @@ class PoseModel:
             module = module.float()  # the exporter's run.py does the same off the GPU
         return cls(module, path, device, ops_backend)
 
-    def detect(self, frame: np.ndarray) -> Detections:
-        """People in one RGB uint8 (H, W, 3) frame."""
+    def detect(self, frame: np.ndarray, where: str = "a frame") -> Detections:
+        """People in one RGB uint8 (H, W, 3) frame; `where` names it ("frame 12 of clip.mp4") if the model fails."""
         bgr = torch.from_numpy(np.ascontiguousarray(frame[:, :, ::-1].transpose(2, 0, 1)))
-        with torch.no_grad():
+        with torch.no_grad(), running_model(self.path, where, self.warnings_seen):
             raw = self.module(bgr.to(self.device))
         return parse_output(raw, self.path)
 
