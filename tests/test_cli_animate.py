@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -336,9 +337,11 @@ def test_help_lists_every_option_with_its_default():
     proc = subprocess.run([*MAGICANIMATE, "animate", "--help"], capture_output=True, text=True, env=env,
                           timeout=120)
     assert proc.returncode == 0
-    option_lines = [line for line in proc.stdout.splitlines() if " --" in line and "--help" not in line]
-    assert len(option_lines) >= 24
-    missing = [line.split()[1] for line in option_lines if "[default:" not in line and "[required]" not in line]
+    options = proc.stdout.split("\nOptions:\n", 1)[1]
+    # one entry per option: its line starting with "  -" and the more deeply indented lines its help wraps onto
+    entries = [" ".join(entry.split()) for entry in re.split(r"\n(?=  -)", options) if "--help" not in entry]
+    assert len(entries) >= 24
+    missing = [entry.split()[0] for entry in entries if "[default:" not in entry and "[required]" not in entry]
     assert missing == []
 
 
