@@ -78,7 +78,8 @@ def shown_text(markdown: str) -> list[tuple[int, str, bool]]:
             continue
         if in_code:
             stripped = line.lstrip()
-            if out and out[-1][2] and last_code_line == number - 1 and stripped != line and stripped[:2] in ("[-", "--"):
+            indented_option = stripped != line and stripped[:2] in ("[-", "--")
+            if indented_option and out and out[-1][2] and last_code_line == number - 1:
                 # An indented usage synopsis continues the line above it without a backslash.
                 out[-1] = (out[-1][0], out[-1][1] + " " + stripped, True)
                 last_code_line = number
