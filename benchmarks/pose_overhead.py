@@ -5,7 +5,7 @@
 
 The stand-in (tests/pose_standin.py) finds coloured blocks in a few milliseconds, so the frames/s printed here is
 the ceiling that decoding, label resampling, colouring and encoding put on `pose`; the real model's own time
-(see the README's estimate from its FLOPs) comes on top.
+(see the estimate from its FLOPs in docs/pose.md) comes on top.
 """
 
 from __future__ import annotations
