@@ -1,0 +1,107 @@
+"""What a `download-weights` run is asked for: which repositories, at which revisions, reached how.
+
+Kept apart from the fetching so that the command can validate its options (a bad `--revision`, `--variant` or
+`--pose-backbone`) and describe the sources before anything touches the network. The hub's address, token and
+offline switch are read from the environment when a command runs, never at import.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..engine.loader import MA_DIR, SD_DIR, VAE_DIR
+from ..errors import SettingsError
+from ..pose.model import MODEL_FILES as POSE_MODELS, MODEL_FOLDER as POSE_DIR  # where `magicanimate pose` reads
+from .selection import NEEDS, Need
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+SD_REPO = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+VAE_REPO = "stabilityai/sd-vae-ft-mse"
+MA_REPO = "zcxu-eric/MagicAnimate"
+POSE_REPO = "LayerNorm/DensePose-TorchScript-with-hint-image"
+
+VARIANTS = ("fp32", "fp16")
+ANIMATION_KEYS = ("sd", "vae", "magicanimate")
+SOURCE_KEYS = (*ANIMATION_KEYS, "densepose")
+LIBRARY = "magicanimate-cli"
+_TRUTHY = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Source:
+    """One hub repository at one revision, and the folder of the layout it fills."""
+
+    key: str
+    repo_id: str
+    revision: str
+    subdir: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.repo_id}@{self.revision}"
+
+
+def default_sources() -> dict[str, Source]:
+    return {
+        "sd": Source("sd", SD_REPO, "main", SD_DIR),
+        "vae": Source("vae", VAE_REPO, "main", VAE_DIR),
+        "magicanimate": Source("magicanimate", MA_REPO, "main", MA_DIR),
+        "densepose": Source("densepose", POSE_REPO, "main", POSE_DIR),
+    }
+
+
+def parse_revisions(values: Iterable[str]) -> dict[str, str]:
+    """`--revision PART=REV` values (PART one of sd, vae, magicanimate, densepose) as a mapping."""
+    out: dict[str, str] = {}
+    for value in values:
+        key, sep, rev = value.partition("=")
+        key, rev = key.strip().lower(), rev.strip()
+        if not sep or key not in SOURCE_KEYS or not rev:
+            raise SettingsError(f"--revision {value}: expected PART=REVISION with PART one of {', '.join(SOURCE_KEYS)}")
+        out[key] = rev
+    return out
+
+
+@dataclass(frozen=True)
+class HubAccess:
+    """How to reach the hub: read from the environment when a command runs, never at import."""
+
+    endpoint: str = DEFAULT_ENDPOINT
+    token: str | None = None
+    offline: bool = False
+
+    @classmethod
+    def from_env(cls, token: str | None = None, environ: Mapping[str, str] | None = None) -> "HubAccess":
+        """HF_ENDPOINT (a mirror), HF_TOKEN unless a token is given, HF_HUB_OFFLINE."""
+        env = os.environ if environ is None else environ
+        endpoint = (env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+        offline = (env.get("HF_HUB_OFFLINE") or env.get("TRANSFORMERS_OFFLINE") or "").strip().lower() in _TRUTHY
+        return cls(endpoint=endpoint, token=token or env.get("HF_TOKEN") or None, offline=offline)
+
+
+@dataclass(frozen=True)
+class DownloadSettings:
+    """Everything `download-weights` needs to decide what to fetch and from where."""
+
+    root: Path
+    sources: Mapping[str, Source] = field(default_factory=default_sources)
+    variant: str = "fp32"
+    access: HubAccess = field(default_factory=HubAccess)
+    pose: str | None = None  # a key of POSE_MODELS: also fetch that DensePose model
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise SettingsError(f"--variant {self.variant}: choose one of {', '.join(VARIANTS)}")
+        if self.pose is not None and self.pose not in POSE_MODELS:
+            raise SettingsError(f"--pose-backbone {self.pose}: choose one of {', '.join(POSE_MODELS)}")
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The sources this run reads: the animation weights, and the pose model when asked for."""
+        return ANIMATION_KEYS + (("densepose",) if self.pose else ())
+
+    def needs(self, key: str) -> tuple["Need", ...]:
+        return (Need((POSE_MODELS[self.pose or "r50"],)),) if key == "densepose" else NEEDS[key]
