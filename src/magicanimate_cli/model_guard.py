@@ -37,24 +37,32 @@ def failure_reason(exc: BaseException) -> str:
 
 
 @contextmanager
-def running_model(model: Path | str, where: str, seen: set[str] | None = None) -> Iterator[None]:
-    """Run a foreign network's call inside this block.
-
-    An exception from it becomes ModelRunError "MODEL: failed on WHERE: REASON" (our own MagicAnimateErrors and
-    Ctrl-C pass unchanged). Its warnings are logged at debug level, each text once per `seen` set (the caller's,
-    one per loaded model, so a warning raised on every frame is logged once); ours are raised again.
-    """
+def quiet_warnings(seen: set[str] | None = None) -> Iterator[None]:
+    """Third-party warnings raised inside this block go to the debug log, each text once per `seen` set (the
+    caller's, one per loaded model, so a warning raised on every frame is logged once); ours are raised again."""
     caught: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             yield
+    finally:
+        _route(caught, seen if seen is not None else set())
+
+
+@contextmanager
+def running_model(model: Path | str, where: str, seen: set[str] | None = None) -> Iterator[None]:
+    """Run a foreign network's call inside this block, its warnings quiet (see quiet_warnings).
+
+    An exception from it becomes ModelRunError "MODEL: failed on WHERE: REASON" (our own MagicAnimateErrors and
+    Ctrl-C pass unchanged).
+    """
+    try:
+        with quiet_warnings(seen):
+            yield
     except MagicAnimateError:
         raise
     except Exception as exc:
         raise ModelRunError(f"{model}: failed on {where}: {failure_reason(exc)}") from exc
-    finally:
-        _route(caught, seen if seen is not None else set())
 
 
 def _route(caught: list[warnings.WarningMessage], seen: set[str]) -> None:

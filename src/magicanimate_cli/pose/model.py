@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import WeightsError
-from ..model_guard import running_model
+from ..model_guard import quiet_warnings, running_model
 
 MODEL_FOLDER = "DensePose"
 """Sub-folder of the weights folder that `download-weights --pose` fills."""
@@ -88,7 +88,8 @@ class PoseModel:
 
         ops_backend = ensure_detection_ops()
         try:
-            module = torch.jit.load(str(path), map_location=device)
+            with quiet_warnings():  # torch's own notices about TorchScript are not the user's business
+                module = torch.jit.load(str(path), map_location=device)
         except Exception as exc:  # TorchScript raises RuntimeError, ValueError or zip errors for foreign files
             reason = _one_line(exc)
             if "Unknown builtin op" in reason or "Unknown type name" in reason:
