@@ -78,22 +78,56 @@ class AlignmentFit:
                 "residual_px": round(self.residual, 3)}
 
 
+LUMA_WEIGHT = 4.0
+"""How much more a luma difference counts than a chroma one when reading a label back: viridis rises steadily
+in lightness, so luma alone tells the parts apart, and video coding keeps luma at full resolution while it
+halves chroma (4:2:0) and smears it across part borders."""
+
+_YCBCR = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]],
+                  dtype=np.float32)
+
+
 def decode_labels(frame: np.ndarray) -> np.ndarray:
     """(H, W) uint8 part labels of an RGB render: each pixel's nearest of the 25 palette colours.
 
     Nearest rather than exact, so that a render that went through lossy video coding (colours moved by a few
     levels, as `densepose.CODING_NOISE` describes) still reads back as its parts, and a coded background such
-    as (65, 0, 81) reads as background.
+    as (65, 0, 81) reads as background. Distances are taken in YCbCr with luma weighted LUMA_WEIGHT times,
+    so the chroma that coding spreads over a part's border does not relabel it.
     """
-    pixels = np.asarray(frame, dtype=np.int32)
-    best = np.full(pixels.shape[:2], np.iinfo(np.int32).max, dtype=np.int32)
+    weights = np.sqrt(np.array([LUMA_WEIGHT, 1.0, 1.0], dtype=np.float32))
+    pixels = (np.asarray(frame, dtype=np.float32) @ _YCBCR.T) * weights
+    palette = (PART_COLOURS.astype(np.float32) @ _YCBCR.T) * weights
+    best = np.full(pixels.shape[:2], np.inf, dtype=np.float32)
     labels = np.zeros(pixels.shape[:2], dtype=np.uint8)
-    for label, colour in enumerate(PART_COLOURS.astype(np.int32)):
+    for label, colour in enumerate(palette):
         distance = ((pixels - colour) ** 2).sum(axis=2)
         closer = distance < best
         best[closer] = distance[closer]
         labels[closer] = label
     return labels
+
+
+def majority_filter(labels: np.ndarray) -> np.ndarray:
+    """Each pixel takes the most common label of its 3×3 neighbourhood (its own label wins ties).
+
+    Lossy coding smears a part's border into colours that read back as other parts: H.264 draws a 1-2 pixel
+    ring of labels 1-4 around a part of label 5 on the background, since the dark end of viridis runs through
+    them. Such rings would shrink the part and bias its anchor; a body part is never that thin in a render, so
+    the vote removes them and leaves the parts' areas as drawn.
+    """
+    labels = np.asarray(labels)
+    height, width = labels.shape
+    padded = np.pad(labels, 1, mode="edge")
+    present = np.unique(labels)
+    counts = np.zeros((len(present), height, width), dtype=np.float32)
+    for slot, label in enumerate(present):
+        mine = padded == label
+        for dy in range(3):
+            for dx in range(3):
+                counts[slot] += mine[dy:dy + height, dx:dx + width]
+        counts[slot] += 0.5 * (labels == label)
+    return present[np.argmax(counts, axis=0)].astype(np.uint8)
 
 
 def person_box(labels: np.ndarray) -> Box | None:
