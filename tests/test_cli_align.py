@@ -192,3 +192,19 @@ def test_bad_alignment_inputs_fail_with_one_line_naming_the_file_and_leave_nothi
     lines = err.strip().splitlines()
     assert code != 0 and len(lines) == 1 and named in lines[0] and "--align" in lines[0], err
     assert not out.exists() and not preview.exists() and not (tmp_path / "out.mp4.json").exists()
+
+
+def test_pose_align_to_writes_a_render_whose_person_covers_the_reference_person(files, tmp_path, capsys):
+    video = tmp_path / "video"
+    video.mkdir()
+    for index in range(3):
+        save_image(video / f"{index:03d}.png", blob_frame(SIZE, SIZE, {RED: (70 + 3 * index, 20, 40, 100)}))
+    reference = save_image(tmp_path / "photo.png", blob_frame(SIZE, SIZE, {RED: (10, 30, 32, 80)}))
+    out = tmp_path / "aligned"
+    code, _, err = run(["pose", video, "-o", out, "--pose-model", files["model"], "--device", "cpu", "--quiet",
+                        "--align-to", reference], capsys)
+    assert code == 0, err
+    record = json.loads((tmp_path / "aligned.json").read_text())["alignment"]
+    first = np.asarray(Image.open(sorted(out.glob("*.png"))[0]).convert("RGB"))
+    assert box_iou(person_box(decode_labels(first)), Box(**record["reference_box"])) >= 0.9
+    assert record["reference"] == str(reference) and record["transform"]["scale"] == pytest.approx(0.8, rel=0.05)

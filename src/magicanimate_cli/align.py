@@ -161,8 +161,9 @@ def fit_similarity(reference: np.ndarray, motion: np.ndarray) -> AlignmentFit:
     """The similarity that maps the motion's person onto the reference's, from two (H, W) label maps.
 
     Weighted least squares over the parts visible and uncut in both: each part asks that its centroid land on
-    the reference part's centroid and that its spread (standard deviation in x and in y) scale to the reference
-    part's, weighted by the part's weight and the square root of its smaller area. Using the spreads of the
+    the reference part's centroid, and each torso and head part (every part, when neither is shared) that its
+    spread (standard deviation in x and in y) scale to the reference part's; each is weighted by the part's
+    weight and the square root of its smaller area. Using the spreads of the
     parts rather than the size of the boxes is what keeps a reference cut at the waist or knees from shrinking
     the motion to fit: the scale comes from what both show. When the shared parts are too few (less than
     MIN_SHARED_SHARE of the reference person), the person boxes decide: heights give the scale, centres the
@@ -177,13 +178,20 @@ def fit_similarity(reference: np.ndarray, motion: np.ndarray) -> AlignmentFit:
     shared_pixels = sum(ref_anchors[p].pixels for p in shared)
     if not shared or shared_pixels < MIN_SHARED_SHARE * np.count_nonzero(reference):
         return _fit_boxes(ref_box, motion_box)
+    # a limb's spread changes as it turns (an arm hanging down vs held out); the core's does not, so when the
+    # core is shared only its spreads measure size, and the limbs contribute where they are
+    spread_parts = [p for p in shared if part_weight(p) > 1.0] or shared
     rows, targets, weights = [], [], []
     for part in shared:
         r, m = ref_anchors[part], motion_anchors[part]
         weight = part_weight(part) * np.sqrt(min(r.pixels, m.pixels))
-        rows += [(m.cx, 1.0, 0.0), (m.cy, 0.0, 1.0), (m.sx, 0.0, 0.0), (m.sy, 0.0, 0.0)]
-        targets += [r.cx, r.cy, r.sx, r.sy]
-        weights += [weight] * 4
+        rows += [(m.cx, 1.0, 0.0), (m.cy, 0.0, 1.0)]
+        targets += [r.cx, r.cy]
+        weights += [weight] * 2
+        if part in spread_parts:
+            rows += [(m.sx, 0.0, 0.0), (m.sy, 0.0, 0.0)]
+            targets += [r.sx, r.sy]
+            weights += [weight] * 2
     a, b, w = np.array(rows), np.array(targets), np.sqrt(np.array(weights))
     solution, *_ = np.linalg.lstsq(a * w[:, None], b * w, rcond=None)
     scale, dx, dy = (float(v) for v in solution)

@@ -152,3 +152,35 @@ def _align(check: MotionCheck, reference: np.ndarray, anchor_frame: np.ndarray, 
               "motion_box_before": box_record(person_box(motion_labels)),
               "motion_box_after": box_record(person_box(apply_similarity(motion_labels, fit.transform)))}
     return fit.transform, record
+
+
+def letterbox_picture(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """`image` fitted inside width×height keeping its aspect, extended with its edge pixels (as `--fit pad`
+    shapes a reference, but for any frame size: `pose` renders at the video's own size)."""
+    from .geometry import _fit_inside, resize, to_uint8
+
+    w, h = _fit_inside(image.shape[1], image.shape[0], width, height)
+    content = resize(to_uint8(image), w, h)
+    left, top = (width - w) // 2, (height - h) // 2
+    return np.pad(content, ((top, height - h - top), (left, width - w - left), (0, 0)), mode="edge")
+
+
+def align_video_render(model, settings, video: Path, reference_path: Path, frame: int) -> tuple[Similarity, dict]:
+    """`pose --align-to`: the transform that puts the render's person in frame `frame` of `video` onto the person
+    of the reference, letterboxed into the video's frame."""
+    from .densepose import colourise
+    from .media import load_reference
+    from .pose.job import open_video
+    from .pose.render import render_labels
+
+    clip = open_video(video)
+    if not 0 <= frame < len(clip):
+        raise SettingsError(f"{video}: --align-frame {frame} is past the video's last frame "
+                            f"({len(clip)} frames: 0..{len(clip) - 1})")
+    for index, pixels in enumerate(clip):
+        if index == frame:
+            break
+    labels, _ = render_labels(model.detect(pixels), clip.width, clip.height, settings.min_score, settings.people)
+    reference = letterbox_picture(load_reference(reference_path), clip.width, clip.height)
+    check = MotionCheck(align=True, align_frame=frame, pose=settings)
+    return _align(check, reference, colourise(labels), reference_path, video, model)

@@ -45,15 +45,27 @@ def pose(
     quiet: bool = typer.Option(False, "--quiet", "-q", show_default="off", help="No progress display."),
     as_json: bool = typer.Option(False, "--json", show_default="off",
                                  help="Print one machine-readable summary line to stdout."),
+    align_to: Optional[Path] = typer.Option(None, "--align-to", show_default="none",
+                                            help="Scale and move the render (one transform) so that its person "
+                                                 "covers the person of this reference image (see "
+                                                 "docs/alignment.md)."),
+    align_frame: int = typer.Option(0, "--align-frame", help="With --align-to: the frame matched to the "
+                                                             "reference."),
 ) -> None:
     """Render VIDEO as DensePose in MagicAnimate's format."""
     settings = pose_settings(pose_model, weights, device, min_score, people, crf)
     if not video.exists():
         raise InputError(f"{video}: video not found")
+    if align_to is not None and not align_to.is_file():
+        raise InputError(f"{align_to}: --align-to reference image not found")
+    if align_frame != 0 and align_to is None:
+        raise SettingsError("--align-frame chooses the frame --align-to matches; add --align-to")
     if _is_batch(video):
+        if align_to is not None:
+            raise SettingsError("--align-to aligns one render; give a single VIDEO")
         _run_batch(settings, video, output, format, skip_existing, shard, quiet, as_json)
     else:
-        _run_single(settings, video, output, quiet, as_json)
+        _run_single(settings, video, output, quiet, as_json, align_to, align_frame)
 
 
 def pose_settings(model: str, weights: Path | None, device: str, min_score: float, people: str, crf: int):
@@ -87,7 +99,8 @@ def _is_batch(video: Path) -> bool:
     return video.is_dir() and not list_frame_files(video)
 
 
-def _run_single(settings, video: Path, output: Path, quiet: bool, as_json: bool) -> None:
+def _run_single(settings, video: Path, output: Path, quiet: bool, as_json: bool, align_to: Path | None = None,
+                align_frame: int = 0) -> None:
     from ..job import check_output_writable
     from ..pose.job import run_pose_job
     from .animate import make_reporter
@@ -95,7 +108,13 @@ def _run_single(settings, video: Path, output: Path, quiet: bool, as_json: bool)
     check_output_writable(output)
     with make_reporter(quiet, as_json) as reporter:
         model, load_s = load_pose_model(settings, reporter)
-        result = run_pose_job(model, settings, video, output, reporter, load_s)
+        transform, alignment = None, None
+        if align_to is not None:
+            from ..preflight import align_video_render
+
+            transform, alignment = align_video_render(model, settings, video, align_to, align_frame)
+            alignment = {"reference": str(align_to), **alignment}
+        result = run_pose_job(model, settings, video, output, reporter, load_s, transform, alignment)
     if as_json:
         print(json.dumps({"status": "ok", **result.summary()}))
     elif not quiet:
