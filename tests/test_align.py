@@ -11,6 +11,7 @@ from magicanimate_cli.align import (IDENTITY, Similarity, apply_similarity, box_
                                     person_box)
 from magicanimate_cli.demo_inputs import _pose, render_labels
 from magicanimate_cli.densepose import colourise
+from magicanimate_cli.preview import preview_frames
 
 FRAME = 512
 BASE = 256  # the motion's figure box side: body height 1 is this many pixels
@@ -103,3 +104,9 @@ def test_part_labels_read_back_from_a_render_through_coding_noise():
     noisy = np.clip(colourise(labels).astype(np.int16) + rng.integers(-4, 5, (FRAME, FRAME, 3)), 0, 255)
     assert np.mean(decode_labels(noisy.astype(np.uint8)) == labels) > 0.999
     assert (decode_labels(np.full((4, 4, 3), (65, 0, 81), np.uint8)) == 0).all()
+
+
+def test_the_preview_shows_the_first_frame_the_quarter_points_and_the_last():
+    assert preview_frames(9) == [0, 2, 4, 6, 8]
+    assert preview_frames(6) == [0, 1, 2, 4, 5]
+    assert preview_frames(2) == [0, 1] and preview_frames(1) == [0]

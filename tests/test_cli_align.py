@@ -169,8 +169,12 @@ def test_fuse_long_aligns_like_animate(files, tmp_path, capsys, stop_at_the_engi
     animate_frames, long_frames = stop_at_the_engine
     assert np.array_equal(animate_frames, long_frames[:len(animate_frames)])
     code, stdout, _ = run(args(files, tmp_path / "a.mp4", "--align", "--preview-only", "--json"), capsys)
-    reference_box = Box(**json.loads(stdout)["alignment"]["reference_box"])
-    assert box_iou(person_box(decode_labels(long_frames[0])), reference_box) >= 0.9
+    alignment = json.loads(stdout)["alignment"]
+    assert box_iou(person_box(decode_labels(long_frames[0])), Box(**alignment["reference_box"])) >= 0.9
+    code, stdout, _ = run(args(files, tmp_path / "l.mp4", "--align", "--preview-only", "--json", command="fuse-long"),
+                          capsys)
+    assert code == 0 and json.loads(stdout)["alignment"] == alignment
+    assert (tmp_path / "l.mp4.preview.png").is_file() and not (tmp_path / "l.mp4").exists()
 
 
 @pytest.mark.parametrize("case", ["reference without a person", "motion without a person in the anchor frame",

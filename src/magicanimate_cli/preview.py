@@ -47,10 +47,9 @@ def compose_preview(reference: np.ndarray, frames: dict[int, np.ndarray], transf
     """The preview picture (RGB uint8) from the working reference and fitted (unaligned) motion frames."""
     height, width = reference.shape[:2]
     panel_w = max(1, round(width * PANEL_HEIGHT / height))
-    rows: list[tuple[str, list[np.ndarray]]] = [("motion as it comes (red)", []), ("", [])]
-    if transform is not None:
-        rows.insert(1, ("after --align (green)", []))
-    rows[-1] = ("motion frame the model receives", [])
+    titles = ["motion as it comes (red)", *(["after --align (green)"] if transform is not None else []),
+              "motion frame the model receives"]
+    rows: list[tuple[str, list[np.ndarray]]] = [(title, []) for title in titles]
     for index in sorted(frames):
         frame = frames[index]
         moved = frame if transform is None else apply_similarity(frame, transform, background)
