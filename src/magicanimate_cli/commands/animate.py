@@ -108,9 +108,8 @@ def animate(
     quiet: bool = typer.Option(False, "--quiet", "-q", show_default="off", help="No progress display."),
     as_json: bool = typer.Option(False, "--json", show_default="off", help="Print one machine-readable summary line to stdout."),
     align: bool = typer.Option(False, "--align", show_default="off",
-                               help="Scale and move the motion (one transform for the whole clip) so that its person "
-                                    "covers the reference person, found with the DensePose model (see --pose-model, "
-                                    "--people). See docs/alignment.md."),
+                               help="Scale and move the whole motion once so that its person covers the reference "
+                                    "person (found by the DensePose model; docs/alignment.md)."),
     align_frame: int = typer.Option(0, "--align-frame", help="With --align: the motion frame matched to the "
                                                              "reference (0 = the first selected frame)."),
     preview: Optional[Path] = typer.Option(None, "--preview", show_default="none",
