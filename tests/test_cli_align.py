@@ -212,3 +212,15 @@ def test_pose_align_to_writes_a_render_whose_person_covers_the_reference_person(
     first = np.asarray(Image.open(sorted(out.glob("*.png"))[0]).convert("RGB"))
     assert box_iou(person_box(decode_labels(first)), Box(**record["reference_box"])) >= 0.9
     assert record["reference"] == str(reference) and record["transform"]["scale"] == pytest.approx(0.8, rel=0.05)
+
+
+def test_align_works_on_the_render_of_motion_from_video(files, tmp_path, capsys, stop_at_the_engine):
+    video = encode_video(tmp_path / "ordinary.mp4",
+                         [blob_frame(SIZE, SIZE, {RED: (70 + 2 * i, 10, 40, 100)}) for i in range(4)], 25)
+    with pytest.raises(Captured):
+        run(args(files, tmp_path / "out.mp4", "--motion-from-video", "--align", "--debug", motion=video), capsys)
+    code, stdout, err = run(args(files, tmp_path / "out.mp4", "--motion-from-video", "--align", "--preview-only",
+                                 "--json", motion=video), capsys)
+    assert code == 0, err
+    reference_box = Box(**json.loads(stdout)["alignment"]["reference_box"])
+    assert box_iou(person_box(decode_labels(stop_at_the_engine[0][0])), reference_box) >= 0.9
