@@ -83,11 +83,12 @@ def stack_frames(frames: Iterator[np.ndarray], count: int) -> np.ndarray:
 
 def prepare_inputs(settings: AnimateSettings, reference_path: Path, motion_path: Path,
                    store: Callable[[Iterator[np.ndarray], int], Sequence] = stack_frames,
-                   reporter: Reporter | None = None) -> PreparedInputs:
+                   reporter: Reporter | None = None, transform=None) -> PreparedInputs:
     """Read both inputs and bring them to the working shape (see geometry for pad/crop/stretch).
 
     `store` receives the fitted motion frames as a stream and keeps them (fuse-long keeps them on disk).
     `reporter`, if given, hears a warning when the motion does not look like a DensePose render.
+    `transform` (an `align.Similarity`, from --align) moves every fitted frame; None leaves them as they are.
     """
     reference = load_reference(reference_path)
     sel = settings.selection
@@ -97,7 +98,12 @@ def prepare_inputs(settings: AnimateSettings, reference_path: Path, motion_path:
     first = next(frames)
     background, format_record = motion_format(first, motion_path, reporter)
     fit = plan_fit(clip.width, clip.height, work_w, work_h, settings.fit, background)
-    motion = store((fit_motion_frame(frame, fit) for frame in chain([first], frames)), len(clip))
+    fitted = (fit_motion_frame(frame, fit) for frame in chain([first], frames))
+    if transform is not None:
+        from .align import apply_similarity
+
+        fitted = (apply_similarity(frame, transform, fit.background) for frame in fitted)
+    motion = store(fitted, len(clip))
     fps = settings.fps if settings.fps is not None else clip.fps
     source = {"reference": str(reference_path), "reference_size": [reference.shape[1], reference.shape[0]],
               "motion": str(motion_path), "motion_frames": len(clip), "motion_size": [clip.width, clip.height],
@@ -121,15 +127,16 @@ def motion_format(first: np.ndarray, motion_path: Path,
 
 
 def run_job(animator, settings: AnimateSettings, reference_path: Path, motion_path: Path, output: Path,
-            reporter: Reporter, load_seconds: float = 0.0, sidecar_extra: dict | None = None) -> JobResult:
-    """Animate one reference along one motion and write `output` (+ grid and sidecar)."""
+            reporter: Reporter, load_seconds: float = 0.0, sidecar_extra: dict | None = None,
+            transform=None) -> JobResult:
+    """Animate one reference along one motion and write `output` (+ grid and sidecar); `transform` is --align's."""
     from .engine.sampler import SamplerConfig
     from .engine.windows import padded_length
 
     t0 = time.perf_counter()
     settings = pick_seed(settings)
     check_output_writable(output)
-    inputs = prepare_inputs(settings, reference_path, motion_path, reporter=reporter)
+    inputs = prepare_inputs(settings, reference_path, motion_path, reporter=reporter, transform=transform)
     config = SamplerConfig(settings.steps, settings.guidance, settings.context_frames, settings.context_overlap,
                            settings.wrap, settings.fusion)
     plan = config.window_plan(padded_length(len(inputs.motion), settings.context_frames))

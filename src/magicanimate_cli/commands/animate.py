@@ -20,11 +20,14 @@ HELP = ("Animate REFERENCE (an image) along MOTION (a DensePose video or frame f
 
 def animate(**options) -> None:
     """Animate REFERENCE (an image) along MOTION (a DensePose video or frame folder) into OUTPUT."""
+    from ..preflight import motion_check
+
     settings = settings_from_options(**options)
     pose = pose_request(settings, **options)
+    check = motion_check(settings, **options)
     run_command(settings, options["reference"], options["motion"], options["output"], options["pairs"],
                 options["skip_existing"], options["shard"], options["format"], options["quiet"],
-                options["as_json"], pose)
+                options["as_json"], pose, check)
 
 
 animate.__signature__ = inspect.signature(animation_options, eval_str=True)
@@ -32,8 +35,10 @@ animate.__signature__ = inspect.signature(animation_options, eval_str=True)
 
 def run_command(settings: AnimateSettings, reference: Path | None, motion: Path | None, output: Path,
                 pairs: Path | None, skip_existing: bool, shard: str | None, extension: str, quiet: bool,
-                as_json: bool, pose=None) -> None:
-    """Single item or batch; `pose` (a PoseRequest) renders each motion from an ordinary video first."""
+                as_json: bool, pose=None, check=None) -> None:
+    """Single item or batch; `pose` (a PoseRequest) renders each motion from an ordinary video first; `check` (a
+    preflight.MotionCheck) aligns and previews the motion."""
+    from ..preflight import check_preview_path
     from ..batch import cross_product, parse_shard, read_pairs, take_shard
 
     batch = pairs is not None or (reference is not None and reference.is_dir())
@@ -42,7 +47,9 @@ def run_command(settings: AnimateSettings, reference: Path | None, motion: Path 
             raise SettingsError("give REFERENCE and MOTION (or folders of them, or --pairs CSV)")
         _check_exists(reference, "reference image")
         _check_exists(motion, "motion")
-        _run_single(settings, reference, motion, output, quiet, as_json, pose)
+        if check is not None:
+            check_preview_path(check.preview, batch=False)
+        _run_single(settings, reference, motion, output, quiet, as_json, pose, check)
         return
     if pose is not None and pose.save is not None:
         raise SettingsError("--save-pose names one render; it works with a single MOTION, not a batch")
@@ -52,7 +59,7 @@ def run_command(settings: AnimateSettings, reference: Path | None, motion: Path 
         if motion is None or not motion.is_dir():
             raise InputError(f"{motion}: in batch mode MOTION must be a folder of motions")
         items = cross_product(reference, motion, output, extension)
-    _run_batch(settings, take_shard(items, parse_shard(shard)), skip_existing, quiet, as_json, pose)
+    _run_batch(settings, take_shard(items, parse_shard(shard)), skip_existing, quiet, as_json, pose, check)
 
 
 def _check_exists(path: Path, what: str) -> None:
@@ -61,22 +68,30 @@ def _check_exists(path: Path, what: str) -> None:
 
 
 def _run_single(settings: AnimateSettings, reference: Path, motion: Path, output: Path, quiet: bool,
-                as_json: bool, pose=None) -> None:
+                as_json: bool, pose=None, check=None) -> None:
     from ..job import check_output_writable, pick_seed, run_job
     from ..pose.motion import animation_motion
+    from ..preflight import check_motion, load_pose_model_for
 
     settings = pick_seed(settings)
     check_output_writable(output)
     if pose is not None and pose.save is not None:
         check_output_writable(pose.save)
     with make_reporter(quiet, as_json) as reporter:
-        pose_model = load_pose_model(pose.settings, reporter)[0] if pose is not None else None
+        pose_model = load_pose_model_for(pose, check, reporter)
         # the render comes first: a video that cannot be read fails before the animation models load
         with animation_motion(pose_model, pose, settings, motion, output, reporter) as (frames, run_settings, extra):
+            checked = check_motion(check, run_settings, reference, frames,
+                                   None if check is None else check.preview_path(output, batch=False), pose_model,
+                                   reporter, motion)
+            if check is not None and check.preview_only:
+                _report_preview(checked, as_json, quiet)
+                return
             animator, load_s = load_animator(settings, reporter)
             if not quiet and not as_json:
                 reporter.note(f"seed {settings.seed}")
-            result = run_job(animator, run_settings, reference, frames, output, reporter, load_s, extra)
+            result = run_job(animator, run_settings, reference, frames, output, reporter, load_s,
+                             checked.sidecar_extra(extra), checked.transform)
     if as_json:
         print(json.dumps({"status": "ok", **result.summary()}))
     elif not quiet:
@@ -85,10 +100,21 @@ def _run_single(settings: AnimateSettings, reference: Path, motion: Path, output
                    err=True)
 
 
-def _run_batch(settings, items, skip_existing: bool, quiet: bool, as_json: bool, pose=None) -> None:
+def _report_preview(checked, as_json: bool, quiet: bool) -> None:
+    """--preview-only: what was written, and nothing else."""
+    record = {"status": "ok", "preview": str(checked.preview), "alignment": checked.record}
+    if as_json:
+        print(json.dumps(record))
+    elif not quiet:
+        typer.echo(f"wrote preview {checked.preview}", err=True)
+
+
+def _run_batch(settings, items, skip_existing: bool, quiet: bool, as_json: bool, pose=None, check=None) -> None:
     from ..job import pick_seed, run_job
     from ..pose.motion import animation_motion
+    from ..preflight import check_motion, load_pose_model_for
 
+    only = check is not None and check.preview_only
     settings = pick_seed(settings)  # one seed for the whole batch: every item is reproducible with it
     todo = [i for i in items if not (skip_existing and i.output.exists())]
     skipped = len(items) - len(todo)
@@ -98,15 +124,21 @@ def _run_batch(settings, items, skip_existing: bool, quiet: bool, as_json: bool,
         if skipped:
             reporter.note(f"skipping {skipped} item(s) whose output exists")
         if todo:  # weights problems stop the whole batch: every item would fail the same way
-            pose_model = load_pose_model(pose.settings, reporter)[0] if pose is not None else None
-            animator, load_s = load_animator(settings, reporter)
+            pose_model = load_pose_model_for(pose, check, reporter)
+            animator, load_s = (None, 0.0) if only else load_animator(settings, reporter)
         for number, item in enumerate(todo, start=1):
             reporter.note(f"[{number}/{len(todo)}] {item.name} → {item.output}")
             try:
                 with animation_motion(pose_model, pose, settings, item.motion, item.output,
                                       reporter) as (frames, run_settings, extra):
+                    checked = check_motion(check, run_settings, item.reference, frames,
+                                           None if check is None else check.preview_path(item.output, batch=True),
+                                           pose_model, reporter, item.motion)
+                    if only:
+                        done.append({"preview": str(checked.preview), "alignment": checked.record})
+                        continue
                     result = run_job(animator, run_settings, item.reference, frames, item.output, reporter, load_s,
-                                     extra)
+                                     checked.sidecar_extra(extra), checked.transform)
                 load_s = 0.0
                 done.append(result.summary())
             except MagicAnimateError as exc:

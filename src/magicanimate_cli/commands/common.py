@@ -145,6 +145,14 @@ def animation_options(
                                              "DensePose render here (.mp4/.webm/.gif or a PNG folder)."),
     quiet: bool = flag("--quiet", QUIET_HELP, "-q"),
     as_json: bool = flag("--json", JSON_HELP),
+    align: bool = flag("--align", "Scale and move the whole motion once so that its person covers the reference "
+                                  "person (found by the DensePose model; docs/alignment.md)."),
+    align_frame: int = typer.Option(0, "--align-frame", help="With --align: the motion frame matched to the "
+                                                             "reference (0 = the first selected frame)."),
+    preview: Optional[Path] = typer.Option(None, "--preview", show_default="none",
+                                           help="Write a PNG of the motion's silhouette over the reference (and the "
+                                                "motion frames) before loading any model; batch: a folder for them."),
+    preview_only: bool = flag("--preview-only", "Stop after the preview (default place: OUTPUT.preview.png)."),
 ) -> None:
     """The declaration of animate's options (fuse-long takes them too, its batch ones aside); never called."""
 

@@ -112,8 +112,17 @@ def fuse_long(**options: Any) -> None:
     if pose is not None and group is not None:
         raise SettingsError("--motion-from-video renders the motion once, before the processes start; under "
                             "torchrun render it first with `magicanimate pose` (or use --nproc)")
-    launch = _prepare(settings, options, writes=group is None or group.writes, pose=pose)
+    from ..preflight import check_preview_path, motion_check
+
+    check = motion_check(settings, **options)
+    if check is not None:
+        check_preview_path(check.preview, batch=False)
+    writes = group is None or group.writes
+    launch = _prepare(settings, options, writes=writes, pose=pose, check=check)
     with _motion_rendered(launch, pose) as launch:
+        launch = _motion_checked(launch, check, pose, writes, motion)
+        if launch is None:  # --preview-only
+            return
         if group is None and processes > 1:
             launch_local(processes, run_process, launch)
         else:
@@ -143,6 +152,29 @@ def _motion_rendered(launch: Launch, pose) -> Iterator[Launch]:
             frames, settings, extra = stack.enter_context(
                 animation_motion(model, pose, request.settings, request.motion, request.output, reporter))
         yield replace(launch, request=replace(request, motion=frames, settings=settings, sidecar_extra=extra))
+
+
+def _motion_checked(launch: Launch, check, pose, writes: bool, motion_name: Path) -> Launch | None:
+    """With --align or --preview: fit the alignment and write the preview once, before any process starts;
+    None after --preview-only."""
+    from ..preflight import check_motion, load_pose_model_for
+
+    if check is None:
+        return launch
+    request = launch.request
+    preview = check.preview_path(request.output, batch=False) if writes else None
+    with make_reporter(launch.quiet, launch.as_json) as reporter:
+        model = load_pose_model_for(pose, check, reporter) if check.align else None
+        checked = check_motion(check, request.settings, request.reference, request.motion, preview, model,
+                               reporter, motion_name)
+    if check.preview_only:
+        if launch.as_json:
+            print(json.dumps({"status": "ok", "preview": str(checked.preview), "alignment": checked.record}))
+        elif not launch.quiet:
+            typer.echo(f"wrote preview {checked.preview}", err=True)
+        return None
+    return replace(launch, request=replace(request, transform=checked.transform,
+                                           sidecar_extra=checked.sidecar_extra(request.sidecar_extra)))
 
 
 def _check_devices(settings: AnimateSettings, processes: int) -> None:
@@ -175,7 +207,7 @@ def _print_plan(settings: AnimateSettings, motion: Path, processes: int, as_json
     typer.echo(render_plan(layout, width), nl=False)
 
 
-def _prepare(settings: AnimateSettings, options: dict[str, Any], writes: bool, pose=None) -> Launch:
+def _prepare(settings: AnimateSettings, options: dict[str, Any], writes: bool, pose=None, check=None) -> Launch:
     """Everything decided once, before any model loads or process starts: inputs, output, seed, resume.
 
     Under torchrun every process gets here; only the one that writes checks the output folder (by creating a
@@ -200,6 +232,8 @@ def _prepare(settings: AnimateSettings, options: dict[str, Any], writes: bool, p
         fingerprint, labels = run_fingerprint(settings, dtype, frames, reference, motion)
         if pose is not None:  # the motion is the video's render: what makes the render is part of the run
             fingerprint.update(pose_fingerprint(pose.settings))
+        if check is not None and check.align:  # the alignment moves the motion: what fits it is part of the run
+            fingerprint.update({**pose_fingerprint(check.pose), "align-frame": str(check.align_frame)})
     if resume is not None:
         saved = load_checkpoint(resume)
         check_resumable(resume, saved, fingerprint, labels, settings.seed)

@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from ..config import FrameSelection
-from ..errors import InputError, MagicAnimateError
+from ..errors import InputError, MagicAnimateError, SettingsError
 from .common import (CRF_OPTION, DEVICE_OPTION, FORMAT_OPTION, FRAME_STRIDE_OPTION, JSON_HELP, MAX_FRAMES_OPTION,
                      MIN_SCORE_OPTION, PEOPLE_OPTION, POSE_MODEL_OPTION, QUIET_HELP, SHARD_OPTION, START_OPTION,
                      WEIGHTS_DEFAULT, BatchFormat, People, flag, load_pose_model, make_reporter, pose_settings,
@@ -43,16 +43,28 @@ def pose(
     format: BatchFormat = FORMAT_OPTION,
     quiet: bool = flag("--quiet", QUIET_HELP, "-q"),
     as_json: bool = flag("--json", JSON_HELP),
+    align_to: Optional[Path] = typer.Option(None, "--align-to", show_default="none",
+                                            help="Scale and move the render (one transform) so that its person "
+                                                 "covers the person of this reference image (see "
+                                                 "docs/alignment.md)."),
+    align_frame: int = typer.Option(0, "--align-frame", help="With --align-to: the frame matched to the "
+                                                             "reference (0 = the first selected frame)."),
 ) -> None:
     """Render VIDEO as DensePose in MagicAnimate's format."""
     settings = pose_settings(pose_model, weights, device, min_score, people, crf)
     selection = FrameSelection(start, max_frames, frame_stride)
     if not video.exists():
         raise InputError(f"{video}: video not found")
+    if align_to is not None and not align_to.is_file():
+        raise InputError(f"{align_to}: --align-to reference image not found")
+    if align_frame != 0 and align_to is None:
+        raise SettingsError("--align-frame chooses the frame --align-to matches; add --align-to")
     if _is_batch(video):
+        if align_to is not None:
+            raise SettingsError("--align-to aligns one render; give a single VIDEO")
         _run_batch(settings, selection, video, output, format, skip_existing, shard, quiet, as_json)
     else:
-        _run_single(settings, selection, video, output, quiet, as_json)
+        _run_single(settings, selection, video, output, quiet, as_json, align_to, align_frame)
 
 
 def _is_batch(video: Path) -> bool:
@@ -62,14 +74,21 @@ def _is_batch(video: Path) -> bool:
     return video.is_dir() and not list_frame_files(video)
 
 
-def _run_single(settings, selection: FrameSelection, video: Path, output: Path, quiet: bool, as_json: bool) -> None:
+def _run_single(settings, selection: FrameSelection, video: Path, output: Path, quiet: bool, as_json: bool,
+                align_to: Path | None = None, align_frame: int = 0) -> None:
     from ..job import check_output_writable
     from ..pose.job import run_pose_job
 
     check_output_writable(output)
     with make_reporter(quiet, as_json) as reporter:
         model, load_s = load_pose_model(settings, reporter)
-        result = run_pose_job(model, settings, video, output, reporter, load_s, selection)
+        transform, alignment = None, None
+        if align_to is not None:
+            from ..preflight import align_video_render
+
+            transform, alignment = align_video_render(model, settings, video, align_to, align_frame, selection)
+            alignment = {"reference": str(align_to), **alignment}
+        result = run_pose_job(model, settings, video, output, reporter, load_s, selection, transform, alignment)
     if as_json:
         print(json.dumps({"status": "ok", **result.summary()}))
     elif not quiet:

@@ -37,6 +37,7 @@ class LongRequest:
     checkpoint: Path | None = None  # saved after every step
     resume: Path | None = None
     sidecar_extra: dict | None = None  # e.g. how the motion was rendered from a video
+    transform: object | None = None  # --align's `align.Similarity`, fitted once before any process starts
 
     @property
     def config(self) -> SamplerConfig:
@@ -45,11 +46,12 @@ class LongRequest:
 
 
 def open_long_inputs(settings: AnimateSettings, reference_path: Path, motion_path: Path, folder: Path,
-                     keep: Container[int] | None, reporter: Reporter | None = None) -> PreparedInputs:
+                     keep: Container[int] | None, reporter: Reporter | None = None,
+                     transform=None) -> PreparedInputs:
     """`job.prepare_inputs` with the fitted motion frames streamed into a `FrameStore` in `folder`."""
     return prepare_inputs(settings, reference_path, motion_path,
                           store=lambda frames, count: FrameStore.from_frames(frames, count, folder, keep),
-                          reporter=reporter)
+                          reporter=reporter, transform=transform)
 
 
 def frames_to_keep(layout: Layout, group: RankGroup | None, grid: bool) -> set[int] | None:
@@ -75,7 +77,8 @@ def run_long_job(animator, request: LongRequest, reporter: Reporter, group: Rank
     keep = frames_to_keep(layout, group, settings.grid)
     writes = group is None or group.writes
     inputs = open_long_inputs(settings, request.reference, request.motion, request.output.parent, keep,
-                              reporter if writes else None)  # one warning per run, not one per process
+                              reporter if writes else None,  # one warning per run, not one per process
+                              request.transform)
     with inputs.motion:
         resume = None
         if request.resume is not None:

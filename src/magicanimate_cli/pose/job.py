@@ -64,14 +64,21 @@ def open_video(video: Path, selection: FrameSelection = FrameSelection()) -> Mot
 
 
 def render_video(model: PoseModel, settings: PoseSettings, clip: MotionClip, writers: Sequence[FrameWriter],
-                 reporter: Reporter) -> PoseStats:
-    """Render every frame of `clip` into each writer; the caller closes (publishes) or aborts them."""
+                 reporter: Reporter, transform=None) -> PoseStats:
+    """Render every frame of `clip` into each writer; the caller closes (publishes) or aborts them.
+
+    `transform` (an `align.Similarity`, from `--align-to`) moves every rendered frame before it is written."""
     stats = PoseStats()
     reporter.phase("pose", len(clip))
     for index, frame in enumerate(clip):
         where = f"frame {clip.source_indices[index]} of {clip.path}"
         image, people = render_frame(model.detect(frame, where), clip.width, clip.height, settings.min_score,
                                      settings.people)
+        if transform is not None:
+            from ..align import apply_similarity
+            from ..densepose import BACKGROUND
+
+            image = apply_similarity(image, transform, BACKGROUND)
         for writer in writers:
             writer.write(image)
         stats.add(people)
@@ -80,15 +87,17 @@ def render_video(model: PoseModel, settings: PoseSettings, clip: MotionClip, wri
 
 
 def run_pose_job(model: PoseModel, settings: PoseSettings, video: Path, output: Path, reporter: Reporter,
-                 load_seconds: float = 0.0, selection: FrameSelection = FrameSelection()) -> PoseResult:
+                 load_seconds: float = 0.0, selection: FrameSelection = FrameSelection(), transform=None,
+                 alignment: dict | None = None) -> PoseResult:
     """Render the `selection` of `video`'s frames into `output` (mp4/webm/gif or a PNG folder) at the selection's
-    rate (the source rate divided by the stride), and write its sidecar."""
+    rate (the source rate divided by the stride), and write its sidecar; `transform` and its `alignment` record
+    come from `--align-to`."""
     started = time.perf_counter()
     check_output_writable(output)
     clip = open_video(video, selection)
     with ExitStack() as stack:
         writer = stack.enter_context(open_writer(output, clip.fps, clip.width, clip.height, settings.crf))
-        stats = render_video(model, settings, clip, [writer], reporter)
+        stats = render_video(model, settings, clip, [writer], reporter, transform)
     seconds = time.perf_counter() - started
     timings = {"load_s": round(load_seconds, 3), "render_s": round(seconds, 3),
                "frames_per_s": round(stats.frames / seconds, 3) if seconds > 0 else None,
@@ -104,6 +113,7 @@ def run_pose_job(model: PoseModel, settings: PoseSettings, video: Path, output: 
         "people": stats.record(),
         "versions": runtime_versions(),
         "timings": timings,
+        **({"alignment": alignment} if alignment is not None else {}),
     })
     return result
 
