@@ -51,8 +51,21 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
-    if debug:
-        _show_debug_log()
+    logger = logging.getLogger("magicanimate_cli")
+    handler = _debug_handler() if debug else None
+    if handler is not None:
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+    try:
+        _dispatch(args, debug)
+    finally:
+        if handler is not None:  # a caller that runs several commands in one process gets each one's own
+            logger.removeHandler(handler)
+            logger.setLevel(logging.NOTSET)
+
+
+def _dispatch(args: list[str], debug: bool) -> None:
+    """Run the command; user errors become one line and an exit code."""
     try:
         # Outside standalone mode Typer returns the exit code of `typer.Exit` (130 for Ctrl-C) instead of exiting.
         code = app(args=args, prog_name="magicanimate", standalone_mode=False)
@@ -87,13 +100,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
 
 
-def _show_debug_log() -> None:
+def _debug_handler() -> logging.Handler:
     """--debug: our debug log (e.g. the warnings a model's own code raised) on stderr."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("debug: %(message)s"))
-    logger = logging.getLogger("magicanimate_cli")
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
+    return handler
 
 
 def _show_usage_error(exc: typer.TyperException) -> None:
