@@ -27,7 +27,8 @@ from magicanimate_cli.writer import open_writer
 from media_helpers import encode_video, save_image
 from pose_standin import moving_blobs
 
-LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR",
+LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
+                      "MASTER_ADDR",
                       "MASTER_PORT", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN",
                       "SLURM_ARRAY_TASK_MAX", "SLURM_ARRAY_TASK_STEP", "SLURM_PROCID", "SLURM_NTASKS",
                       "SLURM_LOCALID", "SLURM_JOB_ID")
@@ -50,7 +51,7 @@ def refusal(**env) -> str:
 
 
 def test_outside_any_launcher_the_share_is_the_whole_batch():
-    assert cluster_share({"HOME": "/root", "PATH": "/bin"}) == ClusterShare(1, 1, None, "no launcher")
+    assert cluster_share({"HOME": "/root", "PATH": "/bin"}) == ClusterShare(1, 1, None)
 
 
 def test_torchrun_rank_and_world_size_give_the_share_and_local_rank_the_gpu():
@@ -78,7 +79,13 @@ def test_a_slurm_array_takes_precedence_over_the_task_ids_of_each_array_job():
 
 def test_torchrun_inside_slurm_tasks_decides_when_its_world_spans_them():
     # `srun --ntasks 2 torchrun --nnodes 2 --nproc-per-node 4 ...`: torchrun's RANK is global
-    assert share(RANK=6, WORLD_SIZE=8, LOCAL_RANK=2, SLURM_PROCID=1, SLURM_NTASKS=2, SLURM_LOCALID=0) == (7, 8, 2)
+    assert share(RANK=6, WORLD_SIZE=8, LOCAL_RANK=2, GROUP_WORLD_SIZE=2, SLURM_PROCID=1, SLURM_NTASKS=2,
+                 SLURM_LOCALID=0) == (7, 8, 2)
+
+
+def test_torchrun_run_by_a_slurm_batch_script_decides_whatever_ntasks_says():
+    # `sbatch --ntasks 4` whose script runs `torchrun --standalone --nproc-per-node 2` itself
+    assert share(RANK=1, WORLD_SIZE=2, LOCAL_RANK=1, GROUP_WORLD_SIZE=1, SLURM_PROCID=0, SLURM_NTASKS=4) == (2, 2, 1)
 
 
 def test_torchrun_inside_each_array_task_splits_that_tasks_share():
@@ -113,7 +120,9 @@ def test_every_share_of_a_launch_is_distinct_so_the_batch_is_covered_once():
     ({"SLURM_ARRAY_TASK_ID": 9, "SLURM_ARRAY_TASK_COUNT": 3, "SLURM_ARRAY_TASK_MIN": 1},  # --array=1,4,9
      ["SLURM_ARRAY_TASK_ID=9", "SLURM_ARRAY_TASK_MIN=1"]),
     ({"SLURM_ARRAY_TASK_ID": 0, "SLURM_ARRAY_TASK_COUNT": 2, "SLURM_ARRAY_TASK_MIN": 1}, ["SLURM_ARRAY_TASK_ID=0"]),
-    ({"RANK": 0, "WORLD_SIZE": 3, "SLURM_PROCID": 0, "SLURM_NTASKS": 2}, ["WORLD_SIZE=3", "SLURM_NTASKS=2"]),
+    # `srun --ntasks 2 torchrun --standalone --nproc-per-node 4`: each task's world would take the same shares
+    ({"RANK": 1, "WORLD_SIZE": 4, "GROUP_WORLD_SIZE": 1, "SLURM_PROCID": 1, "SLURM_NTASKS": 2},
+     ["SLURM_PROCID=1", "SLURM_NTASKS=2", "GROUP_WORLD_SIZE=1"]),
     ({"RANK": 0, "WORLD_SIZE": 1, "SLURM_PROCID": 1, "SLURM_NTASKS": 2}, ["WORLD_SIZE=1", "SLURM_NTASKS=2"]),
 ])
 def test_inconsistent_launcher_variables_are_refused_in_one_line_that_names_them(env, named):

@@ -23,12 +23,11 @@ SLURM_TASKS = ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID")
 @dataclass(frozen=True)
 class ClusterShare:
     """Share `index` (1-based, as `--shard I/N` counts) of `count`; `local_rank` picks the GPU (None: no launcher
-    said); `source` says which variables decided, for messages and the docs."""
+    said)."""
 
     index: int
     count: int
     local_rank: int | None
-    source: str
 
     @property
     def shard_text(self) -> str:
@@ -123,10 +122,9 @@ def cluster_share(env: Mapping[str, str]) -> ClusterShare:
     - A Slurm job array: share position+1 of SLURM_ARRAY_TASK_COUNT (see `slurm_array_position`); with torchrun
       inside each array task, each task's torchrun world splits that task's share further: share
       position·WORLD_SIZE + RANK + 1 of COUNT·WORLD_SIZE, GPU LOCAL_RANK.
-    - Slurm tasks (`srun`): share SLURM_PROCID+1 of SLURM_NTASKS, GPU SLURM_LOCALID. With torchrun started by each
-      task (`srun torchrun --nnodes ...`), torchrun's world spans all of them and decides; it must then hold a
-      whole number of processes per Slurm task (WORLD_SIZE a multiple of SLURM_NTASKS), or the two launchers
-      describe different jobs and nothing can be trusted.
+    - Slurm tasks (`srun`): share SLURM_PROCID+1 of SLURM_NTASKS, GPU SLURM_LOCALID. With torchrun under Slurm
+      (`srun torchrun --nnodes ...` with one rendezvous, or torchrun run by the batch script itself), torchrun's
+      world is the one that holds every process, and it decides (see `_check_torchrun_spans_slurm_tasks`).
     - Neither: the whole batch, 1/1.
     """
     torch_world = torchrun_rank(env)
@@ -136,20 +134,33 @@ def cluster_share(env: Mapping[str, str]) -> ClusterShare:
         rank, size, local = torch_world
         if array is not None:
             position, count = array
-            return ClusterShare(position * size + rank + 1, count * size, local,
-                                f"Slurm array task {position + 1}/{count} × torchrun RANK={rank} WORLD_SIZE={size}")
-        if tasks is not None and size % tasks[1]:
-            raise _refuse(f"torchrun's WORLD_SIZE={size} is not a multiple of SLURM_NTASKS={tasks[1]}: the two "
-                          f"launchers disagree on how many processes share the batch")
-        return ClusterShare(rank + 1, size, local, f"torchrun RANK={rank} WORLD_SIZE={size}")
+            return ClusterShare(position * size + rank + 1, count * size, local)
+        if tasks is not None:
+            _check_torchrun_spans_slurm_tasks(env, size, *tasks[:2])
+        return ClusterShare(rank + 1, size, local)
     if array is not None:
         position, count = array
-        return ClusterShare(position + 1, count, _integer(env, "SLURM_LOCALID", 0),
-                            f"Slurm array task SLURM_ARRAY_TASK_ID={env['SLURM_ARRAY_TASK_ID']} of {count}")
+        return ClusterShare(position + 1, count, _integer(env, "SLURM_LOCALID", 0))
     if tasks is not None:
         rank, size, local = tasks
-        return ClusterShare(rank + 1, size, local, f"Slurm SLURM_PROCID={rank} SLURM_NTASKS={size}")
-    return ClusterShare(1, 1, None, "no launcher")
+        return ClusterShare(rank + 1, size, local)
+    return ClusterShare(1, 1, None)
+
+
+def _check_torchrun_spans_slurm_tasks(env: Mapping[str, str], world_size: int, task: int, tasks: int) -> None:
+    """Refuse the one mix of the two launchers that cannot be resolved: several Slurm tasks, each with a torchrun
+    world of its own (`srun --ntasks 2 torchrun --standalone ...`). Every world would hand out the same shares,
+    so every item would be done once per task. A later task (SLURM_PROCID > 0) can see it: its torchrun world
+    is one machine's alone (GROUP_WORLD_SIZE=1), or smaller than the number of tasks it should span. The first
+    task cannot tell this from a batch script that runs one torchrun itself, which is right, and goes on.
+    """
+    if task == 0 or tasks == 1:
+        return
+    groups = _integer(env, "GROUP_WORLD_SIZE", 1)
+    if groups == 1 or world_size < tasks:
+        raise _refuse(f"SLURM_PROCID={task} of SLURM_NTASKS={tasks} runs its own torchrun world (WORLD_SIZE="
+                      f"{world_size}, GROUP_WORLD_SIZE={env.get('GROUP_WORLD_SIZE', 'unset')}): every task would "
+                      f"take the same shares; give torchrun one rendezvous over all tasks, or leave torchrun out")
 
 
 def device_for_share(device: str, local_rank: int | None, cuda_devices: int) -> str:
