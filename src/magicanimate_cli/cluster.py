@@ -15,10 +15,6 @@ from dataclasses import dataclass
 
 from .errors import SettingsError
 
-TORCHRUN = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
-SLURM_ARRAY = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_STEP")
-SLURM_TASKS = ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID")
-
 
 @dataclass(frozen=True)
 class ClusterShare:
