@@ -20,8 +20,10 @@ HELP = ("Animate REFERENCE (an image) along MOTION (a DensePose video or frame f
 
 def animate(**options) -> None:
     """Animate REFERENCE (an image) along MOTION (a DensePose video or frame folder) into OUTPUT."""
+    from ..cluster import resolve_shard_from_process
     from ..preflight import motion_check
 
+    options["shard"], options["device"] = resolve_shard_from_process(options["shard"], options["device"])
     settings = settings_from_options(**options)
     pose = pose_request(settings, **options)
     check = motion_check(settings, **options)

@@ -64,7 +64,9 @@ PEOPLE_OPTION = typer.Option("all", "--people", help="Draw every person, or only
 DEVICE_OPTION = typer.Option("auto", help="auto | cuda | cuda:N | mps | cpu.")
 CRF_OPTION = typer.Option(18, help="Video quality for mp4/webm (lower is better).")
 SKIP_EXISTING_HELP = "Batch: skip items whose output exists."
-SHARD_OPTION = typer.Option(None, show_default="all", help="Batch: run only share I of N (I/N, 1-based).")
+SHARD_OPTION = typer.Option(None, show_default="all", help="Batch: run only share I of N (I/N, 1-based); auto: "
+                                                           "this process's share and GPU under torchrun or Slurm "
+                                                           "(docs/cluster.md).")
 FORMAT_OPTION = typer.Option("mp4", "--format", help="Batch: output type.")
 QUIET_HELP = "No progress display."
 JSON_HELP = "Print one machine-readable summary line to stdout."

@@ -51,6 +51,9 @@ def pose(
                                                              "reference (0 = the first selected frame)."),
 ) -> None:
     """Render VIDEO as DensePose in MagicAnimate's format."""
+    from ..cluster import resolve_shard_from_process
+
+    shard, device = resolve_shard_from_process(shard, device)
     settings = pose_settings(pose_model, weights, device, min_score, people, crf)
     selection = FrameSelection(start, max_frames, frame_stride)
     if not video.exists():
