@@ -13,7 +13,8 @@ import typer
 
 from ..config import AnimateSettings, FrameSelection, default_weights_dir
 from ..errors import InputError, MagicAnimateError, SettingsError
-from .pose import MIN_SCORE_OPTION, PEOPLE_OPTION, POSE_MODEL_OPTION, load_pose_model, pose_settings
+from .pose import (FILL_GAP_OPTION, MIN_SCORE_OPTION, PEOPLE_OPTION, POSE_MODEL_OPTION, SMOOTH_OPTION,
+                   SMOOTH_RADIUS_OPTION, load_pose_model, pose_settings, smooth_settings)
 
 HELP = "Animate REFERENCE (an image) along MOTION (a DensePose video or frame folder) into OUTPUT."
 
@@ -107,6 +108,9 @@ def animate(
                                              "DensePose render here (.mp4/.webm/.gif or a PNG folder)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", show_default="off", help="No progress display."),
     as_json: bool = typer.Option(False, "--json", show_default="off", help="Print one machine-readable summary line to stdout."),
+    smooth: bool = SMOOTH_OPTION,
+    smooth_radius: Optional[int] = SMOOTH_RADIUS_OPTION,
+    fill_gap: Optional[int] = FILL_GAP_OPTION,
 ) -> None:
     """Animate REFERENCE (an image) along MOTION (a DensePose video or frame folder) into OUTPUT."""
     options = dict(locals())
@@ -122,9 +126,13 @@ def pose_request(settings: AnimateSettings, **o):
     if not o["motion_from_video"]:
         if o["save_pose"] is not None:
             raise SettingsError("--save-pose keeps the render of --motion-from-video; add --motion-from-video")
+        if o["smooth"]:
+            raise SettingsError("--smooth steadies the render of --motion-from-video; add --motion-from-video")
+        smooth_settings(False, o["smooth_radius"], o["fill_gap"])  # refuses its tuning options alone
         return None
+    smooth = smooth_settings(o["smooth"], o["smooth_radius"], o["fill_gap"])
     return PoseRequest(pose_settings(o["pose_model"], settings.weights, settings.device, o["min_score"],
-                                     o["people"], settings.crf), o["save_pose"])
+                                     o["people"], settings.crf, smooth), o["save_pose"])
 
 
 def run_command(settings: AnimateSettings, reference: Path | None, motion: Path | None, output: Path,

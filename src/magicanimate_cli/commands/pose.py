@@ -24,6 +24,12 @@ POSE_MODEL_OPTION = typer.Option(
 MIN_SCORE_OPTION = typer.Option(0.8, "--min-score", help="Draw people detected with a score above this.")
 PEOPLE_OPTION = typer.Option("all", "--people", help="all | largest: draw every person, or only the one with the "
                                                      "largest box.")
+SMOOTH_OPTION = typer.Option(False, "--smooth/--no-smooth", help="Steady the render: follow each person, smooth its "
+                             "box and part labels over neighbouring frames, fill short misses (docs/smoothing.md).")
+SMOOTH_RADIUS_OPTION = typer.Option(None, "--smooth-radius", show_default="2",
+                                    help="With --smooth: frames each side combined.")
+FILL_GAP_OPTION = typer.Option(None, "--fill-gap", show_default="3",
+                               help="With --smooth: longest run of missed frames filled in.")
 
 
 def pose(
@@ -45,9 +51,13 @@ def pose(
     quiet: bool = typer.Option(False, "--quiet", "-q", show_default="off", help="No progress display."),
     as_json: bool = typer.Option(False, "--json", show_default="off",
                                  help="Print one machine-readable summary line to stdout."),
+    smooth: bool = SMOOTH_OPTION,
+    smooth_radius: Optional[int] = SMOOTH_RADIUS_OPTION,
+    fill_gap: Optional[int] = FILL_GAP_OPTION,
 ) -> None:
     """Render VIDEO as DensePose in MagicAnimate's format."""
-    settings = pose_settings(pose_model, weights, device, min_score, people, crf)
+    settings = pose_settings(pose_model, weights, device, min_score, people, crf,
+                             smooth_settings(smooth, smooth_radius, fill_gap))
     if not video.exists():
         raise InputError(f"{video}: video not found")
     if _is_batch(video):
@@ -56,13 +66,28 @@ def pose(
         _run_single(settings, video, output, quiet, as_json)
 
 
-def pose_settings(model: str, weights: Path | None, device: str, min_score: float, people: str, crf: int):
+def smooth_settings(smooth: bool, radius: int | None, fill_gap: int | None):
+    """SmoothSettings for --smooth (None without it); its tuning options alone are refused."""
+    from ..pose.track import SmoothSettings
+
+    if not smooth:
+        named = [n for n, v in (("--smooth-radius", radius), ("--fill-gap", fill_gap)) if v is not None]
+        if named:
+            raise SettingsError(f"{' and '.join(named)} tune --smooth; add --smooth")
+        return None
+    defaults = SmoothSettings()
+    return SmoothSettings(radius=defaults.radius if radius is None else radius,
+                          fill_gap=defaults.fill_gap if fill_gap is None else fill_gap)
+
+
+def pose_settings(model: str, weights: Path | None, device: str, min_score: float, people: str, crf: int,
+                  smooth=None):
     """Checked PoseSettings from the command-line words."""
     from ..config import default_weights_dir
     from ..pose.settings import PoseSettings
 
     settings = PoseSettings(model=model, weights=Path(weights).expanduser() if weights else default_weights_dir(),
-                            device=device, min_score=min_score, people=people, crf=crf)
+                            device=device, min_score=min_score, people=people, crf=crf, smooth=smooth)
     settings.validate()
     return settings
 
