@@ -179,3 +179,19 @@ def test_on_the_benchmark_smoothing_lowers_label_error_and_flicker_and_fills_mis
         assert steady["label_error"] < 0.8 * plain["label_error"]
         assert steady["flicker"] < plain["flicker"]
         assert steady["box_jitter_px"] < plain["box_jitter_px"]
+
+
+def test_fuse_long_smooths_too_and_a_checkpoint_resumes_only_with_the_same_smoothing(pose_standin, tiny_bundle,
+                                                                                      tmp_path, capsys):
+    video = encode_video(tmp_path / "walk.mp4", [np.kron(f, np.ones((2, 2, 1), np.uint8))[:, :128]
+                                                 for f in red_walks(8, missing={3})], 25)
+    reference = save_image(tmp_path / "ref.png", make_reference_image(128))
+    common = [reference, video, "-o", tmp_path / "out" / "long.mp4", "--weights", tiny_bundle, "--size", "128",
+              "--steps", "1", "--context-frames", "8", "--context-overlap", "2", "--seed", "3", "-q",
+              "--device", "cpu", "--motion-from-video", "--pose-model", pose_standin["model"]]
+    code, _, err = run(["fuse-long", *common, "--smooth", "--checkpoint", tmp_path / "run.ckpt"], capsys)
+    assert code == 0, err
+    record = json.loads((tmp_path / "out" / "long.mp4.json").read_text())["motion_from_video"]
+    assert record["people"]["filled_at"] == [[3, 3]]
+    code, _, err = run(["fuse-long", *common, "--resume", tmp_path / "run.ckpt"], capsys)
+    assert code == 1 and "smooth" in err
