@@ -133,10 +133,20 @@ def test_animate_motion_from_video_animates_along_the_steady_render(pose_standin
 # ------------------------------------------------------------------------------------------- the parts
 
 
-def test_the_box_fit_follows_a_steady_motion_without_lag_even_with_a_one_sided_window():
-    path = lambda t: torch.tensor([10.0 + 7 * t, 20.0 - 3 * t, 50.0 + 7 * t, 90.0 - 3 * t])  # noqa: E731
-    for offsets in ([-2, -1, 0, 1, 2], [0, 1, 2], [-2, -1, 0], [-2, 0, 2]):
-        assert torch.allclose(fit_box(offsets, [path(d) for d in offsets], 2), path(0), atol=1e-4)
+def test_the_box_fit_follows_a_steady_or_turning_motion_without_lag_even_with_a_one_sided_window():
+    steady = lambda t: torch.tensor([10.0 + 7 * t, 20.0 - 3 * t, 50.0 + 7 * t, 90.0 - 3 * t])  # noqa: E731
+    turning = lambda t: steady(t) + torch.tensor([4.0, 0, 4.0, 0]) * t * t  # accelerating sideways  # noqa: E731
+    for path in (steady, turning):
+        for offsets in ([-3, -2, -1, 0, 1, 2, 3], [0, 1, 2, 3], [-3, -2, -1, 0], [-2, 0, 2]):
+            assert torch.allclose(fit_box(offsets, [path(d) for d in offsets], 3), path(0), atol=1e-3)
+    assert torch.allclose(fit_box([-1, 1], [steady(-1), steady(1)], 3), steady(0), atol=1e-3)  # two: a line
+
+
+def test_the_box_fit_averages_out_jitter_around_a_steady_box():
+    box = torch.tensor([10.0, 20.0, 50.0, 90.0])
+    jitter = [torch.tensor([s * 3.0, -s * 3.0, s * 2.0, 0.0]) for s in (1, -1, 1, -1, 1, -1, 1)]
+    fitted = fit_box(list(range(-3, 4)), [box + j for j in jitter], 3)
+    assert (fitted - box).abs().max() < 0.5 * 3.0
 
 
 def test_people_keep_their_ids_by_box_overlap_whatever_order_the_model_lists_them_in():

@@ -26,7 +26,7 @@ PEOPLE_OPTION = typer.Option("all", "--people", help="all | largest: draw every 
                                                      "largest box.")
 SMOOTH_OPTION = typer.Option(False, "--smooth/--no-smooth", help="Steady the render: follow each person, smooth its "
                              "box and part labels over neighbouring frames, fill short misses (docs/smoothing.md).")
-SMOOTH_RADIUS_OPTION = typer.Option(None, "--smooth-radius", show_default="2",
+SMOOTH_RADIUS_OPTION = typer.Option(None, "--smooth-radius", show_default="3",
                                     help="With --smooth: frames each side combined.")
 FILL_GAP_OPTION = typer.Option(None, "--fill-gap", show_default="3",
                                help="With --smooth: longest run of missed frames filled in.")

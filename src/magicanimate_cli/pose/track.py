@@ -6,8 +6,9 @@ borders from one frame to the next, and a frame where the detector misses the pe
 animation model copies all three into the video.
 
 How, per person (identity by box overlap, `IdentityTracker`):
-- its box at frame t is a local linear fit, with triangular weights, of its boxes at t−r … t+r (`fit_box`):
-  zero-phase (centred), so a steady motion comes out where it is, without the lag a causal filter adds;
+- its box at frame t is a local quadratic fit, with triangular weights, of its boxes at t−r … t+r (`fit_box`):
+  zero-phase (centred), so a steady motion comes out where it is, without the lag a causal filter adds, and
+  a person turning at the end of a fast swing is not cut short;
 - its coarse/fine logits at t are the weighted mean of its logits at t−r … t+r. DensePose gives them in the
   box's own S×S grid, which moves and scales with the person, so the mean combines the same body point across
   frames rather than the same image pixel: a fast-moving person does not leave a ghost;
@@ -34,7 +35,7 @@ from .render import drawing_order, pixel_boxes, render_labels
 class SmoothSettings:
     """How strongly to steady a render; the defaults are the ones docs/smoothing.md measures."""
 
-    radius: int = 2  # frames each side whose boxes and logits are combined
+    radius: int = 3  # frames each side whose boxes and logits are combined
     fill_gap: int = 3  # longest run of missed frames filled between two detections of a person
     match_iou: float = 0.3  # box overlap (after predicting the motion) that continues a person
 
@@ -141,21 +142,23 @@ def window_weights(offsets: Iterable[int], radius: int) -> list[float]:
 
 
 def fit_box(offsets: list[int], boxes: list[torch.Tensor], radius: int) -> torch.Tensor:
-    """The box at offset 0 from a weighted local linear fit of boxes seen at `offsets` (frames from t).
+    """The box at offset 0 from a weighted local quadratic fit of the boxes seen at `offsets` (frames from t).
 
-    A centred fit has no phase delay, and a linear one follows a steady motion exactly even where the window is
-    one-sided (clip ends, a neighbour missed), which a plain mean would drag toward the side it has.
+    A centred fit has no phase delay; a quadratic one follows a steadily accelerating motion exactly, so a
+    person turning back at the end of a fast swing is not pulled inward as a mean or a linear fit pulls it
+    (docs/smoothing.md measures both), and a one-sided window (clip ends, a missed neighbour) is not dragged
+    toward the side it has. With fewer distinct frames the fit drops to a line, then to the box itself.
     """
     if len(boxes) == 1:
         return boxes[0].float()
     d = torch.tensor(offsets, dtype=torch.float64)
     w = torch.tensor(window_weights(offsets, radius), dtype=torch.float64)
     x = torch.stack(boxes).to(torch.float64)
-    s0, s1, s2 = w.sum(), (w * d).sum(), (w * d * d).sum()
-    t0, t1 = (w[:, None] * x).sum(0), (w[:, None] * d[:, None] * x).sum(0)
-    det = s0 * s2 - s1 * s1
-    fitted = t0 / s0 if float(det) <= 1e-12 else (s2 * t0 - s1 * t1) / det
-    return fitted.to(torch.float32)
+    order = min(2, len(set(offsets)) - 1)
+    design = torch.stack([d ** k for k in range(order + 1)], dim=1)  # (n, order + 1): 1, d, d²
+    normal = design.T @ (w[:, None] * design)
+    coefficients = torch.linalg.solve(normal, design.T @ (w[:, None] * x))
+    return coefficients[0].to(torch.float32)
 
 
 def mean_logits(offsets: list[int], maps: list[torch.Tensor], radius: int) -> torch.Tensor:
