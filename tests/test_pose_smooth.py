@@ -71,6 +71,11 @@ def test_without_smooth_or_with_no_smooth_the_render_is_the_per_frame_render_bit
     assert np.array_equal(open_motion(plain).read_all(), expected)
     assert np.array_equal(open_motion(off).read_all(), expected)
     assert json.loads((tmp_path / "plain.json").read_text())["settings"]["smooth"] is None
+    # the steady path draws through the same renderer: with nothing to combine or fill it gives the same frames
+    bare = tmp_path / "bare"
+    assert run(pose(pose_standin["model"], clip, bare, "--smooth", "--smooth-radius", "0", "--fill-gap", "0"),
+               capsys)[0] == 0
+    assert np.array_equal(open_motion(bare).read_all(), expected)
 
 
 def test_smooth_fills_a_missed_person_and_the_sidecar_records_it(pose_standin, tmp_path, capsys):
