@@ -61,6 +61,12 @@ POSE_MODEL_OPTION = typer.Option(
                                 "TorchScript file with the same contract.")
 MIN_SCORE_OPTION = typer.Option(0.8, "--min-score", help="Draw people detected with a score above this.")
 PEOPLE_OPTION = typer.Option("all", "--people", help="Draw every person, or only the one with the largest box.")
+SMOOTH_OPTION = typer.Option(False, "--smooth/--no-smooth", help="Steady the render: follow each person, smooth its "
+                             "box and part labels over neighbouring frames, fill short misses (docs/smoothing.md).")
+SMOOTH_RADIUS_OPTION = typer.Option(None, "--smooth-radius", show_default="3",
+                                    help="With --smooth: frames each side combined.")
+FILL_GAP_OPTION = typer.Option(None, "--fill-gap", show_default="3",
+                               help="With --smooth: longest run of missed frames filled in.")
 DEVICE_OPTION = typer.Option("auto", help="auto | cuda | cuda:N | mps | cpu.")
 CRF_OPTION = typer.Option(18, help="Video quality for mp4/webm (lower is better).")
 SKIP_EXISTING_HELP = "Batch: skip items whose output exists."
@@ -72,12 +78,27 @@ QUIET_HELP = "No progress display."
 JSON_HELP = "Print one machine-readable summary line to stdout."
 
 
-def pose_settings(model: str, weights: Path | None, device: str, min_score: float, people: str, crf: int):
+def smooth_settings(smooth: bool, radius: int | None, fill_gap: int | None):
+    """SmoothSettings for --smooth (None without it); its tuning options alone are refused."""
+    from ..pose.track import SmoothSettings
+
+    if not smooth:
+        named = [n for n, v in (("--smooth-radius", radius), ("--fill-gap", fill_gap)) if v is not None]
+        if named:
+            raise SettingsError(f"{' and '.join(named)} tune --smooth; add --smooth")
+        return None
+    defaults = SmoothSettings()
+    return SmoothSettings(radius=defaults.radius if radius is None else radius,
+                          fill_gap=defaults.fill_gap if fill_gap is None else fill_gap)
+
+
+def pose_settings(model: str, weights: Path | None, device: str, min_score: float, people: str, crf: int,
+                  smooth=None):
     """Checked PoseSettings from the command-line words."""
     from ..pose.settings import PoseSettings
 
     settings = PoseSettings(model=model, weights=Path(weights).expanduser() if weights else default_weights_dir(),
-                            device=device, min_score=min_score, people=people, crf=crf)
+                            device=device, min_score=min_score, people=people, crf=crf, smooth=smooth)
     settings.validate()
     return settings
 
@@ -155,6 +176,9 @@ def animation_options(
                                            help="Write a PNG of the motion's silhouette over the reference (and the "
                                                 "motion frames) before loading any model; batch: a folder for them."),
     preview_only: bool = flag("--preview-only", "Stop after the preview (default place: OUTPUT.preview.png)."),
+    smooth: bool = SMOOTH_OPTION,
+    smooth_radius: Optional[int] = SMOOTH_RADIUS_OPTION,
+    fill_gap: Optional[int] = FILL_GAP_OPTION,
 ) -> None:
     """The declaration of animate's options (fuse-long takes them too, its batch ones aside); never called."""
 
@@ -187,9 +211,13 @@ def pose_request(settings: AnimateSettings, **o):
     if not o["motion_from_video"]:
         if o["save_pose"] is not None:
             raise SettingsError("--save-pose keeps the render of --motion-from-video; add --motion-from-video")
+        if o["smooth"]:
+            raise SettingsError("--smooth steadies the render of --motion-from-video; add --motion-from-video")
+        smooth_settings(False, o["smooth_radius"], o["fill_gap"])  # refuses its tuning options alone
         return None
+    smooth = smooth_settings(o["smooth"], o["smooth_radius"], o["fill_gap"])
     return PoseRequest(pose_settings(o["pose_model"], settings.weights, settings.device, o["min_score"],
-                                     o["people"], settings.crf), o["save_pose"])
+                                     o["people"], settings.crf, smooth), o["save_pose"])
 
 
 def load_animator(settings: AnimateSettings, reporter):

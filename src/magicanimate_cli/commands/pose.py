@@ -14,18 +14,19 @@ import typer
 
 from ..config import FrameSelection
 from ..errors import InputError, MagicAnimateError, SettingsError
-from .common import (CRF_OPTION, DEVICE_OPTION, FORMAT_OPTION, FRAME_STRIDE_OPTION, JSON_HELP, MAX_FRAMES_OPTION,
-                     MIN_SCORE_OPTION, PEOPLE_OPTION, POSE_MODEL_OPTION, QUIET_HELP, SHARD_OPTION, START_OPTION,
-                     WEIGHTS_DEFAULT, BatchFormat, People, flag, load_pose_model, make_reporter, pose_settings,
-                     usage)
+from .common import (CRF_OPTION, DEVICE_OPTION, FILL_GAP_OPTION, FORMAT_OPTION, FRAME_STRIDE_OPTION, JSON_HELP,
+                     MAX_FRAMES_OPTION, MIN_SCORE_OPTION, PEOPLE_OPTION, POSE_MODEL_OPTION, QUIET_HELP, SHARD_OPTION,
+                     SMOOTH_OPTION, SMOOTH_RADIUS_OPTION, START_OPTION, WEIGHTS_DEFAULT, BatchFormat, People, flag,
+                     load_pose_model, make_reporter, pose_settings, smooth_settings, usage)
 
 HELP = ("Render VIDEO (an ordinary video or frame folder, or a folder of them) as DensePose in MagicAnimate's "
         "format: body parts in viridis colours on the (68, 1, 84) background.")
 
 
 def pose(
-    video: Path = typer.Argument(..., metavar="VIDEO", show_default=False, help="Video (mp4/mov/webm/avi/gif/mkv) or folder of frames; or a folder of "
-                                           "videos and frame folders (batch)."),
+    video: Path = typer.Argument(..., metavar="VIDEO", show_default=False,
+                                 help="Video (mp4/mov/webm/avi/gif/mkv) or folder of frames; or a folder of videos "
+                                      "and frame folders (batch)."),
     output: Path = typer.Option(..., "-o", "--output", help="Output .mp4/.webm/.gif, or a folder for PNG frames "
                                                             "(batch: the output folder)."),
     pose_model: str = POSE_MODEL_OPTION,
@@ -49,12 +50,16 @@ def pose(
                                                  "docs/alignment.md)."),
     align_frame: int = typer.Option(0, "--align-frame", help="With --align-to: the frame matched to the "
                                                              "reference (0 = the first selected frame)."),
+    smooth: bool = SMOOTH_OPTION,
+    smooth_radius: Optional[int] = SMOOTH_RADIUS_OPTION,
+    fill_gap: Optional[int] = FILL_GAP_OPTION,
 ) -> None:
     """Render VIDEO as DensePose in MagicAnimate's format."""
     from ..cluster import resolve_shard_from_process
 
     shard, device = resolve_shard_from_process(shard, device)
-    settings = pose_settings(pose_model, weights, device, min_score, people, crf)
+    settings = pose_settings(pose_model, weights, device, min_score, people, crf,
+                             smooth_settings(smooth, smooth_radius, fill_gap))
     selection = FrameSelection(start, max_frames, frame_stride)
     if not video.exists():
         raise InputError(f"{video}: video not found")

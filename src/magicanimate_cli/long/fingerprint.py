@@ -56,5 +56,8 @@ def pose_fingerprint(settings) -> dict[str, str]:
     """With --motion-from-video: the DensePose model file and the options that decide the render."""
     from ..pose.model import model_path
 
-    return {"pose-model": file_digest(model_path(settings.model, settings.weights)),
-            "min-score": repr(float(settings.min_score)), "people": settings.people}
+    fingerprint = {"pose-model": file_digest(model_path(settings.model, settings.weights)),
+                   "min-score": repr(float(settings.min_score)), "people": settings.people}
+    if settings.smooth is not None:  # only then, so checkpoints of runs without --smooth still resume
+        fingerprint["smooth"] = repr(sorted(settings.smooth.record().items()))
+    return fingerprint

@@ -4,6 +4,7 @@ model.py     where the TorchScript DensePose model lives, loading it, and its in
 render.py    detections → per-person part labels → one viridis frame
 settings.py  the options of a pose run, as plain data
 job.py       a video in, the render out (streamed, atomic, with a sidecar and progress)
+track.py     `--smooth`: people followed across frames, boxes fitted and logits combined, short misses filled
 motion.py    `--motion-from-video`: a temporary render that `animate`/`fuse-long` read as their motion
 ops.py       torchvision's detection ops in pure torch, for machines without a matching torchvision
 """

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..config import default_weights_dir
 from ..errors import SettingsError
+from .track import SmoothSettings
 
 PEOPLE_CHOICES = ("all", "largest")
 
@@ -24,6 +25,7 @@ class PoseSettings:
     min_score: float = DEFAULT_MIN_SCORE
     people: str = "all"
     crf: int = 18
+    smooth: SmoothSettings | None = None  # --smooth: steady the render (pose/track.py); None draws each frame alone
 
     def validate(self) -> None:
         """Refuse settings that cannot work before the model is loaded or a frame decoded."""
@@ -33,8 +35,14 @@ class PoseSettings:
             raise SettingsError(f"--people must be all or largest (got {self.people})")
         if not 0 <= self.crf <= 63:
             raise SettingsError(f"--crf must be between 0 and 63 (got {self.crf})")
+        if self.smooth is not None:
+            if not 0 <= self.smooth.radius <= 8:
+                raise SettingsError(f"--smooth-radius must be between 0 and 8 frames (got {self.smooth.radius})")
+            if not 0 <= self.smooth.fill_gap <= 12:
+                raise SettingsError(f"--fill-gap must be between 0 and 12 frames (got {self.smooth.fill_gap})")
 
     def record(self) -> dict:
         """JSON-ready form for sidecars."""
         return {"model": self.model, "weights": str(self.weights), "device": self.device,
-                "min_score": self.min_score, "people": self.people, "crf": self.crf}
+                "min_score": self.min_score, "people": self.people, "crf": self.crf,
+                "smooth": None if self.smooth is None else self.smooth.record()}
