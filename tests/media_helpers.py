@@ -62,6 +62,16 @@ def ordinary_video(path: Path, frames: int = 5, size: int = 128) -> Path:
     return encode_video(path, [np.roll(picture, 6 * i, axis=1) for i in range(frames)], 25)
 
 
+def frame_folder(path: Path, frames: list[np.ndarray], fps: Fraction | int = 25) -> Path:
+    """A folder of PNG frames, written through the project's own (lossless) writer."""
+    from magicanimate_cli.writer import open_writer
+
+    with open_writer(path, fps, frames[0].shape[1], frames[0].shape[0]) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return path
+
+
 def truncate(path: Path, keep: float, out: Path) -> Path:
     """Copy the first `keep` fraction of a file's bytes, as an interrupted download leaves it."""
     data = path.read_bytes()

@@ -16,8 +16,7 @@ import pytest
 from conftest import run_cli as run
 from magicanimate_cli.media import open_motion
 from magicanimate_cli.model_guard import ModelRunError, failure_reason, running_model
-from magicanimate_cli.writer import open_writer
-from media_helpers import encode_video
+from media_helpers import encode_video, frame_folder
 from pose_standin import MARKER, FailingDensePose, WarningDensePose, moving_blobs, save_module
 
 COMMANDS_DIR = Path(__file__).resolve().parents[1] / "src" / "magicanimate_cli" / "commands"
@@ -35,12 +34,6 @@ def frames_with_marker_at(index: int, count: int = 5) -> list[np.ndarray]:
     frames[index][0, 0] = MARKER
     return frames
 
-
-def frame_folder(path: Path, frames: list[np.ndarray], fps: Fraction | int = 25) -> Path:
-    with open_writer(path, fps, frames[0].shape[1], frames[0].shape[0]) as writer:
-        for frame in frames:
-            writer.write(frame)
-    return path
 
 
 def pose_args(video: Path, output: Path, model: Path, *extra) -> list:

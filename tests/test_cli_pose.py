@@ -15,8 +15,7 @@ from conftest import run_cli as run
 from magicanimate_cli.densepose import BACKGROUND, PART_COLOURS
 from magicanimate_cli.demo_inputs import make_reference_image
 from magicanimate_cli.media import open_motion
-from magicanimate_cli.writer import open_writer
-from media_helpers import encode_video, save_image, truncate
+from media_helpers import encode_video, frame_folder, save_image, truncate
 from pose_standin import BLUE, GREEN, LABELS, RED, blob_frame, moving_blobs
 
 PALETTE = {tuple(int(v) for v in c) for c in PART_COLOURS}
@@ -24,12 +23,6 @@ COLOUR = {person: tuple(int(v) for v in PART_COLOURS[label]) for person, label i
 OVERLAP = {RED: (10, 8, 30, 30), GREEN: (24, 16, 30, 28)}  # green painted over red's corner
 IN_BOTH = (26, 32)  # (row, column) inside both people's bodies
 
-
-def frame_folder(path: Path, frames: list[np.ndarray], fps: Fraction | int = 25) -> Path:
-    with open_writer(path, fps, frames[0].shape[1], frames[0].shape[0]) as writer:
-        for frame in frames:
-            writer.write(frame)
-    return path
 
 
 @pytest.fixture(scope="module")

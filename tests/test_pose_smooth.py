@@ -10,7 +10,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from conftest import run_cli as run
@@ -20,19 +19,12 @@ from magicanimate_cli.media import open_motion
 from magicanimate_cli.pose.model import Detections, PoseModel
 from magicanimate_cli.pose.render import render_frame
 from magicanimate_cli.pose.track import IdentityTracker, Observation, SmoothSettings, SteadyRenderer, fit_box
-from magicanimate_cli.writer import open_writer
-from media_helpers import encode_video, save_image
+from media_helpers import encode_video, frame_folder, save_image
 from pose_standin import GREEN, LABELS, RED, blob_frame, moving_blobs
 
 ROOT = Path(__file__).resolve().parent.parent
 RED_COLOUR = tuple(int(v) for v in PART_COLOURS[LABELS[RED]])
 
-
-def frame_folder(path: Path, frames: list[np.ndarray]) -> Path:
-    with open_writer(path, 25, frames[0].shape[1], frames[0].shape[0]) as writer:
-        for frame in frames:
-            writer.write(frame)
-    return path
 
 
 def red_walks(count: int, missing: set[int] = frozenset()) -> list[np.ndarray]:

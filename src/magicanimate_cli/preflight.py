@@ -44,7 +44,7 @@ class MotionCheck:
 
 def motion_check(settings: AnimateSettings, **o) -> MotionCheck | None:
     """The checked options, or None when none was given (then the run is exactly what it was without them)."""
-    from .commands.pose import pose_settings
+    from .pose.loading import pose_settings
 
     align, frame, preview, only = o["align"], o["align_frame"], o["preview"], o["preview_only"]
     if frame != 0 and not align:
@@ -65,7 +65,7 @@ def check_preview_path(path: Path | None, batch: bool) -> None:
 
 def load_pose_model_for(pose, check: MotionCheck | None, reporter: Reporter):
     """The DensePose model when --motion-from-video (`pose`) or --align needs it, else None."""
-    from .commands.pose import load_pose_model
+    from .pose.loading import load_pose_model
 
     if pose is not None:
         return load_pose_model(pose.settings, reporter)[0]

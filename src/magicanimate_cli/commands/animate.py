@@ -10,7 +10,7 @@ import typer
 
 from ..config import AnimateSettings
 from ..errors import InputError, MagicAnimateError, SettingsError
-from .common import (animation_options, load_animator, load_pose_model, make_reporter, pose_request,
+from .common import (animation_options, load_animator, make_reporter, pose_request,
                      settings_from_options, usage)
 
 HELP = ("Animate REFERENCE (an image) along MOTION (a DensePose video or frame folder) into OUTPUT.\n\n"

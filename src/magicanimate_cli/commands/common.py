@@ -19,6 +19,7 @@ from typer.core import TyperCommand
 from ..config import (BATCH_FORMATS, DTYPE_CHOICES, FIT_CHOICES, FUSION_CHOICES, NOISE_CHOICES, AnimateSettings,
                       FrameSelection, default_weights_dir)
 from ..errors import SettingsError
+from ..pose.loading import load_pose_model, pose_settings  # noqa: F401  (the commands' way to the model)
 
 Fit = Literal[FIT_CHOICES]
 Dtype = Literal[DTYPE_CHOICES]
@@ -90,30 +91,6 @@ def smooth_settings(smooth: bool, radius: int | None, fill_gap: int | None):
     defaults = SmoothSettings()
     return SmoothSettings(radius=defaults.radius if radius is None else radius,
                           fill_gap=defaults.fill_gap if fill_gap is None else fill_gap)
-
-
-def pose_settings(model: str, weights: Path | None, device: str, min_score: float, people: str, crf: int,
-                  smooth=None):
-    """Checked PoseSettings from the command-line words."""
-    from ..pose.settings import PoseSettings
-
-    settings = PoseSettings(model=model, weights=Path(weights).expanduser() if weights else default_weights_dir(),
-                            device=device, min_score=min_score, people=people, crf=crf, smooth=smooth)
-    settings.validate()
-    return settings
-
-
-def load_pose_model(settings, reporter):
-    """Find and load the DensePose model once per command; returns it and the seconds it took."""
-    from ..devices import resolve_device
-    from ..pose.model import PoseModel, model_path
-
-    device = resolve_device(settings.device)
-    path = model_path(settings.model, settings.weights)
-    reporter.note(f"loading DensePose model {path} on {device}")
-    started = time.perf_counter()
-    model = PoseModel.load(path, device)
-    return model, time.perf_counter() - started
 
 
 def make_reporter(quiet: bool, as_json: bool):

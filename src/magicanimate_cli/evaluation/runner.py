@@ -28,7 +28,7 @@ from . import pixels
 from .features import ClipFeatures, FrameFeatures
 from .frames import VideoPair, pair_inputs
 from .frechet import frechet_distance_of
-from .metrics import ALIGN_CHOICES, CLIP_CHOICES, FRAME_METRICS, METRICS, PROTOCOL_CHOICES, SET_METRICS, plan_metrics
+from .metrics import FRAME_METRICS, METRICS, SET_METRICS, plan_metrics
 from .networks import i3d, inception, lpips, resnet3d
 from .resize import resize_to
 from .weights import FID_INCEPTION, I3D_KINETICS, LPIPS_VGG_HEADS, R3D50_KINETICS, VGG16, require_file

@@ -213,7 +213,7 @@ class SteadyRenderer:
 
     def people_at(self, t: int, known: int) -> list[tuple[Observation, bool]]:
         """(steadied observation, whether it was filled in) for each person to draw at frame t."""
-        radius, gap = self.settings.radius, self.settings.fill_gap
+        gap = self.settings.fill_gap
         here = self.seen.get(t, {})
         tracks = set(here)
         for frame in range(t - gap, t):  # people seen shortly before, who may be back shortly after
