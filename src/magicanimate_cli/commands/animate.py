@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 
+from ..engine.schedulers import DEFAULT_SCHEDULER, SchedulerName
 from ..config import AnimateSettings, FrameSelection, default_weights_dir
 from ..errors import InputError, MagicAnimateError, SettingsError
 from .pose import MIN_SCORE_OPTION, PEOPLE_OPTION, POSE_MODEL_OPTION, load_pose_model, pose_settings
@@ -32,7 +33,7 @@ def settings_from_options(**o) -> AnimateSettings:
         context_overlap=o["context_overlap"], device=o["device"], dtype=o["dtype"],
         weights=Path(o["weights"]).expanduser() if o["weights"] else default_weights_dir(), crf=o["crf"],
         grid=o["grid"], low_vram=o["low_vram"], compile=o["compile"],
-        **{k: o[k] for k in ("wrap", "noise", "fusion") if k in o},
+        **{k: getattr(o[k], "value", o[k]) for k in ("wrap", "noise", "fusion", "scheduler") if k in o},
     )
     settings.validate()
     return settings
@@ -107,6 +108,9 @@ def animate(
                                              "DensePose render here (.mp4/.webm/.gif or a PNG folder)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", show_default="off", help="No progress display."),
     as_json: bool = typer.Option(False, "--json", show_default="off", help="Print one machine-readable summary line to stdout."),
+    scheduler: SchedulerName = typer.Option(DEFAULT_SCHEDULER, "--scheduler",
+                                  help="Sampler (diffusers' schedulers on MagicAnimate's training schedule); ddim is "
+                                       "the official one. See docs/schedulers.md for how many steps each needs."),
 ) -> None:
     """Animate REFERENCE (an image) along MOTION (a DensePose video or frame folder) into OUTPUT."""
     options = dict(locals())
