@@ -57,6 +57,7 @@ class AnimateSettings:
     wrap: bool = True
     noise: str = "shared"
     fusion: str = "mean"
+    scheduler: str = "ddim"
     device: str = "auto"
     dtype: str = "auto"
     weights: Path = field(default_factory=default_weights_dir)
@@ -88,6 +89,10 @@ class AnimateSettings:
             raise SettingsError(f"--noise must be shared or independent (got {self.noise})")
         if self.fusion not in FUSION_CHOICES:
             raise SettingsError(f"--fusion must be mean, pyramid or none (got {self.fusion})")
+        from .engine.schedulers import SCHEDULER_NAMES
+
+        if self.scheduler not in SCHEDULER_NAMES:
+            raise SettingsError(f"--scheduler must be one of {', '.join(SCHEDULER_NAMES)} (got {self.scheduler})")
         if not 0 <= self.crf <= 63:
             raise SettingsError(f"--crf must be between 0 and 63 (got {self.crf})")
         if self.selection.start < 0 or self.selection.stride < 1:

@@ -138,7 +138,7 @@ def run_job(animator, settings: AnimateSettings, reference_path: Path, motion_pa
     check_output_writable(output)
     inputs = prepare_inputs(settings, reference_path, motion_path, reporter=reporter, transform=transform)
     config = SamplerConfig(settings.steps, settings.guidance, settings.context_frames, settings.context_overlap,
-                           settings.wrap, settings.fusion)
+                           settings.wrap, settings.fusion, scheduler=settings.scheduler)
     plan = config.window_plan(padded_length(len(inputs.motion), settings.context_frames))
     compile_for_shape(animator, inputs.reference.shape, config, reporter)
     reporter.phase("denoise", settings.steps * len(plan.windows))
@@ -203,6 +203,7 @@ def write_sidecar(result: JobResult, animator, settings: AnimateSettings, inputs
 
     from .devices import dtype_name
     from .engine.loader import weight_files
+    from .engine.schedulers import scheduler_record
     from .sources_manifest import source_summary
     from .writer import write_json_atomic
 
@@ -218,6 +219,7 @@ def write_sidecar(result: JobResult, animator, settings: AnimateSettings, inputs
         "weights_sources": source_summary(settings.weights) or None,  # repository commits, when download-weights
         "device": str(animator.device),
         "dtype": dtype_name(animator.dtype),
+        "scheduler": scheduler_record(settings.scheduler),
         "versions": {**runtime_versions(), "diffusers": diffusers.__version__},
         "timings": result.timings,
         **{k: v for k, v in (sidecar_extra or {}).items() if k != "inputs"},

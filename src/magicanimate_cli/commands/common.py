@@ -18,6 +18,7 @@ from typer.core import TyperCommand
 
 from ..config import (BATCH_FORMATS, DTYPE_CHOICES, FIT_CHOICES, FUSION_CHOICES, NOISE_CHOICES, AnimateSettings,
                       FrameSelection, default_weights_dir)
+from ..engine.schedulers import DEFAULT_SCHEDULER, SCHEDULER_NAMES
 from ..errors import SettingsError
 from ..pose.loading import load_pose_model, pose_settings  # noqa: F401  (the commands' way to the model)
 
@@ -26,6 +27,7 @@ Dtype = Literal[DTYPE_CHOICES]
 Noise = Literal[NOISE_CHOICES]
 Fusion = Literal[FUSION_CHOICES]
 BatchFormat = Literal[BATCH_FORMATS]
+Scheduler = Literal[SCHEDULER_NAMES]
 People = Literal["all", "largest"]  # pose.settings.PEOPLE_CHOICES; a test keeps the two equal
 
 WEIGHTS_DEFAULT = "$MAGICANIMATE_HOME, else ~/.cache/magicanimate"
@@ -156,6 +158,9 @@ def animation_options(
     smooth: bool = SMOOTH_OPTION,
     smooth_radius: Optional[int] = SMOOTH_RADIUS_OPTION,
     fill_gap: Optional[int] = FILL_GAP_OPTION,
+    scheduler: Scheduler = typer.Option(DEFAULT_SCHEDULER, "--scheduler",
+                                        help="Sampler (diffusers' schedulers on MagicAnimate's training schedule); "
+                                             "ddim is the official one (docs/schedulers.md)."),
 ) -> None:
     """The declaration of animate's options (fuse-long takes them too, its batch ones aside); never called."""
 
@@ -175,7 +180,7 @@ def settings_from_options(**o) -> AnimateSettings:
         context_overlap=o["context_overlap"], device=o["device"], dtype=o["dtype"],
         weights=Path(o["weights"]).expanduser() if o["weights"] else default_weights_dir(), crf=o["crf"],
         grid=o["grid"], low_vram=o["low_vram"], compile=o["compile"],
-        **{k: o[k] for k in ("wrap", "noise", "fusion") if k in o},
+        **{k: o[k] for k in ("wrap", "noise", "fusion", "scheduler") if k in o},
     )
     settings.validate()
     return settings

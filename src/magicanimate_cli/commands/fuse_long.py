@@ -198,7 +198,7 @@ def _print_plan(settings: AnimateSettings, motion: Path, processes: int, as_json
     from ..engine.sampler_config import SamplerConfig
 
     config = SamplerConfig(settings.steps, settings.guidance, settings.context_frames, settings.context_overlap,
-                           settings.wrap, settings.fusion)
+                           settings.wrap, settings.fusion, scheduler=settings.scheduler)
     layout = Layout(_probe_frames(settings, motion), config, processes)
     if as_json:
         print(json.dumps(plan_record(layout)))
@@ -228,6 +228,11 @@ def _prepare(settings: AnimateSettings, options: dict[str, Any], writes: bool, p
     fingerprint: dict[str, str] = {}
     labels: dict[str, str] = {}
     if checkpoint is not None or resume is not None:
+        from ..engine.schedulers import RESUMABLE
+
+        if settings.scheduler not in RESUMABLE:
+            raise SettingsError(f"--scheduler {settings.scheduler}: checkpoints do not carry its state yet; "
+                                f"--checkpoint and --resume work with {' and '.join(sorted(RESUMABLE))}")
         dtype = dtype_name(resolve_dtype(settings.dtype, resolve_device(settings.device)))
         fingerprint, labels = run_fingerprint(settings, dtype, frames, reference, motion)
         if pose is not None:  # the motion is the video's render: what makes the render is part of the run

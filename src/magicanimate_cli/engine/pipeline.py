@@ -14,6 +14,7 @@ import torch
 from .loader import Components, load_components
 from .models.reference_attention import ReferenceBank, attach_reader, attach_writer, reference_blocks
 from .placement import Placement
+from .schedulers import make_scheduler
 from .sampler import (Conditioning, SamplerConfig, SamplerModels, StepStats, denoise, reference_features,
                       step_timesteps)
 from .windows import WindowPlan, padded_length, validate_context
@@ -31,12 +32,13 @@ class AnimationResult:
 
 
 def initial_noise(seed: int, frames: int, height: int, width: int, context_frames: int,
-                  noise: str = "shared") -> torch.Tensor:
+                  noise: str = "shared", generator: torch.Generator | None = None) -> torch.Tensor:
     """The starting latents, drawn on the CPU so a seed means the same video on every machine.
 
     `shared`: one K-frame draw tiled over the video (MagicAnimate); `independent`: a fresh draw for each frame.
+    `generator`: the run's generator (`run_generator(seed)`), which an ancestral scheduler then keeps drawing from.
     """
-    generator = torch.Generator("cpu").manual_seed(int(seed))
+    generator = run_generator(seed) if generator is None else generator
     h, w = height // 8, width // 8
     if noise == "independent":
         return torch.randn((1, 4, frames, h, w), generator=generator)
@@ -44,6 +46,11 @@ def initial_noise(seed: int, frames: int, height: int, width: int, context_frame
         raise ValueError(f"unknown noise mode {noise!r} (shared or independent)")
     base = torch.randn((1, 4, context_frames, h, w), generator=generator)
     return base.repeat(1, 1, -(-frames // context_frames), 1, 1)[:, :, :frames]
+
+
+def run_generator(seed: int) -> torch.Generator:
+    """The run's seeded CPU generator: the initial noise first, then any noise an ancestral scheduler draws."""
+    return torch.Generator("cpu").manual_seed(int(seed))
 
 
 def pad_motion(motion: np.ndarray, context_frames: int) -> np.ndarray:
@@ -150,7 +157,7 @@ class Animator:
         and, unless low_vram, the VAE.
         """
         with self.placement.using("appearance_encoder", keep=False):
-            banks = reference_features(self.models, cond, step_timesteps(config.steps, start_step))
+            banks = reference_features(self.models, cond, step_timesteps(config.steps, start_step, config.scheduler))
         self.placement.hold("unet", "controlnet", *(() if self.low_vram else ("vae",)))
         return denoise(self.models, cond, latents, plan, config, start_step=start_step, banks=banks, **loop)
 
@@ -175,9 +182,10 @@ class Animator:
         cond = self.prepare(reference, motion, config)
         frames = len(cond.control)
         height, width = reference.shape[:2]
-        latents = initial_noise(seed, frames, height, width, config.context_frames, noise).to(self.device)
-        latents = self.denoise(cond, latents, config.window_plan(frames), config, callback=callback,
-                               on_window=on_window, stats=stats)
+        generator = run_generator(seed)
+        latents = initial_noise(seed, frames, height, width, config.context_frames, noise, generator)
+        latents = self.denoise(cond, latents.to(self.device), config.window_plan(frames), config,
+                               callback=callback, on_window=on_window, stats=stats, generator=generator)
         return latents[:, :, : len(motion)]
 
     @torch.no_grad()
@@ -196,9 +204,12 @@ class Animator:
 
     def __call__(self, reference: np.ndarray, motion: np.ndarray, steps: int = 25, guidance_scale: float = 7.5,
                  seed: int = 1, context_frames: int = 16, context_overlap: int = 4,
-                 callback: Callable[[int, torch.Tensor], None] | None = None) -> AnimationResult:
+                 callback: Callable[[int, torch.Tensor], None] | None = None,
+                 scheduler: str = "ddim") -> AnimationResult:
+        """`scheduler`: ddim (official) | dpm++2m | dpm++2m-karras | unipc | euler | euler-a."""
         config = SamplerConfig(steps=steps, guidance_scale=guidance_scale, context_frames=context_frames,
-                               context_overlap=context_overlap)
+                               context_overlap=context_overlap, scheduler=scheduler)
+        make_scheduler(scheduler)  # an unknown name is a ValueError before any work
         if steps < 1:
             raise ValueError(f"steps must be at least 1 (got {steps})")
         stats: list[StepStats] = []

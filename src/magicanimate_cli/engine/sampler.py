@@ -1,10 +1,10 @@
-"""The denoising loop: DDIM with classifier-free guidance over overlapping windows of frames.
+"""The denoising loop: a diffusers scheduler (DDIM by default) with classifier-free guidance over overlapping windows of frames.
 
 Per step, in the order the official pipeline does it:
 1. the appearance encoder runs once on the clean reference latent and fills the reference bank;
 2. every window of K frames is denoised by the UNet (guidance batch [unconditional, conditional]) with the
    ControlNet residuals of its frames; predictions are summed per frame with their fusion weights;
-3. per-frame averages are guided (u + g·(c − u)) and DDIM takes one step for the whole video.
+3. per-frame averages are guided (u + g·(c − u)) and the scheduler takes one step for the whole video.
 
 The ControlNet runs once per frame per step: its residuals are cached for the windows that need them and freed
 as soon as no later window of the step does, so memory does not grow with the length of the video.
@@ -21,34 +21,14 @@ from torch import nn
 
 from .models.reference_attention import ReferenceBank
 from .sampler_config import SamplerConfig
+from .schedulers import ANCESTRAL, DEFAULT_SCHEDULER, make_scheduler
 from .windows import WindowPlan, window_weights
 
-# DDIM as MagicAnimate's inference.yaml and AnimationPipeline configure it (not SD 1.5's scheduler file, whose
-# set_alpha_to_one differs): eta 0, "leading" spacing, steps_offset 1, no sample clipping.
-OFFICIAL_DDIM = {
-    "num_train_timesteps": 1000,
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "linear",
-    "steps_offset": 1,
-    "clip_sample": False,
-    "set_alpha_to_one": True,
-    "timestep_spacing": "leading",
-    "prediction_type": "epsilon",
-}
-
-
-def make_scheduler():
-    from diffusers import DDIMScheduler
-
-    return DDIMScheduler(**OFFICIAL_DDIM)
-
-
-def step_timesteps(steps: int, start_step: int = 0) -> torch.Tensor:
-    """The DDIM timesteps of the steps from `start_step` on, as `denoise` will take them."""
-    scheduler = make_scheduler()
-    scheduler.set_timesteps(steps)
-    return scheduler.timesteps[start_step:]
+def step_timesteps(steps: int, start_step: int = 0, scheduler: str = DEFAULT_SCHEDULER) -> torch.Tensor:
+    """The timesteps of the steps from `start_step` on, as `denoise` will take them."""
+    sampler = make_scheduler(scheduler)
+    sampler.set_timesteps(steps)
+    return sampler.timesteps[start_step:]
 
 
 @dataclass
@@ -233,16 +213,30 @@ def denoise(models: SamplerModels, cond: Conditioning, latents: torch.Tensor, pl
             config: SamplerConfig, *, start_step: int = 0, run: Sequence[int] | None = None,
             reduce: Reducer | None = None, callback: StepCallback | None = None,
             on_window: Callable[[], None] | None = None, stats: list[StepStats] | None = None,
-            banks: list[list[torch.Tensor]] | None = None) -> torch.Tensor:
-    """Run DDIM from `start_step` to the end; latents are float32 (1, 4, F, h, w) throughout.
+            banks: list[list[torch.Tensor]] | None = None, generator: torch.Generator | None = None
+            ) -> torch.Tensor:
+    """Run the configured scheduler from `start_step` to the end; latents are float32 (1, 4, F, h, w).
+
+    At `start_step` 0 the latents are the unit-variance initial noise and are scaled by the scheduler's
+    `init_noise_sigma` here (1 for DDIM); from a later step they are the saved latents as they were. Each
+    step the windows see `scale_model_input` of the latents and the fused, guided prediction goes through one
+    `scheduler.step` for the whole video. An ancestral scheduler's fresh noise comes from `generator` (the
+    run's seeded CPU generator, so every process of a --nproc run draws the same).
 
     `run` restricts this process to some windows and `reduce` sums the partial predictions across processes,
     so several GPUs share a step and still take the same DDIM step. `banks` are the reference features of the
     steps from `start_step` on (`reference_features`); without them they are computed here first. The list is
     consumed: each step's bank is removed from it once used, so its memory goes with it.
     """
-    scheduler = make_scheduler()
+    scheduler = make_scheduler(config.scheduler)
     scheduler.set_timesteps(config.steps, device=latents.device)
+    if start_step == 0:
+        latents = latents * scheduler.init_noise_sigma
+    step_options = {"eta": 0.0} if config.scheduler == "ddim" else {}
+    if config.scheduler in ANCESTRAL:
+        if generator is None:
+            raise ValueError(f"the {config.scheduler} scheduler needs the run's generator for its noise")
+        step_options["generator"] = generator
     timesteps = scheduler.timesteps[start_step:]
     run = list(range(len(plan.windows))) if run is None else list(run)
     if banks is None:
@@ -253,13 +247,14 @@ def denoise(models: SamplerModels, cond: Conditioning, latents: torch.Tensor, pl
         t = scheduler.timesteps[step]
         step_stats = StepStats(appearance_passes=1)  # its bank's pass, made up front
         features = banks.pop(0)
-        noise_sum, weight_sum = predict_windows(models, cond, latents, t, plan, run, config, step_stats, features,
+        model_input = scheduler.scale_model_input(latents, t)
+        noise_sum, weight_sum = predict_windows(models, cond, model_input, t, plan, run, config, step_stats, features,
                                                 on_window)
         del features
         if reduce is not None:
             noise_sum, weight_sum = reduce(noise_sum, weight_sum)
         noise = guide(noise_sum, weight_sum, config.guidance_scale)
-        latents = scheduler.step(noise, t, latents, eta=0.0, return_dict=False)[0]
+        latents = scheduler.step(noise, t, latents, return_dict=False, **step_options)[0]
         if stats is not None:
             stats.append(step_stats)
         if callback is not None:

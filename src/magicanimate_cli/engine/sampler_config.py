@@ -19,6 +19,7 @@ class SamplerConfig:
     wrap: bool = True
     fusion: str = "mean"  # mean | pyramid | none (none: windows laid back to back)
     shared_prefix: bool = True  # False: both guidance copies run the whole UNet, as the official pipeline does
+    scheduler: str = "ddim"  # a name of engine/schedulers.py: ddim (official) | dpm++2m | unipc | euler | ...
 
     @property
     def guided(self) -> bool:

@@ -46,7 +46,8 @@ def run_fingerprint(settings: AnimateSettings, dtype: str, frames: int, referenc
         "frame-stride": str(selection.stride), "frames": str(frames), "steps": str(settings.steps),
         "guidance": repr(float(settings.guidance)), "context-frames": str(settings.context_frames),
         "context-overlap": str(settings.context_overlap), "wrap": "wrap" if settings.wrap else "no-wrap",
-        "noise": settings.noise, "fusion": settings.fusion, "dtype": dtype,
+        "noise": settings.noise, "fusion": settings.fusion, "scheduler": settings.scheduler,
+        "dtype": dtype,
         "reference": file_digest(reference), "motion": motion_digest(motion),
     }
     return fingerprint, {"reference": str(reference), "motion": str(motion)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
+from ..engine.schedulers import scheduler_class_name
 from ..engine.sampler_config import SamplerConfig
 from ..engine.windows import WindowPlan, padded_length
 
@@ -130,7 +131,7 @@ def plan_record(layout: Layout) -> dict:
     return {
         "frames": layout.frames, "padded": layout.padded, "context_frames": c.context_frames,
         "context_overlap": layout.overlap, "wrap": c.wrap, "wraps": layout.wraps, "fusion": c.fusion,
-        "steps": c.steps, "guidance": c.guidance_scale, "processes": layout.processes,
+        "scheduler": c.scheduler, "steps": c.steps, "guidance": c.guidance_scale, "processes": layout.processes,
         "windows": [{"index": i, "frames": list(w), "covers": frame_runs(w), "process": owner[i]}
                     for i, w in enumerate(layout.plan.windows)],
         "coverage": layout.plan.coverage(),
@@ -146,6 +147,7 @@ def _summary(layout: Layout) -> list[str]:
         lines[0] += (f", padded to {layout.padded} by repeating the last frame (a multiple of "
                      f"{c.context_frames} context frames; the output keeps {layout.frames})")
     stride = c.context_frames - layout.overlap
+    lines.append(f"scheduler: {c.scheduler} ({scheduler_class_name(c.scheduler)}), {c.steps} steps")
     lines.append(f"windows: {len(plan.windows)} of {min(c.context_frames, layout.padded)} frames, overlap "
                  f"{layout.overlap} (a new window every {stride} frames), "
                  + ("wrap: the last window continues onto the first frames" if layout.wraps

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ..engine.pipeline import Animator, initial_noise
+from ..engine.pipeline import Animator, initial_noise, run_generator
 from ..engine.sampler import Conditioning, SamplerConfig
 from ..engine.windows import validate_context
 from .checkpoint import Checkpoint
@@ -37,12 +37,14 @@ def sample_long(animator: Animator, reference: np.ndarray, control: PaddedFrames
     height, width = reference.shape[:2]
     with torch.no_grad(), animator.precision():
         cond = Conditioning(animator.text_embedding(), animator.encode_reference(reference), control)
+        generator = run_generator(seed)
         if resume is None:
-            latents, start = initial_noise(seed, frames, height, width, config.context_frames, noise), 0
+            latents = initial_noise(seed, frames, height, width, config.context_frames, noise, generator)
+            start = 0
         else:
             latents, start = resume.latents, resume.next_step
         plan = config.window_plan(frames)
         run = None if group is None else split_windows(len(plan.windows), group.size)[group.rank]
         return animator.denoise(cond, latents.to(animator.device), plan, config, start_step=start, run=run,
                                 reduce=None if group is None else all_reduce_sum, callback=on_step,
-                                on_window=on_window)
+                                on_window=on_window, generator=generator)
