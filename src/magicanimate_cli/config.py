@@ -102,6 +102,13 @@ class AnimateSettings:
         if self.fps is not None and self.fps <= 0:
             raise SettingsError(f"--fps must be positive (got {self.fps})")
 
+    def sampler_config(self):
+        """What the denoising loop is asked to do (engine.sampler_config.SamplerConfig, importable without torch)."""
+        from .engine.sampler_config import SamplerConfig
+
+        return SamplerConfig(self.steps, self.guidance, self.context_frames, self.context_overlap, self.wrap,
+                             self.fusion, scheduler=self.scheduler)
+
     def record(self) -> dict:
         """JSON-ready form for sidecars."""
         data = asdict(self)

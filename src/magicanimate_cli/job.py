@@ -130,15 +130,13 @@ def run_job(animator, settings: AnimateSettings, reference_path: Path, motion_pa
             reporter: Reporter, load_seconds: float = 0.0, sidecar_extra: dict | None = None,
             transform=None) -> JobResult:
     """Animate one reference along one motion and write `output` (+ grid and sidecar); `transform` is --align's."""
-    from .engine.sampler import SamplerConfig
     from .engine.windows import padded_length
 
     t0 = time.perf_counter()
     settings = pick_seed(settings)
     check_output_writable(output)
     inputs = prepare_inputs(settings, reference_path, motion_path, reporter=reporter, transform=transform)
-    config = SamplerConfig(settings.steps, settings.guidance, settings.context_frames, settings.context_overlap,
-                           settings.wrap, settings.fusion, scheduler=settings.scheduler)
+    config = settings.sampler_config()
     plan = config.window_plan(padded_length(len(inputs.motion), settings.context_frames))
     compile_for_shape(animator, inputs.reference.shape, config, reporter)
     reporter.phase("denoise", settings.steps * len(plan.windows))

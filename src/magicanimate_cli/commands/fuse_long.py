@@ -195,10 +195,8 @@ def _probe_frames(settings: AnimateSettings, motion: Path) -> int:
 
 def _print_plan(settings: AnimateSettings, motion: Path, processes: int, as_json: bool) -> None:
     from ..long.layout import Layout, plan_record, render_plan
-    from ..engine.sampler_config import SamplerConfig
 
-    config = SamplerConfig(settings.steps, settings.guidance, settings.context_frames, settings.context_overlap,
-                           settings.wrap, settings.fusion, scheduler=settings.scheduler)
+    config = settings.sampler_config()
     layout = Layout(_probe_frames(settings, motion), config, processes)
     if as_json:
         print(json.dumps(plan_record(layout)))

@@ -14,7 +14,7 @@ import torch
 from .loader import Components, load_components
 from .models.reference_attention import ReferenceBank, attach_reader, attach_writer, reference_blocks
 from .placement import Placement
-from .schedulers import make_scheduler
+from .schedulers import scheduler_class_name
 from .sampler import (Conditioning, SamplerConfig, SamplerModels, StepStats, denoise, reference_features,
                       step_timesteps)
 from .windows import WindowPlan, padded_length, validate_context
@@ -209,7 +209,7 @@ class Animator:
         """`scheduler`: ddim (official) | dpm++2m | dpm++2m-karras | unipc | euler | euler-a."""
         config = SamplerConfig(steps=steps, guidance_scale=guidance_scale, context_frames=context_frames,
                                context_overlap=context_overlap, scheduler=scheduler)
-        make_scheduler(scheduler)  # an unknown name is a ValueError before any work
+        scheduler_class_name(scheduler)  # an unknown name is a ValueError before any work
         if steps < 1:
             raise ValueError(f"steps must be at least 1 (got {steps})")
         stats: list[StepStats] = []

@@ -8,8 +8,6 @@ Every scheduler is driven only through diffusers' own calls (`set_timesteps`, `i
 
 from __future__ import annotations
 
-import enum
-
 DEFAULT_SCHEDULER = "ddim"
 
 # The training schedule (linear betas 0.00085–0.012 over 1000 steps, epsilon prediction) with the official
@@ -37,8 +35,6 @@ _SCHEDULERS: dict[str, tuple[str, dict]] = {
 }
 
 SCHEDULER_NAMES: tuple[str, ...] = tuple(_SCHEDULERS)
-SchedulerName = enum.Enum("SchedulerName", {name: name for name in SCHEDULER_NAMES}, type=str)
-"""The names as a choice type: the CLI's --help lists them and an unknown one is a usage error."""
 ANCESTRAL = frozenset({"euler-a"})
 """Schedulers whose step draws fresh noise: it comes from the run's seeded generator."""
 RESUMABLE = frozenset({"ddim", "euler"})

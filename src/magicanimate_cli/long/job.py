@@ -41,8 +41,7 @@ class LongRequest:
 
     @property
     def config(self) -> SamplerConfig:
-        s = self.settings
-        return SamplerConfig(s.steps, s.guidance, s.context_frames, s.context_overlap, s.wrap, s.fusion, scheduler=s.scheduler)
+        return self.settings.sampler_config()
 
 
 def open_long_inputs(settings: AnimateSettings, reference_path: Path, motion_path: Path, folder: Path,
