@@ -35,13 +35,17 @@ def encode_video(
     container_format: str | None = None,
     container_options: dict[str, str] | None = None,
 ) -> Path:
-    """Encode frames with PyAV directly (independent of the writer under test)."""
+    """Encode frames with PyAV directly (independent of the writer under test).
+
+    One encoder thread: x264's output depends on its thread count, which follows the CPUs a test may use, and a
+    test's input must be the same file on every machine (2 cores in CI, 1 under `taskset -c 0`, 16 elsewhere)."""
     rate = Fraction(fps)
     height, width = frames[0].shape[:2] if frames else (24, 32)
     with av.open(str(path), "w", format=container_format, options=container_options or {}) as container:
         stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.time_base = 1 / rate
+        stream.codec_context.thread_count = 1
         if not frames:
             container.start_encoding()  # header and trailer only: a valid file with no frames
         for index, pixels in enumerate(frames):
