@@ -321,8 +321,9 @@ def finished_checkpoint(media, tmp_path_factory) -> Path:
     (f"motion{FRAMES}", ["--fusion", "pyramid"], "fusion mean (this run: pyramid)"),
     (f"motion{FRAMES}", ["--no-wrap"], "wrap wrap (this run: no-wrap)"),
     (f"motion{FRAMES}", ["--seed", "4"], "seed 3 (this run: 4)"),  # the last --seed given counts
+    (f"motion{FRAMES}", ["--scheduler", "dpm++2m"], "scheduler ddim (this run: dpm++2m)"),
     (f"motion{2 * K}", [], "motion {root}/motion14.mp4 ["),
-], ids=["overlap", "fusion", "wrap", "seed", "motion"])
+], ids=["overlap", "fusion", "wrap", "seed", "scheduler", "motion"])
 def test_resume_refuses_a_checkpoint_of_other_settings_or_motion_naming_what_differs(
         media, tmp_path, capsys, finished_checkpoint, motion, change, named):
     output = tmp_path / "second.mp4"
@@ -333,6 +334,16 @@ def test_resume_refuses_a_checkpoint_of_other_settings_or_motion_naming_what_dif
     assert len(lines) == 1 and lines[0].startswith(f"error: --resume {finished_checkpoint}: ")
     assert named.format(root=media["root"]) in lines[0]
     assert not output.exists()
+
+
+def test_resume_with_another_scheduler_is_refused_before_any_model_loads(media, tmp_path, capsys,
+                                                                        finished_checkpoint):
+    code, _, err = cli([*run_args(media, f"motion{FRAMES}", tmp_path / "out.mp4", "--steps", "1"), "--weights",
+                        tmp_path / "no-weights", "--scheduler", "euler-a", "--resume", finished_checkpoint], capsys)
+    assert code == 1
+    assert err.strip().splitlines() == [f"error: --resume {finished_checkpoint}: the checkpoint was made with other "
+                                        "settings or inputs: scheduler ddim (this run: euler-a)"]
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("checkpoint", ["finished", "missing"])

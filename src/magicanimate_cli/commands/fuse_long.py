@@ -226,11 +226,6 @@ def _prepare(settings: AnimateSettings, options: dict[str, Any], writes: bool, p
     fingerprint: dict[str, str] = {}
     labels: dict[str, str] = {}
     if checkpoint is not None or resume is not None:
-        from ..engine.schedulers import RESUMABLE
-
-        if settings.scheduler not in RESUMABLE:
-            raise SettingsError(f"--scheduler {settings.scheduler}: checkpoints do not carry its state yet; "
-                                f"--checkpoint and --resume work with {' and '.join(sorted(RESUMABLE))}")
         dtype = dtype_name(resolve_dtype(settings.dtype, resolve_device(settings.device)))
         fingerprint, labels = run_fingerprint(settings, dtype, frames, reference, motion)
         if pose is not None:  # the motion is the video's render: what makes the render is part of the run

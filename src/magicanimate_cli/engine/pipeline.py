@@ -185,7 +185,8 @@ class Animator:
         generator = run_generator(seed)
         latents = initial_noise(seed, frames, height, width, config.context_frames, noise, generator)
         latents = self.denoise(cond, latents.to(self.device), config.window_plan(frames), config,
-                               callback=callback, on_window=on_window, stats=stats, generator=generator)
+                               callback=callback, on_window=on_window, stats=stats, generator=generator,
+                               noise=noise)
         return latents[:, :, : len(motion)]
 
     @torch.no_grad()

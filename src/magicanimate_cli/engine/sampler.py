@@ -21,7 +21,7 @@ from torch import nn
 
 from .models.reference_attention import ReferenceBank
 from .sampler_config import SamplerConfig
-from .schedulers import ANCESTRAL, DEFAULT_SCHEDULER, make_scheduler
+from .schedulers import ANCESTRAL, DEFAULT_SCHEDULER, load_scheduler_state, make_scheduler
 from .windows import WindowPlan, window_weights
 
 def step_timesteps(steps: int, start_step: int = 0, scheduler: str = DEFAULT_SCHEDULER) -> torch.Tensor:
@@ -29,6 +29,15 @@ def step_timesteps(steps: int, start_step: int = 0, scheduler: str = DEFAULT_SCH
     sampler = make_scheduler(scheduler)
     sampler.set_timesteps(steps)
     return sampler.timesteps[start_step:]
+
+
+def start_scheduler(config: SamplerConfig, device: torch.device | str, state: dict | None = None):
+    """The run's scheduler with its timesteps set: fresh, or continued from a checkpoint's saved `state`."""
+    scheduler = make_scheduler(config.scheduler)
+    scheduler.set_timesteps(config.steps, device=device)
+    if state is not None:
+        load_scheduler_state(scheduler, state, device)
+    return scheduler
 
 
 @dataclass
@@ -213,30 +222,29 @@ def denoise(models: SamplerModels, cond: Conditioning, latents: torch.Tensor, pl
             config: SamplerConfig, *, start_step: int = 0, run: Sequence[int] | None = None,
             reduce: Reducer | None = None, callback: StepCallback | None = None,
             on_window: Callable[[], None] | None = None, stats: list[StepStats] | None = None,
-            banks: list[list[torch.Tensor]] | None = None, generator: torch.Generator | None = None
-            ) -> torch.Tensor:
+            banks: list[list[torch.Tensor]] | None = None, generator: torch.Generator | None = None,
+            noise: str = "shared", scheduler=None) -> torch.Tensor:
     """Run the configured scheduler from `start_step` to the end; latents are float32 (1, 4, F, h, w).
 
     At `start_step` 0 the latents are the unit-variance initial noise and are scaled by the scheduler's
     `init_noise_sigma` here (1 for DDIM); from a later step they are the saved latents as they were. Each
     step the windows see `scale_model_input` of the latents and the fused, guided prediction goes through one
     `scheduler.step` for the whole video. An ancestral scheduler's fresh noise comes from `generator` (the
-    run's seeded CPU generator, so every process of a --nproc run draws the same).
+    run's seeded CPU generator, so every process of a --nproc run draws the same), laid out as `noise` lays out
+    the initial noise (`take_step`).
 
-    `run` restricts this process to some windows and `reduce` sums the partial predictions across processes,
-    so several GPUs share a step and still take the same DDIM step. `banks` are the reference features of the
-    steps from `start_step` on (`reference_features`); without them they are computed here first. The list is
-    consumed: each step's bank is removed from it once used, so its memory goes with it.
+    `scheduler` is one continued from a checkpoint (`start_scheduler` with its saved state); without it a fresh
+    one is made. `run` restricts this process to some windows and `reduce` sums the partial predictions across
+    processes, so several GPUs share a step and still take the same scheduler step. `banks` are the reference
+    features of the steps from `start_step` on (`reference_features`); without them they are computed here first.
+    The list is consumed: each step's bank is removed from it once used, so its memory goes with it.
     """
-    scheduler = make_scheduler(config.scheduler)
-    scheduler.set_timesteps(config.steps, device=latents.device)
+    if scheduler is None:
+        scheduler = start_scheduler(config, latents.device)
     if start_step == 0:
         latents = latents * scheduler.init_noise_sigma
-    step_options = {"eta": 0.0} if config.scheduler == "ddim" else {}
-    if config.scheduler in ANCESTRAL:
-        if generator is None:
-            raise ValueError(f"the {config.scheduler} scheduler needs the run's generator for its noise")
-        step_options["generator"] = generator
+    if config.scheduler in ANCESTRAL and generator is None:
+        raise ValueError(f"the {config.scheduler} scheduler needs the run's generator for its noise")
     timesteps = scheduler.timesteps[start_step:]
     run = list(range(len(plan.windows))) if run is None else list(run)
     if banks is None:
@@ -253,10 +261,41 @@ def denoise(models: SamplerModels, cond: Conditioning, latents: torch.Tensor, pl
         del features
         if reduce is not None:
             noise_sum, weight_sum = reduce(noise_sum, weight_sum)
-        noise = guide(noise_sum, weight_sum, config.guidance_scale)
-        latents = scheduler.step(noise, t, latents, return_dict=False, **step_options)[0]
+        prediction = guide(noise_sum, weight_sum, config.guidance_scale)
+        latents = take_step(scheduler, config, prediction, t, latents, generator, noise)
         if stats is not None:
             stats.append(step_stats)
         if callback is not None:
             callback(step, latents)
     return latents
+
+
+def take_step(scheduler, config: SamplerConfig, prediction: torch.Tensor, t: torch.Tensor, latents: torch.Tensor,
+              generator: torch.Generator | None, noise: str = "shared") -> torch.Tensor:
+    """One `scheduler.step` for the whole video.
+
+    An ancestral scheduler adds a fresh draw the shape of what it is given. Under `independent` noise that is the
+    whole video, one draw per frame. Under `shared` noise the video (a whole number of K-frame blocks) is handed
+    over as a batch of blocks, each with its own copy of the run's generator: diffusers draws one block per
+    generator, so every block gets the same K-frame draw, tiled over the video as the initial noise is; the run's
+    generator then moves on by that one draw. The other schedulers' steps are element-wise and draw nothing.
+    """
+    if config.scheduler not in ANCESTRAL:
+        options = {"eta": 0.0} if config.scheduler == "ddim" else {}
+        return scheduler.step(prediction, t, latents, return_dict=False, **options)[0]
+    if noise == "independent":
+        return scheduler.step(prediction, t, latents, generator=generator, return_dict=False)[0]
+    if noise != "shared":
+        raise ValueError(f"unknown noise mode {noise!r} (shared or independent)")
+    _, channels, frames, h, w = latents.shape
+    k = config.context_frames
+    if frames % k:
+        raise ValueError(f"{frames} frames are not a whole number of {k}-frame blocks")
+
+    def blocks(x: torch.Tensor) -> torch.Tensor:  # (1, C, F, h, w) -> (F / K, C, K, h, w)
+        return x.reshape(channels, frames // k, k, h, w).transpose(0, 1)
+
+    copies = [torch.Generator(generator.device).set_state(generator.get_state()) for _ in range(frames // k)]
+    stepped = scheduler.step(blocks(prediction), t, blocks(latents), generator=copies, return_dict=False)[0]
+    generator.set_state(copies[0].get_state())
+    return stepped.transpose(0, 1).reshape(1, channels, frames, h, w)

@@ -37,9 +37,9 @@ _SCHEDULERS: dict[str, tuple[str, dict]] = {
 SCHEDULER_NAMES: tuple[str, ...] = tuple(_SCHEDULERS)
 ANCESTRAL = frozenset({"euler-a"})
 """Schedulers whose step draws fresh noise: it comes from the run's seeded generator."""
-RESUMABLE = frozenset({"ddim", "euler"})
-"""Schedulers whose whole state follows from the step to take, so a checkpoint of the latents resumes them
-exactly; the multistep solvers' history and the ancestral generator state are not saved in checkpoints yet."""
+STATELESS = frozenset({"ddim", "euler"})
+"""Schedulers whose whole state follows from the step to take: a checkpoint written before checkpoints carried the
+scheduler's state (format version 1, which only these could write) still resumes them exactly."""
 
 
 def scheduler_class_name(name: str) -> str:
@@ -66,3 +66,44 @@ def _known(name: str) -> str:
     if name not in _SCHEDULERS:
         raise ValueError(f"unknown scheduler {name!r} (one of {', '.join(SCHEDULER_NAMES)})")
     return name
+
+
+
+def scheduler_state(scheduler) -> dict:
+    """Everything a scheduler holds besides its config, copied to the CPU: its schedule, the multistep solvers'
+    stored model outputs and order counters, its step index.
+
+    Taken whole rather than picked per class, so that whatever a diffusers scheduler keeps between steps is kept;
+    the values are tensors, numbers, booleans, None and lists of those, which `torch.load(weights_only=True)`
+    reads back without running pickled code.
+    """
+    import torch
+
+    def detached(value):
+        if isinstance(value, list):
+            return [detached(v) for v in value]
+        if isinstance(value, torch.Tensor):
+            return value.detach().to("cpu", copy=True)
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        raise TypeError(f"cannot save a scheduler attribute of type {type(value).__name__}")
+
+    return {name: detached(value) for name, value in vars(scheduler).items() if name != "_internal_dict"}
+
+
+def load_scheduler_state(scheduler, state: dict, device) -> None:
+    """Put a saved `scheduler_state` back into a scheduler of the same name whose timesteps are set.
+
+    Tensors go back where the fresh scheduler keeps them (some keep their sigmas on the CPU on purpose); stored
+    model outputs and samples go to `device`, where the latents are.
+    """
+    import torch
+
+    def placed(value, where):
+        if isinstance(value, list):
+            return [placed(v, where) for v in value]
+        return value.to(where) if isinstance(value, torch.Tensor) else value
+
+    for name, value in state.items():
+        fresh = getattr(scheduler, name, None)
+        setattr(scheduler, name, placed(value, fresh.device if isinstance(fresh, torch.Tensor) else device))

@@ -1,9 +1,14 @@
 """Checkpoints of a denoising run: the latents after a step, so a crash costs one step and not the whole video.
 
-A checkpoint is a `torch.save`d dict of tensors, ints and strings only, so `torch.load(weights_only=True)` reads
+A checkpoint holds the latents, the scheduler's state (a multistep solver's stored model outputs and counters, its
+step index) and the state of the run's generator (where an ancestral scheduler's next draw comes from): with the
+settings and inputs that produced it, the run from step k onwards then repeats exactly what the uninterrupted run
+would have done, for every scheduler. Resuming with anything else is refused.
+
+It is a `torch.save`d dict of tensors, numbers, strings and lists only, so `torch.load(weights_only=True)` reads
 it without running pickled code. It is written through a temporary file and renamed, so a kill at any moment
-leaves either the previous checkpoint or the new one. Resuming is only allowed with the settings and inputs that
-produced the checkpoint: DDIM from step k onwards then repeats exactly what the uninterrupted run would have done.
+leaves either the previous checkpoint or the new one. Version 1 (latents only) came from DDIM and Euler runs,
+whose state follows from the step; it still resumes them.
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ from pathlib import Path
 
 import torch
 
+from ..engine.schedulers import STATELESS
 from ..errors import InputError, OutputError, SettingsError
 from ..testhooks import pause_point
 
 FORMAT = "magicanimate-cli/fuse-long-checkpoint"
-VERSION = 1
+VERSION = 2
+READABLE = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -29,11 +36,13 @@ class Checkpoint:
     seed: int
     fingerprint: dict[str, str]  # everything that changes the numbers; resuming requires equality
     labels: dict[str, str] = field(default_factory=dict)  # how to name fingerprint entries to the user
+    scheduler: dict | None = None  # engine.schedulers.scheduler_state after `next_step` steps (None: version 1)
+    generator: torch.Tensor | None = None  # the run's generator state after `next_step` steps (None: version 1)
 
     def payload(self) -> dict:
         return {"format": FORMAT, "version": VERSION, "latents": self.latents.detach().to("cpu", torch.float32),
                 "next_step": int(self.next_step), "seed": int(self.seed), "fingerprint": dict(self.fingerprint),
-                "labels": dict(self.labels)}
+                "labels": dict(self.labels), "scheduler": self.scheduler, "generator": self.generator}
 
 
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
@@ -68,14 +77,18 @@ def load_checkpoint(path: Path) -> Checkpoint:
         raise InputError(f"{path}: not a fuse-long checkpoint (torch cannot read it: {type(exc).__name__})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise InputError(f"{path}: not a fuse-long checkpoint")
-    if data.get("version") != VERSION:
-        raise InputError(f"{path}: checkpoint version {data.get('version')} is not supported (expected {VERSION})")
+    if data.get("version") not in READABLE:
+        raise InputError(f"{path}: checkpoint version {data.get('version')} is not supported (expected "
+                         f"{' or '.join(map(str, READABLE))})")
     latents = data.get("latents")
     if not isinstance(latents, torch.Tensor) or latents.ndim != 5:
         raise InputError(f"{path}: the checkpoint holds no latents")
+    scheduler, generator = data.get("scheduler"), data.get("generator")
+    if data["version"] >= 2 and not (isinstance(scheduler, dict) and isinstance(generator, torch.Tensor)):
+        raise InputError(f"{path}: the checkpoint holds no scheduler state")
     return Checkpoint(latents.float(), int(data["next_step"]), int(data["seed"]),
                       {str(k): str(v) for k, v in data["fingerprint"].items()},
-                      {str(k): str(v) for k, v in data.get("labels", {}).items()})
+                      {str(k): str(v) for k, v in data.get("labels", {}).items()}, scheduler, generator)
 
 
 def differences(saved: Checkpoint, fingerprint: dict[str, str], labels: dict[str, str]) -> list[str]:
@@ -106,6 +119,10 @@ def check_resumable(path: Path, saved: Checkpoint, fingerprint: dict[str, str], 
     if found:
         raise SettingsError(f"--resume {path}: the checkpoint was made with other settings or inputs: "
                             + "; ".join(found))
+    scheduler = fingerprint.get("scheduler", "ddim")
+    if saved.scheduler is None and saved.next_step > 0 and scheduler not in STATELESS:
+        raise SettingsError(f"--resume {path}: a version 1 checkpoint holds no {scheduler} state "
+                            f"(it resumes {' and '.join(sorted(STATELESS))} only)")
     if latent_shape is not None and tuple(saved.latents.shape) != tuple(latent_shape):
         raise SettingsError(f"--resume {path}: the checkpoint's latents are {tuple(saved.latents.shape)}, "
                             f"this run needs {tuple(latent_shape)}")
@@ -113,13 +130,14 @@ def check_resumable(path: Path, saved: Checkpoint, fingerprint: dict[str, str], 
 
 @dataclass(frozen=True)
 class CheckpointWriter:
-    """A denoising callback that saves the latents after every step (on the one process that writes)."""
+    """A step callback that saves the run after every step (on the one process that writes)."""
 
     path: Path
     seed: int
     fingerprint: dict[str, str]
     labels: dict[str, str]
 
-    def __call__(self, step: int, latents: torch.Tensor) -> None:
-        save_checkpoint(self.path, Checkpoint(latents, step + 1, self.seed, self.fingerprint, self.labels))
+    def __call__(self, step: int, latents: torch.Tensor, scheduler: dict, generator: torch.Tensor) -> None:
+        save_checkpoint(self.path, Checkpoint(latents, step + 1, self.seed, self.fingerprint, self.labels,
+                                              scheduler, generator))
         pause_point(f"checkpoint:{step + 1}")  # tests kill the run here to resume it

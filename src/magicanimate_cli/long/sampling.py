@@ -13,22 +13,26 @@ import numpy as np
 import torch
 
 from ..engine.pipeline import Animator, initial_noise, run_generator
-from ..engine.sampler import Conditioning, SamplerConfig
+from ..engine.sampler import Conditioning, SamplerConfig, start_scheduler
+from ..engine.schedulers import scheduler_state
 from ..engine.windows import validate_context
 from .checkpoint import Checkpoint
 from .distributed import RankGroup, all_reduce_sum
 from .frames import PaddedFrames
 from .layout import split_windows
 
+StepSaver = Callable[[int, torch.Tensor, dict, torch.Tensor], None]
+
 
 def sample_long(animator: Animator, reference: np.ndarray, control: PaddedFrames, config: SamplerConfig,
                 seed: int, noise: str = "shared", *, group: RankGroup | None = None,
-                resume: Checkpoint | None = None, on_step: Callable[[int, torch.Tensor], None] | None = None,
+                resume: Checkpoint | None = None, on_step: StepSaver | None = None,
                 on_window: Callable[[], None] | None = None) -> torch.Tensor:
     """Final latents over the padded video, (1, 4, len(control), h, w) float32 on the animator's device.
 
-    `control` must already be padded to a multiple of the context length. `on_step(step, latents)` runs after
-    each step on every process (save checkpoints from one of them).
+    `control` must already be padded to a multiple of the context length. `on_step(step, latents, scheduler
+    state, generator state)` runs after each step on every process it is given to (save checkpoints from one);
+    `resume` continues a checkpoint's latents, scheduler and generator.
     """
     validate_context(config.context_frames, config.context_overlap, animator.max_context_frames)
     frames = len(control)
@@ -40,11 +44,18 @@ def sample_long(animator: Animator, reference: np.ndarray, control: PaddedFrames
         generator = run_generator(seed)
         if resume is None:
             latents = initial_noise(seed, frames, height, width, config.context_frames, noise, generator)
-            start = 0
+            start, scheduler = 0, start_scheduler(config, animator.device)
         else:
             latents, start = resume.latents, resume.next_step
+            scheduler = start_scheduler(config, animator.device, resume.scheduler)
+            if resume.generator is not None:
+                generator.set_state(resume.generator)
+        callback = None
+        if on_step is not None:
+            def callback(step: int, latents: torch.Tensor) -> None:
+                on_step(step, latents, scheduler_state(scheduler), generator.get_state())
         plan = config.window_plan(frames)
         run = None if group is None else split_windows(len(plan.windows), group.size)[group.rank]
         return animator.denoise(cond, latents.to(animator.device), plan, config, start_step=start, run=run,
-                                reduce=None if group is None else all_reduce_sum, callback=on_step,
-                                on_window=on_window, generator=generator)
+                                reduce=None if group is None else all_reduce_sum, callback=callback,
+                                on_window=on_window, generator=generator, noise=noise, scheduler=scheduler)
