@@ -59,7 +59,7 @@ def build_page(settings: ServeSettings, handlers: Handlers, examples: tuple[Path
                     animate_button = gr.Button("Animate", variant="primary", elem_id="animate-button")
                     cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel-button")
                 status = gr.Markdown(elem_id="status")
-                preview = gr.Image(label="Preview", type="filepath", interactive=False)
+                preview = gr.Image(label="Preview", type="filepath", interactive=False, elem_id="preview")
                 video = gr.Video(label="Result", interactive=False, elem_id="result")
                 downloads = gr.File(label="Downloads: the video, its DensePose render, the sidecar JSON",
                                     file_count="multiple", interactive=False, elem_id="downloads")
