@@ -78,22 +78,30 @@ class JobOutcome:
     fps: str
 
 
+@dataclass(frozen=True)
+class Slot:
+    """One entry of --devices: where a job runs, with models of its own (a device named twice gets two)."""
+
+    index: int
+    device: str
+
+
 class DevicePool:
     """The devices jobs run on, each lent to one job at a time."""
 
     def __init__(self, devices: tuple[str, ...]) -> None:
         self.devices = devices
-        self._free: queue.Queue[str] = queue.Queue()
-        for device in devices:
-            self._free.put(device)
+        self._free: queue.Queue[Slot] = queue.Queue()
+        for index, device in enumerate(devices):
+            self._free.put(Slot(index, device))
 
     @contextmanager
-    def take(self) -> Iterator[str]:
-        device = self._free.get()
+    def take(self) -> Iterator[Slot]:
+        slot = self._free.get()
         try:
-            yield device
+            yield slot
         finally:
-            self._free.put(device)
+            self._free.put(slot)
 
 
 class CancelBoard:
@@ -128,38 +136,42 @@ class CancelBoard:
 
 
 class ModelCache:
-    """The animation models (and the DensePose model) of each device, loaded on first use and kept."""
+    """The animation models (and the DensePose model) of each user, loaded on first use and kept.
+
+    A user is a device slot, or "preview" (the previews' own DensePose model, so that a preview never shares
+    a model with a running job).
+    """
 
     def __init__(self, weights: Path, dtype: str) -> None:
         self.weights, self.dtype = weights, dtype
-        self._animators: dict[str, object] = {}
-        self._pose_models: dict[str, object] = {}
-        self._locks: dict[str, threading.Lock] = {}
+        self._models: dict[tuple[str, object], object] = {}
+        self._locks: dict[tuple[str, object], threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def _device_lock(self, device: str) -> threading.Lock:
+    def _loaded(self, key: tuple[str, object], load: Callable[[], object]):
         with self._lock:
-            return self._locks.setdefault(device, threading.Lock())
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._models:
+                self._models[key] = load()
+            return self._models[key]
 
-    def animator(self, device: str):
+    def animator(self, slot: Slot):
+        return self._loaded(("animator", slot), lambda: self._load_animator(slot.device))
+
+    def _load_animator(self, device: str):
         from ..devices import resolve_device, resolve_dtype
         from ..engine.pipeline import Animator
 
-        with self._device_lock(device):
-            if device not in self._animators:
-                torch_device = resolve_device(device)
-                log.info("loading weights from %s on %s", self.weights, torch_device)
-                self._animators[device] = Animator.from_pretrained(
-                    self.weights, device=torch_device, dtype=resolve_dtype(self.dtype, torch_device))
-            return self._animators[device]
+        torch_device = resolve_device(device)
+        log.info("loading weights from %s on %s", self.weights, torch_device)
+        return Animator.from_pretrained(self.weights, device=torch_device,
+                                        dtype=resolve_dtype(self.dtype, torch_device))
 
-    def pose_model(self, settings):
+    def pose_model(self, user: Slot | str, settings):
         from ..pose.loading import load_pose_model
 
-        with self._device_lock(settings.device):
-            if settings.device not in self._pose_models:
-                self._pose_models[settings.device] = load_pose_model(settings, Reporter())[0]
-            return self._pose_models[settings.device]
+        return self._loaded(("pose", user), lambda: load_pose_model(settings, Reporter())[0])
 
 
 class PageReporter(Reporter):
@@ -244,9 +256,8 @@ class Runner:
 
         with self._job() as (folder, uploads):
             ref, mot, settings = self._prepare(folder, uploads, reference, motion, spec)
-            device = self.pool.devices[0]
-            pose = self.pose_settings(device, spec.smooth) if spec.needs_pose_model else None
-            model = self.models.pose_model(pose) if pose is not None else None
+            pose = self.pose_settings(self.pool.devices[0], spec.smooth) if spec.needs_pose_model else None
+            model = self.models.pose_model("preview", pose) if pose is not None else None
             request = PoseRequest(pose) if spec.render_first else None
             picture = folder / "preview.png"
             with animation_motion(model, request, settings, mot.path, picture, Reporter()) as (frames, run, _):
@@ -258,27 +269,27 @@ class Runner:
         """One animation: staged inputs, a device, the command line's job; Cancel stops it at the next window."""
         with self.cancels.running(session) as cancel, self._job() as (folder, uploads):
             ref, mot, settings = self._prepare(folder, uploads, reference, motion, spec)
-            with self.pool.take() as device:
+            with self.pool.take() as slot:
                 self.hooks.reached("job:start")
                 reporter = PageReporter(progress, cancel, self.hooks)
-                outcome = self._run(folder, ref, mot, replace(settings, device=device), spec, reporter)
+                outcome = self._run(folder, ref, mot, slot, replace(settings, device=slot.device), spec, reporter)
         return outcome
 
-    def _run(self, folder: Path, ref: Upload, mot: Upload, settings: AnimateSettings, spec: JobSpec,
+    def _run(self, folder: Path, ref: Upload, mot: Upload, slot: Slot, settings: AnimateSettings, spec: JobSpec,
              reporter: PageReporter) -> JobOutcome:
         from ..job import run_job
         from ..pose.motion import PoseRequest, animation_motion
         from ..preflight import MotionCheck, check_motion
 
         pose = self.pose_settings(settings.device, spec.smooth) if spec.needs_pose_model else None
-        model = self.models.pose_model(pose) if pose is not None else None
+        model = self.models.pose_model(slot, pose) if pose is not None else None
         output = folder / "animation.mp4"
         render = folder / "densepose.mp4" if spec.render_first else mot.path
         request = PoseRequest(pose, render) if spec.render_first else None
         with animation_motion(model, request, settings, mot.path, output, reporter) as (frames, run, extra):
             check = MotionCheck(align=True, pose=pose) if spec.align else None
             checked = check_motion(check, run, ref.path, frames, None, model, reporter, mot.path)
-            animator = self.models.animator(settings.device)
+            animator = self.models.animator(slot)
             names = {"inputs": {"reference": ref.name, "motion": mot.name}}
             result = run_job(animator, run, ref.path, frames, output, reporter, 0.0,
                              checked.sidecar_extra({**(extra or {}), **names}), checked.transform)
