@@ -13,6 +13,7 @@ from pathlib import Path
 
 import av
 import pytest
+from PIL import Image
 
 pytest.importorskip("gradio", reason="serve needs the [serve] extra (Gradio)")
 
@@ -126,11 +127,37 @@ def test_a_video_that_cannot_be_decoded_is_named_as_the_user_named_it(server, in
     assert str(server.workspace.root) not in message and "Traceback" not in message
 
 
+def test_render_first_says_how_to_get_the_densepose_model_and_previews_the_render_once_it_is_there(
+        server, inputs, tmp_path, pose_standin):
+    from magicanimate_cli.pose.model import MODEL_FILES, MODEL_FOLDER
+    from media_helpers import encode_video
+    from pose_standin import moving_blobs
+
+    video = encode_video(tmp_path / "my dance.mp4", moving_blobs(4))
+    session = client(server, tmp_path)
+    values = [True, *SETTINGS[1:]]  # render DensePose first
+    place = Path(MODEL_FOLDER) / MODEL_FILES["r50"]
+    with pytest.raises(AppError) as failure:
+        session.predict(handle_file(str(inputs[0])), handle_file(str(video)), *values, api_name="/preview")
+    assert str(failure.value) == (f"weights/{place}: DensePose model not found; run `magicanimate download-weights "
+                                  "--pose` to fetch it (or pass --pose-model FILE)")  # the server's own command
+    installed = server.settings.weights / place
+    installed.parent.mkdir(exist_ok=True)
+    installed.write_bytes(pose_standin["model"].read_bytes())
+    try:
+        picture = session.predict(handle_file(str(inputs[0])), handle_file(str(video)), *values,
+                                  api_name="/preview")
+    finally:
+        installed.unlink()
+    with Image.open(picture) as shown:
+        assert shown.width > shown.height > 0  # one column per shown frame, rows of silhouettes and render
+
+
 def test_more_frames_than_max_frames_are_refused_before_any_work(server, inputs, tmp_path):
     with pytest.raises(AppError) as failure:
         animate(client(server, tmp_path), *inputs, frames=MAX_FRAMES + 1).result(timeout=WAIT)
     assert str(failure.value) == (f"frames {MAX_FRAMES + 1}: this server animates at most {MAX_FRAMES} frames per "
-                                  "job (--max-frames); choose fewer")
+                                  "job; choose fewer")
     assert job_folders(server) == []
 
 
@@ -163,9 +190,9 @@ def test_a_running_job_is_never_swept_and_cancel_stops_it_at_the_next_window_lea
 
 def test_a_second_submission_waits_in_the_queue_and_both_finish(server, gate, inputs, tmp_path):
     gate.hold("job:start")
-    first = animate(client(server, tmp_path / "a"), *inputs)
+    first = animate(client(server, tmp_path / "a"), *inputs, steps=1)
     gate.wait_for_arrivals("job:start")
-    second = animate(client(server, tmp_path / "b"), *inputs, seed=8)
+    second = animate(client(server, tmp_path / "b"), *inputs, steps=1, seed=8)
     queued = _wait_for(second, lambda s: s.code == Status.IN_QUEUE)  # reported while the first is held
     assert queued.rank == 0 and queued.queue_size >= 1
     assert gate.arrived["job:start"] == 1  # the second has not started

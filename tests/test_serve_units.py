@@ -92,6 +92,13 @@ def test_messages_name_files_as_the_user_named_them_and_hide_server_folders(tmp_
     assert other == "weights/DensePose/x.pt: file not found"
 
 
+def test_messages_call_the_command_lines_options_by_the_pages_labels(tmp_path):
+    message = user_message(SettingsError("--steps must be at least 1 (got 0)"), [], tmp_path)
+    assert message == "'Steps' must be at least 1 (got 0)"
+    warning = "clip.mp4: does not look like a DensePose render; for an ordinary video use --motion-from-video"
+    assert user_message(warning, [], tmp_path).endswith("use 'Render DensePose first'")
+
+
 def test_frames_default_to_the_limit_and_may_not_exceed_it():
     assert check_frames(None, 300) == 300
     assert check_frames(12, 300) == 12

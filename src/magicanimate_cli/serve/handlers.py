@@ -62,6 +62,7 @@ class Handlers:
         except Exception as exc:
             raise _unexpected(exc) from None
         status = f"Done: {outcome.frames} frames at {outcome.fps} fps, seed {outcome.seed}."
+        status += "".join(f"\n\nWarning: {html.escape(w, quote=False)}" for w in outcome.warnings)
         return str(outcome.video), [str(outcome.video), str(outcome.render), str(outcome.sidecar)], status
 
     def cancel(self, request: gr.Request) -> str:

@@ -8,6 +8,7 @@ names the user knows.
 
 from __future__ import annotations
 
+import re
 import shutil
 import unicodedata
 from dataclasses import dataclass
@@ -17,6 +18,11 @@ from ..config import IMAGE_SUFFIXES, MOTION_SUFFIXES
 from ..errors import InputError, SettingsError
 
 NAME_LIMIT = 80
+
+PAGE_NAMES = {"--motion-from-video": "Render DensePose first", "--max-frames": "Frames", "--steps": "Steps",
+              "--size": "Size", "--guidance": "Guidance", "--scheduler": "Scheduler", "--align": "Align",
+              "--smooth": "Smooth the render", "--fit": "Fit", "--seed": "Seed"}
+"""The command line's option names as the page labels them, for messages the CLI's checks write."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +71,7 @@ def check_frames(frames: int | None, limit: int) -> int:
     if frames < 1:
         raise SettingsError(f"frames must be at least 1 (got {frames})")
     if frames > limit:
-        raise SettingsError(f"frames {frames}: this server animates at most {limit} frames per job "
-                            "(--max-frames); choose fewer")
+        raise SettingsError(f"frames {frames}: this server animates at most {limit} frames per job; choose fewer")
     return frames
 
 
@@ -79,9 +84,12 @@ def check_motion_upload(upload: Upload, frames: int) -> int:
     return len(open_motion(upload.path, max_frames=frames))
 
 
-def user_message(exc: BaseException, uploads: list[Upload], root: Path) -> str:
-    """The error as one line, naming files as the user named them, showing none of the server's folders."""
+def user_message(exc: BaseException | str, uploads: list[Upload], root: Path) -> str:
+    """An error (or warning) as one line, naming files as the user named them, showing none of the server's
+    folders."""
     text = " ".join(str(exc).split())
     for upload in uploads:
         text = text.replace(str(upload.path), upload.name)
+    text = re.sub(r"--[a-z][a-z-]*", lambda m: f"'{PAGE_NAMES[m.group()]}'" if m.group() in PAGE_NAMES
+                  else m.group(), text)
     return text.replace(f"{root}/", "").replace(str(root), "server")

@@ -26,6 +26,9 @@ from .workspace import Workspace
 
 log = logging.getLogger("magicanimate_cli.serve")
 
+POSE_MODEL, MIN_SCORE = "r50", 0.8
+"""`pose`'s defaults (--pose-model, --min-score): the model download-weights --pose fetches."""
+
 ProgressFn = Callable[[int, int, str], None]
 """progress(done, total, phase): what the page's progress bar is told."""
 
@@ -76,6 +79,7 @@ class JobOutcome:
     frames: int
     seed: int
     fps: str
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -213,14 +217,15 @@ class Runner:
         self.cancels = CancelBoard()
 
     def pose_settings(self, device: str, smooth: bool):
+        """The DensePose settings of `pose`'s defaults (the page offers only smoothing)."""
         from ..pose.loading import pose_settings
         from ..pose.track import SmoothSettings
 
-        return pose_settings("r50", self.settings.weights, device, 0.8, "all", 18,
+        return pose_settings(POSE_MODEL, self.settings.weights, device, MIN_SCORE, "all", 18,
                              SmoothSettings() if smooth else None)
 
     @contextmanager
-    def _job(self, keep: bool = True) -> Iterator[tuple[Path, list[Upload]]]:
+    def _job(self) -> Iterator[tuple[Path, list[Upload]]]:
         """A job folder, removed if the job fails or is cancelled; its errors in the user's terms."""
         folder, uploads = self.workspace.new_job(), []
         try:
@@ -231,7 +236,7 @@ class Runner:
         except BaseException:
             self.workspace.finish(folder, keep=False)
             raise
-        self.workspace.finish(folder, keep=keep)
+        self.workspace.finish(folder, keep=True)
 
     def _prepare(self, folder: Path, uploads: list[Upload], reference, motion,
                  spec: JobSpec) -> tuple[Upload, Upload, AnimateSettings]:
@@ -293,4 +298,6 @@ class Runner:
             names = {"inputs": {"reference": ref.name, "motion": mot.name}}
             result = run_job(animator, run, ref.path, frames, output, reporter, 0.0,
                              checked.sidecar_extra({**(extra or {}), **names}), checked.transform)
-        return JobOutcome(result.output, render, result.sidecar, result.frames, result.seed, str(result.fps))
+        warnings = tuple(user_message(w, [ref, mot], self.workspace.root) for w in reporter.warnings)
+        return JobOutcome(result.output, render, result.sidecar, result.frames, result.seed, str(result.fps),
+                          warnings)
