@@ -58,6 +58,16 @@ def test_the_command_line_refuses_missing_weights_in_one_line_and_leaves_no_work
     assert list(tmp_path.iterdir()) == []
 
 
+def test_without_gradio_the_command_says_which_extra_to_install(capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else real(name, *a))
+    code, _, err = run_cli(["serve", "--demo"], capsys)
+    assert (code, err.strip()) == (1, "error: serve needs Gradio, the [serve] extra: pip install "
+                                      "'magicanimate-cli[serve]'")
+
+
 def test_an_upload_is_copied_under_a_name_the_server_chooses(tmp_path):
     upload = tmp_path / "gradio" / "..;rm -rf $(x) .PNG"
     upload.parent.mkdir()

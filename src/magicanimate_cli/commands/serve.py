@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import signal
 from pathlib import Path
 from typing import Optional
@@ -32,13 +33,12 @@ def serve(
     max_frames: int = typer.Option(300, "--max-frames", help="Most motion frames one job animates."),
 ) -> None:
     """Serve the web page until Ctrl-C; everything it wrote is removed at exit."""
-    try:
-        from ..serve.server import serving
-    except ImportError as exc:
-        raise SettingsError(f"serve needs Gradio ({exc.name} is missing): "
-                            "pip install 'magicanimate-cli[serve]'") from None
     from ..config import default_weights_dir
     from ..serve.settings import ServeSettings, parse_devices, parse_duration
+
+    if importlib.util.find_spec("gradio") is None:
+        raise SettingsError("serve needs Gradio, the [serve] extra: pip install 'magicanimate-cli[serve]'")
+    from ..serve.server import serving
 
     settings = ServeSettings(weights=weights.expanduser() if weights else default_weights_dir(), host=host,
                              port=port, demo=demo, devices=parse_devices(devices), dtype=dtype,
