@@ -29,7 +29,7 @@ def serve(
     dtype: Dtype = typer.Option("auto", help="Model precision (auto: fp16 on CUDA, fp32 elsewhere)."),
     keep_results: str = typer.Option("1h", "--keep-results", help="How long a finished job's files stay "
                                                                   "downloadable (90s, 30m, 1h, 2d)."),
-    max_upload_mb: int = typer.Option(200, "--max-upload-mb", help="Largest upload accepted, in MB."),
+    max_upload_mb: int = typer.Option(200, "--max-upload-mb", help="Largest upload accepted, in MB (of 1024² bytes)."),
     max_frames: int = typer.Option(300, "--max-frames", help="Most motion frames one job animates."),
 ) -> None:
     """Serve the web page until Ctrl-C; everything it wrote is removed at exit."""
