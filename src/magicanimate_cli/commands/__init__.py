@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import animate, download, evaluate, fuse_long, pose
+from . import animate, download, evaluate, fuse_long, pose, serve
 
-COMMAND_MODULES: list = [download, pose, animate, evaluate, fuse_long]
+COMMAND_MODULES: list = [download, pose, animate, evaluate, fuse_long, serve]
