@@ -20,6 +20,7 @@ from typing import Protocol
 from ..config import AnimateSettings, FrameSelection
 from ..errors import MagicAnimateError
 from ..progress import Reporter
+from .heap import release_freed_memory
 from .limits import Upload, check_frames, check_motion_upload, check_reference, stage_upload, user_message
 from .settings import ServeSettings
 from .workspace import Workspace
@@ -236,6 +237,8 @@ class Runner:
         except BaseException:
             self.workspace.finish(folder, keep=False)
             raise
+        finally:
+            release_freed_memory()  # what the job freed goes back to the system, whichever thread ran it
         self.workspace.finish(folder, keep=True)
 
     def _prepare(self, folder: Path, uploads: list[Upload], reference, motion,
