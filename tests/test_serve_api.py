@@ -139,8 +139,9 @@ def test_render_first_says_how_to_get_the_densepose_model_and_previews_the_rende
     place = Path(MODEL_FOLDER) / MODEL_FILES["r50"]
     with pytest.raises(AppError) as failure:
         session.predict(handle_file(str(inputs[0])), handle_file(str(video)), *values, api_name="/preview")
-    assert str(failure.value) == (f"weights/{place}: DensePose model not found; run `magicanimate download-weights "
-                                  "--pose` to fetch it (or pass --pose-model FILE)")  # the server's own command
+    assert str(failure.value) == (f"weights/{place}: this server has no DensePose model, which 'Render DensePose "
+                                  "first' and 'Align' need; whoever runs it can fetch it with `magicanimate "
+                                  "download-weights --pose`")  # no --pose-model: the page has no such option
     installed = server.settings.weights / place
     installed.parent.mkdir(exist_ok=True)
     installed.write_bytes(pose_standin["model"].read_bytes())

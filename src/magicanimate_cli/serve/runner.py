@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..config import AnimateSettings, FrameSelection
-from ..errors import MagicAnimateError
+from ..errors import MagicAnimateError, WeightsError
 from ..progress import Reporter
 from .heap import release_freed_memory
 from .limits import Upload, check_frames, check_motion_upload, check_reference, stage_upload, user_message
@@ -176,7 +176,20 @@ class ModelCache:
     def pose_model(self, user: Slot | str, settings):
         from ..pose.loading import load_pose_model
 
+        _require_pose_model(settings)
         return self._loaded(("pose", user), lambda: load_pose_model(settings, Reporter())[0])
+
+
+def _require_pose_model(settings) -> None:
+    """A missing DensePose model, said to the page's user: the command line's message offers --pose-model, which
+    the page does not have; only whoever runs the server can fetch the model."""
+    from ..pose.model import MODEL_FILES, MODEL_FOLDER
+
+    name = MODEL_FILES.get(settings.model)  # the page always asks for the weights folder's model (POSE_MODEL)
+    path = settings.weights / MODEL_FOLDER / name if name is not None else Path(settings.model)
+    if not path.is_file():
+        raise WeightsError(f"{path}: this server has no DensePose model, which 'Render DensePose first' and "
+                           "'Align' need; whoever runs it can fetch it with `magicanimate download-weights --pose`")
 
 
 class PageReporter(Reporter):
