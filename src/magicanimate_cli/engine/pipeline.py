@@ -16,7 +16,7 @@ from .models.reference_attention import ReferenceBank, attach_reader, attach_wri
 from .placement import Placement
 from .schedulers import scheduler_class_name
 from .sampler import (Conditioning, SamplerConfig, SamplerModels, StepStats, denoise, reference_features,
-                      step_timesteps)
+                      start_scheduler)
 from .windows import WindowPlan, padded_length, validate_context
 
 VAE_SCALE = 0.18215
@@ -149,17 +149,20 @@ class Animator:
 
     @torch.no_grad()
     def denoise(self, cond: Conditioning, latents: torch.Tensor, plan: WindowPlan, config: SamplerConfig,
-                start_step: int = 0, **loop) -> torch.Tensor:
+                start_step: int = 0, scheduler=None, **loop) -> torch.Tensor:
         """The sampler's loop (`sampler.denoise`, `loop` its keyword options) with the networks placed for it.
 
         Every step's reference features are computed first, then the appearance encoder leaves the device (its
         1.7 GB in fp16 outweigh 25 steps of features, ≈0.35 GB at 512²); the loop holds the UNet, the ControlNet
-        and, unless low_vram, the VAE.
+        and, unless low_vram, the VAE. `scheduler`: one continued from a checkpoint; otherwise a fresh one.
         """
+        if scheduler is None:
+            scheduler = start_scheduler(config, self.device)
         with self.placement.using("appearance_encoder", keep=False):
-            banks = reference_features(self.models, cond, step_timesteps(config.steps, start_step, config.scheduler))
+            banks = reference_features(self.models, cond, scheduler.timesteps[start_step:])
         self.placement.hold("unet", "controlnet", *(() if self.low_vram else ("vae",)))
-        return denoise(self.models, cond, latents, plan, config, start_step=start_step, banks=banks, **loop)
+        return denoise(self.models, cond, latents, plan, config, start_step=start_step, banks=banks,
+                       scheduler=scheduler, **loop)
 
     # -- sampling -----------------------------------------------------------------------------------
 

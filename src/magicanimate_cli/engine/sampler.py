@@ -21,14 +21,8 @@ from torch import nn
 
 from .models.reference_attention import ReferenceBank
 from .sampler_config import SamplerConfig
-from .schedulers import ANCESTRAL, DEFAULT_SCHEDULER, load_scheduler_state, make_scheduler
+from .schedulers import ANCESTRAL, load_scheduler_state, make_scheduler
 from .windows import WindowPlan, window_weights
-
-def step_timesteps(steps: int, start_step: int = 0, scheduler: str = DEFAULT_SCHEDULER) -> torch.Tensor:
-    """The timesteps of the steps from `start_step` on, as `denoise` will take them."""
-    sampler = make_scheduler(scheduler)
-    sampler.set_timesteps(steps)
-    return sampler.timesteps[start_step:]
 
 
 def start_scheduler(config: SamplerConfig, device: torch.device | str, state: dict | None = None):

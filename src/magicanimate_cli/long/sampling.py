@@ -42,12 +42,12 @@ def sample_long(animator: Animator, reference: np.ndarray, control: PaddedFrames
     with torch.no_grad(), animator.precision():
         cond = Conditioning(animator.text_embedding(), animator.encode_reference(reference), control)
         generator = run_generator(seed)
+        scheduler = start_scheduler(config, animator.device, None if resume is None else resume.scheduler)
         if resume is None:
             latents = initial_noise(seed, frames, height, width, config.context_frames, noise, generator)
-            start, scheduler = 0, start_scheduler(config, animator.device)
+            start = 0
         else:
             latents, start = resume.latents, resume.next_step
-            scheduler = start_scheduler(config, animator.device, resume.scheduler)
             if resume.generator is not None:
                 generator.set_state(resume.generator)
         callback = None

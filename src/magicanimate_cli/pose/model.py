@@ -41,10 +41,17 @@ COARSE_CHANNELS = 2  # background / person
 _SEGM_KEYS = ("pred_densepose_coarse_segm", "pred_densepose_fine_segm")
 
 
-def model_path(choice: str, weights: Path) -> Path:
-    """`r50`/`r101` name the files in `<weights>/DensePose/`; anything else is a path to a TorchScript file."""
+def model_file(choice: str, weights: Path) -> Path:
+    """Where `choice` points: `r50`/`r101` name the files in `<weights>/DensePose/`; anything else is a path to a
+    TorchScript file. Whether it exists is `model_path`'s question."""
     name = MODEL_FILES.get(choice)
-    path = weights / MODEL_FOLDER / name if name is not None else Path(choice).expanduser()
+    return weights / MODEL_FOLDER / name if name is not None else Path(choice).expanduser()
+
+
+def model_path(choice: str, weights: Path) -> Path:
+    """The DensePose model file `choice` names, which must exist."""
+    name = MODEL_FILES.get(choice)
+    path = model_file(choice, weights)
     if not path.is_file():
         if name is not None:
             backbone = "" if choice == "r50" else f" --pose-backbone {choice}"

@@ -183,10 +183,9 @@ class ModelCache:
 def _require_pose_model(settings) -> None:
     """A missing DensePose model, said to the page's user: the command line's message offers --pose-model, which
     the page does not have; only whoever runs the server can fetch the model."""
-    from ..pose.model import MODEL_FILES, MODEL_FOLDER
+    from ..pose.model import model_file
 
-    name = MODEL_FILES.get(settings.model)  # the page always asks for the weights folder's model (POSE_MODEL)
-    path = settings.weights / MODEL_FOLDER / name if name is not None else Path(settings.model)
+    path = model_file(settings.model, settings.weights)
     if not path.is_file():
         raise WeightsError(f"{path}: this server has no DensePose model, which 'Render DensePose first' and "
                            "'Align' need; whoever runs it can fetch it with `magicanimate download-weights --pose`")
