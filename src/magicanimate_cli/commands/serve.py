@@ -31,6 +31,9 @@ def serve(
                                                                   "downloadable (90s, 30m, 1h, 2d)."),
     max_upload_mb: int = typer.Option(200, "--max-upload-mb", help="Largest upload accepted, in MB (of 1024² bytes)."),
     max_frames: int = typer.Option(300, "--max-frames", help="Most motion frames one job animates."),
+    max_job_seconds: Optional[float] = typer.Option(None, "--max-job-seconds",
+                                                    help="Refuse jobs estimated to take longer on this server "
+                                                         "(estimates start after the first job)."),
 ) -> None:
     """Serve the web page until Ctrl-C; everything it wrote is removed at exit."""
     from ..config import default_weights_dir
@@ -43,7 +46,7 @@ def serve(
     settings = ServeSettings(weights=weights.expanduser() if weights else default_weights_dir(), host=host,
                              port=port, demo=demo, devices=parse_devices(devices), dtype=dtype,
                              keep_results=parse_duration(keep_results), max_upload_mb=max_upload_mb,
-                             max_frames=max_frames)
+                             max_frames=max_frames, max_job_seconds=max_job_seconds)
     signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop cleans up like Ctrl-C
     with serving(settings) as server:
         typer.echo(f"serving {server.url} (workspace {server.workspace.root}); Ctrl-C stops and removes it",
