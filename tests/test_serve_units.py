@@ -256,3 +256,25 @@ def test_a_job_that_does_not_finish_well_leaves_nothing(tmp_path):
     (folder / "animation.mp4").write_bytes(b"partial")
     workspace.finish(folder, keep=False)
     assert list(workspace.jobs.iterdir()) == []
+
+
+def test_a_job_estimated_longer_than_max_job_seconds_is_refused_in_one_line_and_leaves_nothing(tmp_path):
+    from magicanimate_cli.config import AnimateSettings
+    from magicanimate_cli.serve.runner import JobFailed, JobSpec, Runner
+    from serve_helpers import small_inputs
+
+    reference, motion = small_inputs(tmp_path / "inputs")
+    workspace = Workspace.create(tmp_path)
+    runner = Runner(ServeSettings(max_job_seconds=60), workspace)
+    runner.speeds.record("cpu", Work(4, 1, 2, 128, 128), denoise_s=100.0, decode_s=20.0)  # a job took 2 min
+    with pytest.raises(JobFailed) as refused:
+        runner.animate(reference, motion, JobSpec(AnimateSettings(size=128, steps=2), frames=4), "session")
+    assert str(refused.value) == ("Animate: this job would take about 2 min on this server, longer than its limit "
+                                  "of 1 min; choose fewer frames or steps, or a smaller size")
+    assert list(workspace.jobs.iterdir()) == []
+
+
+def test_the_command_line_refuses_a_max_job_seconds_that_cannot_work(capsys):
+    pytest.importorskip("gradio")
+    code, _, err = run_cli(["serve", "--demo", "--max-job-seconds", "0"], capsys)
+    assert (code, err.strip()) == (1, "error: --max-job-seconds must be more than 0 (got 0)")
