@@ -118,10 +118,10 @@ class Handlers:
 
     def controls(self) -> tuple[dict, dict]:
         """The DensePose controls as this server can honour them (checked as each page loads)."""
-        missing = self.runner.missing_pose_model()
-        if missing is None:
+        if self.runner.missing_pose_model() is None:
             return gr.update(interactive=True, info=None), gr.update(interactive=True, info=None)
-        reason = f"Unavailable: {missing}"
+        reason = ("Unavailable: this server has no DensePose model (whoever runs it can fetch it with "
+                  "`magicanimate download-weights --pose`).")
         return gr.update(interactive=False, value=False, info=reason), gr.update(interactive=False, value=False,
                                                                                 info=reason)
 

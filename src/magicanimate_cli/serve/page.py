@@ -44,6 +44,11 @@ class UploadField(gr.File):
         return NamedString(f.path)
 
 
+PAGE_CSS = "#downloads .label-clear-button { display: none; }"
+"""Gradio 6.31 offers to remove a file from a list of several even where the list is only shown (the results):
+nothing a user should click."""
+
+
 def theme() -> gr.themes.Base:
     """Gradio's default look with local fonts: a browser showing the page never reaches the internet."""
     return gr.themes.Default(font=SYSTEM_FONTS, font_mono=SYSTEM_MONO)
@@ -62,8 +67,6 @@ def build_page(settings: ServeSettings, handlers: Handlers, examples: tuple[Path
                                            elem_id="render-first")
                 smooth = gr.Checkbox(label="Smooth the render (steadier parts and boxes)", interactive=False,
                                      info=SMOOTH_ONLY, elem_id="smooth")
-                if examples is not None:
-                    gr.Examples([[str(p) for p in examples]], inputs=[reference, motion], label="Demo inputs")
             with gr.Column():
                 size = gr.Slider(64, settings.max_size, value=settings.default_size, step=8,
                                  label="Size (working side in pixels; the released model's is 512)")
@@ -87,6 +90,8 @@ def build_page(settings: ServeSettings, handlers: Handlers, examples: tuple[Path
                 downloads = gr.File(label="Downloads: the video, its DensePose render, the sidecar JSON",
                                     file_count="multiple", interactive=False, elem_id="downloads")
                 cancel_reply = gr.Textbox(visible=False)  # the API's answer; the page shows the job's own status
+        if examples is not None:  # the page's whole width, so that both columns of the table show
+            gr.Examples([[str(p) for p in examples]], inputs=[reference, motion], label="Demo inputs")
         values = [render_first, smooth, size, fit, align, frames, steps, guidance, seed, scheduler]
         render_first.change(handlers.smooth_control, render_first, smooth, queue=False, api_visibility="private")
         page.load(handlers.controls, None, [render_first, align], queue=False, api_visibility="private")

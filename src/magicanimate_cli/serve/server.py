@@ -96,12 +96,12 @@ def serving(settings: ServeSettings, hooks: Hooks | None = None,
         check_weights_folder(settings.weights)
         stack.enter_context(gradio_environment(workspace))
         from .handlers import Handlers
-        from .page import build_page, theme
+        from .page import PAGE_CSS, build_page, theme
 
         runner = Runner(settings, workspace, hooks)
         page = build_page(settings, Handlers(runner), examples)
         page.launch(server_name=settings.host, server_port=settings.port, share=False, prevent_thread_lock=True,
-                    quiet=True, show_error=True, max_file_size=f"{settings.max_upload_mb}mb", theme=theme(),
+                    quiet=True, show_error=True, max_file_size=f"{settings.max_upload_mb}mb", theme=theme(), css=PAGE_CSS,
                     ssr_mode=False, mcp_server=False, enable_monitoring=False, pwa=False, run_history=False)
         stack.callback(page.close)
         stack.callback(runner.stop)  # first: cancel every job and wait for the running ones, so that their pages
