@@ -278,3 +278,25 @@ def test_the_command_line_refuses_a_max_job_seconds_that_cannot_work(capsys):
     pytest.importorskip("gradio")
     code, _, err = run_cli(["serve", "--demo", "--max-job-seconds", "0"], capsys)
     assert (code, err.strip()) == (1, "error: --max-job-seconds must be more than 0 (got 0)")
+
+
+def test_a_job_pressed_before_its_page_went_away_never_starts_and_a_later_one_is_kept(tmp_path):
+    from magicanimate_cli.config import AnimateSettings
+    from magicanimate_cli.serve.runner import Ended, JobSpec, Runner
+    from serve_helpers import small_inputs
+
+    reference, motion = small_inputs(tmp_path / "inputs")
+    workspace = Workspace.create(tmp_path)
+    now = [20.0]
+    runner = Runner(ServeSettings(devices=()), workspace, clock=lambda: now[0])  # no device: jobs only wait
+    spec = JobSpec(AnimateSettings(size=128, steps=2), frames=4)
+    runner.session_gone("page")  # at 20 s: the page's connection is gone
+    now[0] = 10.0  # its Animate was pressed at 10 s and was still being checked
+    early = runner.animate(reference, motion, spec, "page")
+    assert next(early.messages()) == Ended(cancelled=True, left_queue=True)
+    now[0] = 30.0  # the same page, back after a blip, presses Animate again: a new job, kept
+    later = runner.animate(reference, motion, spec, "page")
+    assert not later.cancelled.is_set()
+    runner.stop()  # the server stops: the waiting job is cancelled too, and its folder removed
+    assert next(later.messages()) == Ended(cancelled=True, left_queue=True)
+    assert list(workspace.jobs.iterdir()) == []

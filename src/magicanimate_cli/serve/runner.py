@@ -253,6 +253,7 @@ class Runner:
         self.models = ModelCache(settings.weights, settings.dtype)
         self._threads: set[threading.Thread] = set()
         self._previews: dict[str, Path] = {}
+        self._gone: dict[str, float] = {}  # session → when its page went away (the last hour's)
         self._lock = threading.Lock()
 
     def pose_settings(self, device: str, smooth: bool):
@@ -335,6 +336,7 @@ class Runner:
     def animate(self, reference, motion, spec: JobSpec, session: str) -> Ticket:
         """Check and stage the job (a problem raises JobFailed now), estimate it, refuse it if longer than
         --max-job-seconds, and queue it on a thread of its own; its ticket tells the rest."""
+        pressed = self.clock()
         self._replace_preview(session, None)
         folder, uploads = self.workspace.new_job(), []
         with self._failing(folder, uploads):
@@ -348,6 +350,10 @@ class Runner:
                 raise JobFailed("Animate: the queue is full; try again in a few minutes") from None
             except JobCancelled:
                 raise JobFailed("Animate: the server is stopping") from None
+        with self._lock:
+            gone = self._gone.get(session, -1.0) >= pressed
+        if gone:  # its page went away while it was being checked: it never starts
+            self.abandon(ticket)
         job = StagedJob(ticket, folder, ref, mot, settings, spec)
         thread = threading.Thread(target=self._work, args=(job,), name=f"magicanimate-job-{ticket.id}",
                                   daemon=True)
@@ -437,7 +443,12 @@ class Runner:
         return len(running), len(waiting)
 
     def session_gone(self, session: str) -> None:
-        """A page went away (closed, reloaded, connection lost): its jobs are cancelled, its preview removed."""
+        """A page went away (closed, reloaded, connection lost): its jobs are cancelled, its preview removed; a job
+        it started that is still being checked is cancelled as it enters the queue."""
+        now = self.clock()
+        with self._lock:
+            self._gone = {s: t for s, t in self._gone.items() if now - t < GONE_KEPT}
+            self._gone[session] = now
         self.cancel(session)
         self._replace_preview(session, None)
         self.hooks.reached(f"session:gone:{session}")
@@ -454,3 +465,5 @@ class Runner:
 
 
 CANCELLING = "Cancelling: the job stops at its next window."
+GONE_KEPT = 3600.0
+"""Seconds a vanished session is remembered, for its jobs still being checked (a check takes seconds)."""
