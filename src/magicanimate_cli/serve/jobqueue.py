@@ -137,7 +137,8 @@ class JobQueue:
         wait = None
         if all(r is not None for r in remaining):
             busy = len(self._running) + len(ahead)
-            wait = 0.0 if busy < len(self.devices) else sum(remaining) / len(self.devices)
+            devices = max(1, len(self.devices))
+            wait = 0.0 if busy < len(self.devices) else sum(remaining) / devices
         return Place(position + 1, len(self._waiting), None if wait is None else round(wait))
 
     def cancel(self, which: Callable[[Ticket], bool]) -> tuple[list[Ticket], list[Ticket]]:
