@@ -376,3 +376,9 @@ def test_sigterm_while_a_job_runs_cancels_it_removes_the_workspace_and_exits_cle
     assert proc.returncode in (0, 130, 143), err
     assert "terminate called" not in err and "Traceback" not in err
     assert not workspace.exists()
+
+
+def test_an_upload_of_the_wrong_kind_is_refused_by_the_jobs_own_check_in_the_status(server, inputs, tmp_path):
+    notes = _write(tmp_path / "notes.txt", b"not a picture")
+    result = animate(client(server, tmp_path), notes, inputs[1]).result(timeout=WAIT)
+    assert result == (None, None, "Error: notes.txt: not an image (PNG, JPEG or WebP expected)")

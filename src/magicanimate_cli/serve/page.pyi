@@ -31,17 +31,15 @@ from gradio.events import Dependency
 
 class UploadField(gr.File):
     """gr.File for one upload, handed to the server as its path. Gradio 6.31's own gr.File(type="filepath")
-    also creates an empty temporary file per upload in its cache folder (and leaves it open); this one does not.
-    A template of gr.File: the page draws it as a gr.File."""
+    also creates an empty temporary file per upload in its cache folder (and leaves it open), and refuses a
+    file of another type with a toast; this one does neither: the job's checks say what is wrong with a file,
+    in the status area, as the command line would. A template of gr.File: the page draws it as a gr.File."""
 
     is_template = True
 
     def _process_single_file(self, f):
         from gradio.utils import NamedString
-        from gradio_client import utils as client_utils
 
-        if self.file_types and not client_utils.is_valid_file(f.path, self.file_types):
-            raise gr.Error(f"{f.orig_name or 'the upload'}: not one of {', '.join(self.file_types)}")
         return NamedString(f.path)
     from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
     from gradio.blocks import Block
