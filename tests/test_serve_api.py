@@ -288,6 +288,8 @@ def test_the_queue_is_the_same_for_everyone_and_moves_when_a_waiting_job_is_canc
 
 def test_a_session_that_disconnects_mid_job_frees_the_device_after_at_most_one_window(server, gate, inputs,
                                                                                       tmp_path):
+    from magicanimate_cli.serve.handlers import CANCELLED
+
     gate.hold("window")
     leaving, staying = client(server, tmp_path / "a"), client(server, tmp_path / "b")
     abandoned = animate(leaving, *inputs)  # 2 windows: 2 steps × 1 window of 4 frames
@@ -301,6 +303,7 @@ def test_a_session_that_disconnects_mid_job_frees_the_device_after_at_most_one_w
     assert waiting.result(timeout=WAIT)[2] == "Done: 4 frames at 25 fps, seed 8."
     assert gate.arrived["window"] == 1 + 2  # the abandoned job's one window, then the second job's two
     assert not abandoned_folder.exists() and len(job_folders(server)) == 1  # only the finished job's files
+    assert abandoned.result(timeout=WAIT) == (None, None, CANCELLED)  # what its page would have read
 
 
 def _said(job) -> str:

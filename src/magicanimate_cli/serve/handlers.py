@@ -15,11 +15,11 @@ import logging
 import gradio as gr
 
 from ..config import AnimateSettings
+from ..errors import MagicAnimateError
 from .estimate import say_duration
 from .jobqueue import Place, Ticket
 from .limits import whole_number
 from .runner import Ended, JobFailed, JobSpec, Note, Progress, Runner, Started
-from ..errors import MagicAnimateError
 
 log = logging.getLogger("magicanimate_cli.serve")
 

@@ -24,7 +24,7 @@ from ..config import AnimateSettings, FrameSelection
 from ..errors import MagicAnimateError, WeightsError
 from ..progress import Reporter
 from ..testhooks import hold_point
-from .estimate import SpeedBook, Work, say_duration, work_of
+from .estimate import SpeedBook, say_duration, work_of
 from .heap import release_freed_memory
 from .jobqueue import JobCancelled, JobQueue, QueueFull, Slot, Ticket
 from .limits import (Upload, check_frames, check_motion_upload, check_reference, motion_look, stage_upload,
