@@ -380,7 +380,7 @@ class Runner:
             ended = Ended(cancelled=True, left_queue=ticket.started_at is None)
         except JobFailed as exc:
             ended = Ended(error=str(exc))
-        except Exception as exc:  # noqa: BLE001 - one line to the page, the traceback to the log
+        except BaseException as exc:  # noqa: BLE001 - one line to the page, the traceback to the log
             log.error("job failed", exc_info=exc)
             ended = Ended(error=f"{type(exc).__name__}: {' '.join(str(exc).split())} (the server's log has details)")
         finally:
@@ -391,8 +391,10 @@ class Runner:
 
     def _queued_run(self, job: StagedJob) -> Ended:
         ticket = job.ticket
+        from ..devices import resolve_device
+
         with self.queue.device(ticket, ticket.tell) as slot:
-            ticket.tell(Started(slot.device))
+            ticket.tell(Started(str(resolve_device(slot.device))))  # `auto` as what it is: cuda, mps or cpu
             self.hooks.reached("job:start", ticket.cancelled)
             reporter = PageReporter(ticket, self.hooks, self.clock)
             outcome = self._run(job, slot, replace(job.settings, device=slot.device), reporter)
