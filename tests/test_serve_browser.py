@@ -103,6 +103,7 @@ def test_a_person_uploads_the_demo_inputs_previews_animates_and_downloads_the_vi
     browser.find_element(By.CSS_SELECTOR, "#animate-button").click()
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#result video[src]"))
     wait.until(lambda d: "Done: 4 frames" in status(d))
+    _save_screenshot(browser)
     links = {Path(urlparse(a.get_attribute("href")).path).name: a.get_attribute("href")
              for a in browser.find_elements(By.CSS_SELECTOR, "#downloads a[href]")}
     (video_name,) = [name for name in links if re.fullmatch(r"reference-motion-[0-9a-f]{6}\.mp4", name)]
@@ -113,9 +114,10 @@ def test_a_person_uploads_the_demo_inputs_previews_animates_and_downloads_the_vi
         stream = container.streams.video[0]
         decoded = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
         assert (len(decoded), stream.average_rate, decoded[0].shape) == (4, Fraction(25), (128, 128, 3))
+    browser.find_element(By.CSS_SELECTOR, "#cancel-button").click()
+    wait.until(lambda d: status(d) == "No job of yours is running or waiting.")
     assert browser.find_element(By.CSS_SELECTOR, "#smooth input").get_attribute("disabled")  # no render to smooth
     assert "no DensePose model" in browser.find_element(By.CSS_SELECTOR, "#render-first").text  # --demo has none
-    _save_screenshot(browser)
     assert _hosts_requested(browser) == {"127.0.0.1"}
 
 

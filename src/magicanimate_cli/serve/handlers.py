@@ -113,6 +113,12 @@ class Handlers:
             return "Cancelling: the job stops at its next window."
         return LEFT_QUEUE if waiting else NO_JOB
 
+    @staticmethod
+    def cancel_note(reply: str):
+        """Cancel's answer for the status area, only when there was nothing to cancel: otherwise the job itself
+        says it is cancelling, then that it was cancelled, in order."""
+        return text(reply) if reply == NO_JOB else gr.skip()
+
     def session_gone(self, request: gr.Request) -> None:
         self.runner.session_gone(request.session_hash)
 

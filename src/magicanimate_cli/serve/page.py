@@ -99,5 +99,6 @@ def build_page(settings: ServeSettings, handlers: Handlers, examples: tuple[Path
         animate_button.click(handlers.animate, [reference, motion, *values], [video, downloads, status],
                              api_name="animate", concurrency_limit=len(settings.devices) + MAX_WAITING,
                              concurrency_id="animate", show_progress_on=[video])
-        cancel_button.click(handlers.cancel, None, cancel_reply, api_name="cancel", queue=False)
+        cancel_button.click(handlers.cancel, None, cancel_reply, api_name="cancel", queue=False).then(
+            handlers.cancel_note, cancel_reply, status, queue=False, api_visibility="private")
     return page
