@@ -22,9 +22,8 @@ from PIL import Image
 
 pytest.importorskip("gradio", reason="serve needs the [serve] extra (Gradio)")
 
-from gradio_client import Client, handle_file  # noqa: E402
-
 from conftest import run_cli  # noqa: E402
+from gradio_client import Client, handle_file  # noqa: E402
 from serve_helpers import WAIT, Gate, free_port, small_inputs  # noqa: E402
 
 MAX_FRAMES = 8
@@ -161,7 +160,7 @@ def test_a_video_that_cannot_be_decoded_is_named_as_the_user_named_it(server, in
 
 def test_render_first_says_how_to_get_the_densepose_model_and_previews_the_render_once_it_is_there(
         server, inputs, tmp_path, pose_standin):
-    from magicanimate_cli.pose.model import MODEL_FILES, MODEL_FOLDER
+    from magicanimate_cli.motion.densepose.model import MODEL_FILES, MODEL_FOLDER
     from media_helpers import encode_video
     from pose_standin import moving_blobs
 
@@ -353,7 +352,7 @@ def test_results_are_removed_once_they_expire_and_kept_until_then(server, inputs
 
 def test_sigterm_while_a_job_runs_cancels_it_removes_the_workspace_and_exits_cleanly(inputs, tmp_path):
     """The real command, held by the test hook inside its job's first window, is stopped by a service manager."""
-    from magicanimate_cli.testhooks import PAUSE_AT, PAUSE_READY
+    from magicanimate_cli.runtime.testhooks import PAUSE_AT, PAUSE_READY
 
     read_end, write_end = os.pipe()
     env = {**os.environ, PAUSE_AT: "serve:window", PAUSE_READY: f"/dev/fd/{write_end}"}

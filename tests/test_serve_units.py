@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from magicanimate_cli.errors import InputError, SettingsError
+
+from magicanimate_cli.runtime.errors import InputError, SettingsError
 from magicanimate_cli.serve.estimate import SpeedBook, Work, say_duration, work_of
 from magicanimate_cli.serve.limits import Upload, check_frames, display_name, stage_upload, user_message
 from magicanimate_cli.serve.results import public_sidecar, result_stem, slug
@@ -171,7 +172,7 @@ def test_an_estimate_scales_the_measured_speed_by_windows_steps_frames_and_area(
 
 
 def test_the_work_of_a_job_counts_the_engines_own_windows():
-    from magicanimate_cli.config import AnimateSettings
+    from magicanimate_cli.animate.settings import AnimateSettings
 
     settings = AnimateSettings(size=256, steps=10)
     assert work_of(settings, 16) == Work(16, 1, 10, 256, 256)
@@ -259,7 +260,7 @@ def test_a_job_that_does_not_finish_well_leaves_nothing(tmp_path):
 
 
 def test_a_job_estimated_longer_than_max_job_seconds_is_refused_in_one_line_and_leaves_nothing(tmp_path):
-    from magicanimate_cli.config import AnimateSettings
+    from magicanimate_cli.animate.settings import AnimateSettings
     from magicanimate_cli.serve.runner import JobFailed, JobSpec, Runner
     from serve_helpers import small_inputs
 
@@ -281,7 +282,7 @@ def test_the_command_line_refuses_a_max_job_seconds_that_cannot_work(capsys):
 
 
 def test_a_job_pressed_before_its_page_went_away_never_starts_and_a_later_one_is_kept(tmp_path):
-    from magicanimate_cli.config import AnimateSettings
+    from magicanimate_cli.animate.settings import AnimateSettings
     from magicanimate_cli.serve.runner import Ended, JobSpec, Runner
     from serve_helpers import small_inputs
 

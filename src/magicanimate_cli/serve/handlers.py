@@ -14,8 +14,8 @@ import logging
 
 import gradio as gr
 
-from ..config import AnimateSettings
-from ..errors import MagicAnimateError
+from ..animate.settings import AnimateSettings
+from ..runtime.errors import MagicAnimateError
 from .estimate import say_duration
 from .jobqueue import Place, Ticket
 from .limits import whole_number

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..config import FIT_CHOICES, IMAGE_SUFFIXES, MOTION_SUFFIXES
+from ..animate.settings import FIT_CHOICES
+from ..media.files import IMAGE_SUFFIXES, MOTION_SUFFIXES
 from ..engine.schedulers import DEFAULT_SCHEDULER, SCHEDULER_NAMES
 from .handlers import SMOOTH_ONLY, Handlers
 from .jobqueue import MAX_WAITING
 from .settings import ServeSettings
+from .upload_field import UploadField
 
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"]
 SYSTEM_MONO = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]
@@ -26,20 +28,6 @@ SYSTEM_MONO = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace
 INTRO = ("# MagicAnimate\nAnimate the person in a photo along a motion: a DensePose render, or an ordinary "
          "video with *Render DensePose first*. **Preview** shows how the motion meets the photo in seconds; "
          "**Animate** then runs the model.")
-
-
-class UploadField(gr.File):
-    """gr.File for one upload, handed to the server as its path. Gradio 6.31's own gr.File(type="filepath")
-    also creates an empty temporary file per upload in its cache folder (and leaves it open), and refuses a
-    file of another type with a toast; this one does neither: the job's checks say what is wrong with a file,
-    in the status area, as the command line would. A template of gr.File: the page draws it as a gr.File."""
-
-    is_template = True
-
-    def _process_single_file(self, f):
-        from gradio.utils import NamedString
-
-        return NamedString(f.path)
 
 
 PAGE_CSS = "#downloads .label-clear-button { display: none; }"

@@ -34,7 +34,7 @@ def result_stem(reference_name: str, motion_name: str, job_id: str) -> str:
 def public_sidecar(path: Path, job: Path, weights: Path, weights_name: str) -> None:
     """Rewrite the sidecar at `path` (written by the job in folder `job`) so it names no server folder: paths
     inside the job become relative, the weights become `weights_name` and their files' names."""
-    from ..writer import write_json_atomic
+    from ..runtime.atomic import write_json_atomic
 
     record = json.loads(path.read_text())
     record["weights"] = [{"file": _relative(entry["path"], weights), "bytes": entry["bytes"]}

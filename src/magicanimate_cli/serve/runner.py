@@ -20,10 +20,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from ..config import AnimateSettings, FrameSelection
-from ..errors import MagicAnimateError, WeightsError
-from ..progress import Reporter
-from ..testhooks import hold_point
+from ..animate.settings import AnimateSettings
+from ..media.reader import FrameSelection
+from ..runtime.errors import MagicAnimateError, WeightsError
+from ..runtime.progress import Reporter
+from ..runtime.testhooks import hold_point
 from .estimate import SpeedBook, say_duration, work_of
 from .heap import release_freed_memory
 from .jobqueue import JobCancelled, JobQueue, QueueFull, Slot, Ticket
@@ -159,7 +160,7 @@ class ModelCache:
         return self._loaded(("animator", slot), lambda: self._load_animator(slot.device))
 
     def _load_animator(self, device: str):
-        from ..devices import resolve_device, resolve_dtype
+        from ..runtime.devices import resolve_device, resolve_dtype
         from ..engine.pipeline import Animator
 
         torch_device = resolve_device(device)
@@ -168,7 +169,7 @@ class ModelCache:
                                         dtype=resolve_dtype(self.dtype, torch_device))
 
     def pose_model(self, user: Slot | str, settings):
-        from ..pose.loading import load_pose_model
+        from ..motion.densepose.loading import load_pose_model
 
         _require_pose_model(settings)
         return self._loaded(("pose", user), lambda: load_pose_model(settings, Reporter())[0])
@@ -184,7 +185,7 @@ def _require_pose_model(settings) -> None:
 
 def missing_pose_model(weights: Path) -> str | None:
     """Why 'Render DensePose first' and 'Align' cannot work on this server (None: they can)."""
-    from ..pose.model import model_file
+    from ..motion.densepose.model import model_file
 
     path = model_file(POSE_MODEL, weights)
     if path.is_file():
@@ -258,8 +259,8 @@ class Runner:
 
     def pose_settings(self, device: str, smooth: bool):
         """The DensePose settings of `pose`'s defaults (the page offers only smoothing)."""
-        from ..pose.loading import pose_settings
-        from ..pose.track import SmoothSettings
+        from ..motion.densepose.loading import pose_settings
+        from ..motion.densepose.track import SmoothSettings
 
         return pose_settings(POSE_MODEL, self.settings.weights, device, MIN_SCORE, "all", 18,
                              SmoothSettings() if smooth else None)
@@ -286,7 +287,7 @@ class Runner:
                  spec: JobSpec) -> tuple[Upload, Upload, AnimateSettings, int]:
         """Stage and check both uploads and the settings, as the command line would, before any device is used;
         also how many frames the job animates."""
-        from ..job import pick_seed
+        from ..animate.job import pick_seed
 
         if spec.smooth and not spec.render_first:
             raise JobFailed("Smooth the render: applies only with 'Render DensePose first'")
@@ -313,8 +314,8 @@ class Runner:
     def preview(self, reference, motion, spec: JobSpec, session: str) -> tuple[Path, list[str]]:
         """The fit/alignment picture (preflight's `--preview`), without the diffusion model, and the warnings
         Animate would give about the motion."""
-        from ..pose.motion import PoseRequest, animation_motion
-        from ..preflight import MotionCheck, check_motion
+        from ..animate.rendered_motion import PoseRequest, animation_motion
+        from ..animate.preflight import MotionCheck, check_motion
 
         folder, uploads = self.workspace.new_job(), []
         with self._failing(folder, uploads):
@@ -391,7 +392,7 @@ class Runner:
 
     def _queued_run(self, job: StagedJob) -> Ended:
         ticket = job.ticket
-        from ..devices import resolve_device
+        from ..runtime.devices import resolve_device
 
         with self.queue.device(ticket, ticket.tell) as slot:
             ticket.tell(Started(str(resolve_device(slot.device))))  # `auto` as what it is: cuda, mps or cpu
@@ -404,9 +405,9 @@ class Runner:
         return Ended(outcome)
 
     def _run(self, job: StagedJob, slot: Slot, settings: AnimateSettings, reporter: PageReporter) -> JobOutcome:
-        from ..job import run_job
-        from ..pose.motion import PoseRequest, animation_motion
-        from ..preflight import MotionCheck, check_motion
+        from ..animate.job import run_job
+        from ..animate.rendered_motion import PoseRequest, animation_motion
+        from ..animate.preflight import MotionCheck, check_motion
 
         spec, ref, mot, folder = job.spec, job.reference, job.motion, job.folder
         stem = result_stem(ref.name, mot.name, job.ticket.id)
