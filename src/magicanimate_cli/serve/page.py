@@ -61,7 +61,7 @@ def build_page(settings: ServeSettings, handlers: Handlers, examples: tuple[Path
                 frames = gr.Number(value=settings.default_frames, label=f"Frames to animate (at most "
                                    f"{settings.max_frames}; empty: all, up to {settings.max_frames})",
                                    elem_id="frames")
-                steps = gr.Slider(1, 100, value=settings.default_steps, step=1, label="Steps")
+                steps = gr.Slider(1, 100, value=settings.default_steps, step=1, label="Steps", elem_id="steps")
                 guidance = gr.Slider(1, 20, value=7.5, step=0.5, label="Guidance")
                 seed = gr.Number(value=-1, label="Seed (-1: random, reported with the result)", elem_id="seed")
                 scheduler = gr.Dropdown(list(SCHEDULER_NAMES), value=DEFAULT_SCHEDULER, label="Scheduler")
