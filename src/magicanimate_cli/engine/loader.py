@@ -33,6 +33,9 @@ SD_DIR = "stable-diffusion-v1-5"
 VAE_DIR = "sd-vae-ft-mse"
 MA_DIR = "MagicAnimate"
 TEMPORAL_CKPT = f"{MA_DIR}/temporal_attention/temporal_attention.ckpt"
+MOTION_MODULE = "animatediff/mm_sd_v15.ckpt"
+"""AnimateDiff's motion module, where `download-weights --motion-module` puts it: the temporal layers MagicAnimate
+started its second training stage from (not read by the engine; `train --stage 2` can start from it)."""
 
 DIFFUSERS_WEIGHTS = (
     "diffusion_pytorch_model.safetensors",
@@ -89,6 +92,10 @@ class WeightsLayout:
     @property
     def temporal_checkpoint(self) -> Path:
         return self.animation_root / ANIMATION_PARTS[2]
+
+    @property
+    def motion_module(self) -> Path:
+        return self.root / MOTION_MODULE
 
     def check_animation_folder(self) -> None:
         """An `--animation-weights` folder must exist and hold every part; the error names the folder and the
