@@ -230,3 +230,23 @@ def test_a_source_that_turns_bad_loses_its_old_pair_and_a_taken_name_is_skipped(
     reasons = {Path(s["source"]).name: s["reason"] for s in manifest["skipped"]}
     assert reasons["a.mp4"] == "another source already has the name 'a'" and "b.mp4" in reasons
     assert DataLayout(data).video_names() == ["a"] and not DataLayout(data).video_render("b").exists()
+
+
+def test_a_tiktok_clip_folder_or_a_photos_folder_inside_source_is_not_taken_apart(pose_standin, tmp_path, capsys):
+    clip = tmp_path / "00042"
+    frame_folder(clip / "images", moving_blobs(3))
+    frame_folder(clip / "densepose", [blob_frame(64, 48, {})] * 3)
+    data = tmp_path / "D1"
+    assert run(prepare(clip, data, pose_standin["model"]), capsys)[0] == 0
+    assert DataLayout(data).video_names() == ["00042"]
+    source = tmp_path / "src"
+    (source / "photos").mkdir(parents=True)
+    encode_video(source / "a.mp4", moving_blobs(3), 25)
+    save_image(source / "photos" / "p.png", blob_frame(40, 56, {GREEN: (8, 8, 20, 40)}))
+    save_image(source / "photos" / "q.png", blob_frame(40, 56, {GREEN: (4, 8, 20, 40)}))
+    data = source / "DATA"  # inside SOURCE too: a rerun must not take it as input
+    for _ in range(2):
+        code, _, err = run(prepare(source, data, pose_standin["model"], "--images", source / "photos"), capsys)
+        assert code == 0, err
+    layout = DataLayout(data)
+    assert (layout.video_names(), layout.image_names()) == (["a"], ["p", "q"])

@@ -87,8 +87,8 @@ class Summary:
 
 def plan_sources(source: Path, images: Path | None, data: Path) -> Plan:
     """List SOURCE's clips and --images' photos; NAME collisions become skipped entries."""
-    clips = list_clips(source, exclude=data)
-    photos = list_images(images, exclude=data) if images is not None else None
+    clips = list_clips(source, exclude=(data,) if images is None else (data, images))
+    photos = list_images(images, exclude=(data,)) if images is not None else None
     collisions = [{"source": str(path), "reason": f"another source already has the name {name!r}"}
                   for listing in (clips, photos) if listing is not None for path, name in listing.collisions]
     image_sources = photos.sources if photos is not None else []

@@ -44,23 +44,27 @@ class Listing:
             self.sources.append(source)
 
 
-def list_clips(root: Path, exclude: Path | None = None) -> Listing:
+def list_clips(root: Path, exclude: tuple[Path, ...] = ()) -> Listing:
     """Every clip under `root`: a video file is one, a frame folder is one (TikTok's `<id>/images` as `<id>`).
 
-    `root` may itself be one clip (a video or a frame folder); it is then named after itself. `exclude` (the DATA
-    folder, when it lies inside SOURCE) is not searched, so a second run does not take its own output as input."""
+    `root` may itself be one clip (a video, a frame folder, a TikTok `<id>` folder); it is then named after
+    itself. `exclude` (the DATA folder and the photos folder, when they lie inside SOURCE) is not searched, so a
+    second run does not take its own output as input, nor a folder of photos as a clip."""
     if not root.exists():
         raise InputError(f"{root}: source folder not found")
     listing, taken = Listing(), {}
     if root.is_file() or _frame_folder(root):
         listing.add(Source(root.stem if root.is_file() else root.name, root), taken)
         return listing
+    if _frame_folder(root / TIKTOK_FRAMES):
+        listing.add(Source(root.resolve().name, root / TIKTOK_FRAMES), taken)
+        return listing
     for path, name in _walk_clips(root, root, _resolved(exclude)):
         listing.add(Source(name, path), taken)
     return listing
 
 
-def list_images(root: Path, exclude: Path | None = None) -> Listing:
+def list_images(root: Path, exclude: tuple[Path, ...] = ()) -> Listing:
     """Every photo under `root`, at any depth, NAME = its path below `root` without the suffix."""
     if not root.is_dir():
         raise InputError(f"{root}: --images folder not found")
@@ -71,7 +75,7 @@ def list_images(root: Path, exclude: Path | None = None) -> Listing:
     return listing
 
 
-def _walk_clips(folder: Path, root: Path, exclude: Path | None):
+def _walk_clips(folder: Path, root: Path, exclude: tuple[Path, ...]):
     """(path, NAME) of the clips below `folder`, depth first in natural order."""
     for entry in _entries(folder, exclude):
         if entry.is_file():
@@ -85,24 +89,24 @@ def _walk_clips(folder: Path, root: Path, exclude: Path | None):
             yield from _walk_clips(entry, root, exclude)
 
 
-def _entries(folder: Path, exclude: Path | None) -> list[Path]:
+def _entries(folder: Path, exclude: tuple[Path, ...]) -> list[Path]:
     """The visible entries of a folder in natural order (hidden ones, like writers' temporaries, are not sources)."""
     try:
-        entries = [e for e in folder.iterdir() if not e.name.startswith(".") and _resolved(e) != exclude]
+        entries = [e for e in folder.iterdir() if not e.name.startswith(".") and e.resolve() not in exclude]
     except OSError as exc:
         raise InputError(f"{folder}: cannot list the folder ({' '.join(str(exc).split())})") from None
     return sorted(entries, key=lambda e: natural_sort_key(e.name))
 
 
-def _sorted_tree(root: Path, exclude: Path | None) -> list[Path]:
+def _sorted_tree(root: Path, exclude: tuple[Path, ...]) -> list[Path]:
     found: list[Path] = []
     for entry in _entries(root, exclude):
         found.extend(_sorted_tree(entry, exclude) if entry.is_dir() else [entry])
     return found
 
 
-def _resolved(path: Path | None) -> Path | None:
-    return None if path is None else path.resolve()
+def _resolved(paths: tuple[Path, ...]) -> tuple[Path, ...]:
+    return tuple(path.resolve() for path in paths)
 
 
 def _frame_folder(path: Path) -> bool:
