@@ -190,11 +190,16 @@ def settings_from_options(**o) -> AnimateSettings:
         **{k: o[k] for k in ("wrap", "noise", "fusion", "scheduler") if k in o},
     )
     settings.validate()
-    if settings.animation_weights is not None:  # before any input is read or rendered, as a bad option is
+    return settings
+
+
+def check_animation_weights(settings: AnimateSettings) -> None:
+    """An --animation-weights folder that lacks a part is refused before any input is read or rendered (imports
+    torch, so `fuse-long --plan` calls it only when it runs)."""
+    if settings.animation_weights is not None:
         from ..engine.loader import weights_layout
 
         weights_layout(settings.weights, settings.animation_weights).check_animation_folder()
-    return settings
 
 
 def pose_request(settings: AnimateSettings, **o):
