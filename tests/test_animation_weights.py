@@ -14,9 +14,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import cli_exit_code, run_cli
-from magicanimate_cli.demo_inputs import make_motion_frames, make_reference_image
+from magicanimate_cli.demo.inputs import make_motion_frames, make_reference_image
 from magicanimate_cli.engine.loader import check_weights
-from magicanimate_cli.sources_manifest import record_sources
+from magicanimate_cli.engine.sources import record_sources
 from media_helpers import encode_video, save_image
 
 FAST = ["--size", "128", "--steps", "1", "--context-frames", "8", "--context-overlap", "2", "--seed", "3",
@@ -121,7 +121,7 @@ def test_fuse_long_refuses_to_resume_with_other_animation_weights(folders, tmp_p
 
 
 def test_the_fingerprint_knows_the_animation_weights_by_content_not_by_place(folders, tmp_path):
-    from magicanimate_cli.config import AnimateSettings
+    from magicanimate_cli.animate.settings import AnimateSettings
     from magicanimate_cli.long.fingerprint import animation_weights_digest
 
     copy = tmp_path / "copy"
@@ -134,7 +134,7 @@ def test_the_fingerprint_knows_the_animation_weights_by_content_not_by_place(fol
 
 
 def test_serve_refuses_animation_weights_with_its_demo_model(folders):
-    from magicanimate_cli.errors import SettingsError
+    from magicanimate_cli.runtime.errors import SettingsError
     from magicanimate_cli.serve.settings import ServeSettings
 
     with pytest.raises(SettingsError, match="--animation-weights"):

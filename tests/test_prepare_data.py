@@ -14,8 +14,8 @@ from PIL import Image
 
 from conftest import run_cli as run
 from magicanimate_cli.dataset.layout import DataLayout
-from magicanimate_cli.densepose import PART_COLOURS
-from magicanimate_cli.media import open_motion
+from magicanimate_cli.motion.palette import PART_COLOURS
+from magicanimate_cli.media.reader import open_motion
 from media_helpers import encode_video, frame_folder, save_image
 from pose_standin import GREEN, RED, blob_frame, moving_blobs
 

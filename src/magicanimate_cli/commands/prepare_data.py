@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from ..errors import OutputError
+from ..runtime.errors import OutputError
 from .common import (CRF_OPTION, DEVICE_OPTION, FILL_GAP_OPTION, JSON_HELP, MIN_SCORE_OPTION, PEOPLE_OPTION,
                      POSE_MODEL_OPTION, QUIET_HELP, SHARD_OPTION, SMOOTH_OPTION, SMOOTH_RADIUS_OPTION,
                      WEIGHTS_DEFAULT, People, flag, load_pose_model, make_reporter, pose_settings, smooth_settings,
@@ -50,8 +50,8 @@ def prepare_data(
     as_json: bool = flag("--json", JSON_HELP),
 ) -> None:
     """Render every source's DensePose and write the DATA folder."""
-    from ..batch import parse_shard, take_shard
-    from ..cluster import resolve_shard_from_process
+    from ..animate.batch import parse_shard, take_shard
+    from ..runtime.cluster import resolve_shard_from_process
     from ..dataset.layout import DataLayout
     from ..dataset.prepare import PrepareSettings, already_done, plan_sources, prepare
 

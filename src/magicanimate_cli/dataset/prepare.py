@@ -18,16 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, MagicAnimateError, SettingsError
-from ..geometry import resize
-from ..media import MotionClip, load_reference, open_motion
-from ..model_guard import ModelRunError
-from ..pose.job import render_video
-from ..pose.model import PoseModel
-from ..pose.render import render_frame
-from ..pose.settings import PoseSettings
-from ..progress import Reporter
-from ..writer import open_writer, write_image_atomic
+from ..media.reader import MotionClip, load_reference, open_motion
+from ..media.writer import open_writer, write_image_atomic
+from ..motion.densepose.model import PoseModel
+from ..motion.densepose.render import render_frame
+from ..motion.densepose.settings import PoseSettings
+from ..motion.densepose.video import render_video
+from ..motion.fit import resize
+from ..runtime.errors import InputError, MagicAnimateError, SettingsError
+from ..runtime.model_guard import ModelRunError
+from ..runtime.progress import Reporter
 from .layout import DataLayout
 from .records import IMAGE_KIND, VIDEO_KIND, Outcome, read_record, rebuild_manifest, write_record
 from .sources import Source, list_clips, list_images

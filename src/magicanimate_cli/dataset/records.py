@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import OutputError
-from ..writer import write_json_atomic
+from ..runtime.atomic import write_json_atomic
+from ..runtime.errors import OutputError
 from .layout import MANIFEST_VERSION, DataLayout
 from .sources import Source
 

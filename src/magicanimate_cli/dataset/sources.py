@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import IMAGE_SUFFIXES, MOTION_SUFFIXES
-from ..errors import InputError
-from ..media import list_frame_files, natural_sort_key
+from ..media.files import IMAGE_SUFFIXES, MOTION_SUFFIXES
+from ..media.reader import list_frame_files, natural_sort_key
+from ..runtime.errors import InputError
 
 TIKTOK_FRAMES = "images"
 """The frame sub-folder of a TikTok-dataset clip (`<id>/images/0001.png`)."""

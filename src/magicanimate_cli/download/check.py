@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..pose.model import MODEL_FILES as POSE_MODELS, MODEL_FOLDER as POSE_DIR
+from ..motion.densepose.model import MODEL_FILES as POSE_MODELS
+from ..motion.densepose.model import MODEL_FOLDER as POSE_DIR
 from .records import Records
 
 
@@ -38,7 +39,7 @@ def check_pose_model(root: Path, backbone: str) -> list[str]:
 def check_motion_module(root: Path) -> list[str]:
     """AnimateDiff's motion module is in place, readable, and holds motion-module weights; no network."""
     from ..engine.loader import MOTION_MODULE, checkpoint_shapes
-    from ..errors import WeightsError
+    from ..runtime.errors import WeightsError
 
     path = Path(root).expanduser() / MOTION_MODULE
     if not path.is_file():

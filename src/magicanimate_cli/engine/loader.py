@@ -26,8 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import WeightsError, missing_weights
-from ..torch_files import load_torch_file
+from ..runtime.errors import WeightsError, missing_weights
+from ..runtime.torch_files import load_torch_file
 
 SD_DIR = "stable-diffusion-v1-5"
 VAE_DIR = "sd-vae-ft-mse"
@@ -533,3 +533,5 @@ def checkpoint_covers_unet(root: Path | str, animation_weights: Path | str | Non
     """
     layout = weights_layout(root, animation_weights)
     return plan_temporal(layout, checkpoint_shapes(layout.temporal_checkpoint)).covers_unet
+
+
