@@ -250,3 +250,13 @@ def test_a_tiktok_clip_folder_or_a_photos_folder_inside_source_is_not_taken_apar
         assert code == 0, err
     layout = DataLayout(data)
     assert (layout.video_names(), layout.image_names()) == (["a"], ["p", "q"])
+
+
+def test_a_temporary_left_by_a_killed_run_is_not_a_name_of_the_data(prepared, tmp_path):
+    data = tmp_path / "DATA"
+    shutil.copytree(prepared["data"], data)
+    (data / "videos" / ".a.mp4.x1y2.partial.mp4").write_bytes(b"half a video")
+    (data / "images" / ".hidden").mkdir()
+    (data / "images" / ".hidden" / "p2.png").write_bytes(b"")
+    layout = DataLayout(data)
+    assert (layout.video_names(), layout.image_names()) == (["00001", "a", "nested/b"], ["p1"])
