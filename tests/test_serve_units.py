@@ -145,18 +145,23 @@ def test_download_names_keep_only_safe_letters_of_the_users_names():
 
 
 def test_the_sidecar_a_user_receives_names_no_server_folder(tmp_path):
-    job, weights = tmp_path / "served" / "jobs" / "abc", tmp_path / "weights"
+    job, weights = tmp_path / "served" / "jobs" / "abc", tmp_path / "ma-weights"
+    tuned = tmp_path / "runs" / "tuned"
     job.mkdir(parents=True)
     sidecar = job / "out.mp4.json"
     sidecar.write_text(json.dumps({
-        "settings": {"weights": str(weights)}, "inputs": {"reference": str(job / "reference.png")},
-        "output": {"path": str(job / "out.mp4")}, "preview": str(job),
-        "weights": [{"path": str(weights / "unet" / "model.safetensors"), "bytes": 5, "modified": 1}]}))
-    public_sidecar(sidecar, job, weights, "ma-weights")
+        "settings": {"weights": str(weights), "animation_weights": str(tuned)},
+        "inputs": {"reference": str(job / "reference.png")}, "output": {"path": str(job / "out.mp4")},
+        "preview": str(job), "animation_weights": str(tuned),
+        "weights": [{"path": str(weights / "unet" / "model.safetensors"), "bytes": 5, "modified": 1},
+                    {"path": str(tuned / "appearance_encoder" / "config.json"), "bytes": 7, "modified": 1}]}))
+    public_sidecar(sidecar, job, [(weights, "ma-weights"), (tuned, "tuned")])
     assert json.loads(sidecar.read_text()) == {
-        "settings": {"weights": "ma-weights"}, "inputs": {"reference": "reference.png"},
-        "output": {"path": "out.mp4"}, "preview": ".",
-        "weights": [{"file": "unet/model.safetensors", "bytes": 5}]}
+        "settings": {"weights": "ma-weights", "animation_weights": "tuned"},
+        "inputs": {"reference": "reference.png"}, "output": {"path": "out.mp4"}, "preview": ".",
+        "animation_weights": "tuned",
+        "weights": [{"file": "unet/model.safetensors", "bytes": 5},
+                    {"file": "tuned/appearance_encoder/config.json", "bytes": 7}]}
 
 
 def test_an_estimate_scales_the_measured_speed_by_windows_steps_frames_and_area():

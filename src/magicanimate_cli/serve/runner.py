@@ -142,8 +142,8 @@ class ModelCache:
     a model with a running job).
     """
 
-    def __init__(self, weights: Path, dtype: str) -> None:
-        self.weights, self.dtype = weights, dtype
+    def __init__(self, weights: Path, dtype: str, animation_weights: Path | None = None) -> None:
+        self.weights, self.dtype, self.animation_weights = weights, dtype, animation_weights
         self._models: dict[tuple[str, object], object] = {}
         self._locks: dict[tuple[str, object], threading.Lock] = {}
         self._lock = threading.Lock()
@@ -166,7 +166,8 @@ class ModelCache:
         torch_device = resolve_device(device)
         log.info("loading weights from %s on %s", self.weights, torch_device)
         return Animator.from_pretrained(self.weights, device=torch_device,
-                                        dtype=resolve_dtype(self.dtype, torch_device))
+                                        dtype=resolve_dtype(self.dtype, torch_device),
+                                        animation_weights=self.animation_weights)
 
     def pose_model(self, user: Slot | str, settings):
         from ..motion.densepose.loading import load_pose_model
@@ -251,7 +252,7 @@ class Runner:
         self.clock = clock
         self.queue = JobQueue(settings.devices, clock)
         self.speeds = SpeedBook()
-        self.models = ModelCache(settings.weights, settings.dtype)
+        self.models = ModelCache(settings.weights, settings.dtype, settings.animation_weights)
         self._threads: set[threading.Thread] = set()
         self._previews: dict[str, Path] = {}
         self._gone: dict[str, float] = {}  # session → when its page went away (the last hour's)
@@ -295,7 +296,8 @@ class Runner:
         uploads.append(stage_upload(reference, folder, "reference", "reference image"))
         uploads.append(stage_upload(motion, folder, "motion", "motion video"))
         reference_upload, motion_upload = uploads
-        settings = replace(spec.settings, weights=self.settings.weights, dtype=self.settings.dtype,
+        settings = replace(spec.settings, weights=self.settings.weights,
+                           animation_weights=self.settings.animation_weights, dtype=self.settings.dtype,
                            selection=FrameSelection(0, frames, 1))
         settings.validate()
         check_reference(reference_upload)
@@ -425,7 +427,7 @@ class Runner:
                              checked.sidecar_extra({**(extra or {}), **names}), checked.transform)
         if not spec.render_first:
             os.link(mot.path, render)  # the uploaded render, under the job's name (the same file, not a copy)
-        public_sidecar(result.sidecar, folder, self.settings.weights, self.settings.weights_name)
+        public_sidecar(result.sidecar, folder, self.settings.weights_folders)
         warnings = tuple(user_message(w, [ref, mot], self.workspace.root) for w in reporter.warnings)
         return JobOutcome(result.output, render, result.sidecar, result.frames, result.seed, str(result.fps),
                           warnings)
