@@ -47,17 +47,6 @@ class Gate:
             if not self._cond.wait_for(lambda: self.arrived[point] >= count, WAIT):
                 raise AssertionError(f"no job reached {point!r} {count} time(s) within {WAIT} s")
 
-    def wait_for_prefix(self, prefix: str) -> str:
-        """The first point reached whose name starts with `prefix` (e.g. `session:gone:` of a page whose session
-        the test does not know)."""
-        def found():
-            return next((p for p in self.arrived if p.startswith(prefix)), None)
-
-        with self._cond:
-            if not self._cond.wait_for(lambda: found() is not None, WAIT):
-                raise AssertionError(f"no job reached a point starting {prefix!r} within {WAIT} s")
-            return found()
-
     def release(self, point: str, count: int = 1) -> None:
         with self._cond:
             self._released[point] += count

@@ -54,6 +54,14 @@ def served(gate):
         yield server
 
 
+@pytest.fixture(autouse=True)
+def gate_let_go(gate):
+    """Whatever a test leaves held is let go after it, so that a failure never keeps a job (and the server's
+    stop, which waits for its jobs) waiting."""
+    yield
+    gate.reset()
+
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> tuple[Path, Path]:
     return small_inputs(tmp_path_factory.mktemp("browser-inputs"), frames=4)
@@ -139,13 +147,15 @@ def test_an_error_stays_in_the_status_area_for_more_than_15_seconds_and_covers_n
     assert status(browser) == "Error: Frames: must be at least 1 (got 0)"
     assert browser.find_elements(By.CSS_SELECTOR, "[data-testid=toast-body]") == []  # nothing over the buttons
     assert browser.find_element(By.CSS_SELECTOR, "#animate-button").is_enabled()
+    browser.close()  # the tab whose clock ran ahead goes, so that no other page shares its time
+    browser.switch_to.window(browser.window_handles[0])
 
 
 def test_cancel_of_a_running_job_says_so_then_ends_cancelled_with_the_buttons_ready(served, browser, gate, inputs):
     gate.reset()
     gate.hold("window")
-    browser.switch_to.window(browser.window_handles[0])  # the first test's page, its uploads still there
-    wait = WebDriverWait(browser, WAIT, poll_frequency=0.1)
+    browser.switch_to.new_window("tab")
+    wait = open_page(browser, served.url, inputs)
     browser.find_element(By.CSS_SELECTOR, "#animate-button").click()
     gate.wait_for_arrivals("window")  # the first of its 2 windows is done; it is held before the second
     browser.find_element(By.CSS_SELECTOR, "#cancel-button").click()
@@ -163,7 +173,9 @@ def test_closing_a_tab_mid_job_lets_the_next_tabs_job_run_at_once(served, browse
     before = set(served.workspace.jobs.iterdir())
     browser.switch_to.new_window("tab")
     leaving = browser.current_window_handle
+    _requests(browser)  # what the browser asked for so far: read, so that what follows is this tab's
     open_page(browser, served.url, inputs)
+    (session,) = {url.rsplit("/", 1)[1] for url in _requests(browser) if "/gradio_api/heartbeat/" in url}
     browser.find_element(By.CSS_SELECTOR, "#animate-button").click()
     gate.wait_for_arrivals("window")  # its first of 2 windows is done; it is held before the second
     browser.switch_to.new_window("tab")
@@ -177,7 +189,7 @@ def test_closing_a_tab_mid_job_lets_the_next_tabs_job_run_at_once(served, browse
     browser.switch_to.window(leaving)
     browser.close()
     browser.switch_to.window(staying)
-    gate.wait_for_prefix("session:gone:")  # the server heard the tab go and cancelled its job
+    gate.wait_for_arrivals(f"session:gone:{session}")  # the server heard the tab go and cancelled its job
     gate.release("window")  # the abandoned job stops at the check after the window it was held in
     gate.wait_for_arrivals("job:start", 2)
     wait.until(lambda d: status(d).startswith("Running on cpu"))  # the waiting tab's job runs next
@@ -188,16 +200,20 @@ def test_closing_a_tab_mid_job_lets_the_next_tabs_job_run_at_once(served, browse
     assert any(kept.glob("reference-motion-*.mp4"))
 
 
-def _hosts_requested(browser) -> set[str]:
-    """Every host the page sent a request to (data: and blob: URLs have none)."""
-    hosts = set()
+def _requests(browser) -> list[str]:
+    """The URLs the browser requested since the last look (Chromium's performance log, read once)."""
+    urls = []
     for entry in browser.get_log("performance"):
         message = json.loads(entry["message"])["message"]
         if message["method"] == "Network.requestWillBeSent":
-            parsed = urlparse(message["params"]["request"]["url"])
-            if parsed.scheme in ("http", "https", "ws", "wss"):
-                hosts.add(parsed.hostname)
-    return hosts
+            urls.append(message["params"]["request"]["url"])
+    return urls
+
+
+def _hosts_requested(browser) -> set[str]:
+    """Every host the page sent a request to (data: and blob: URLs have none)."""
+    parsed = [urlparse(url) for url in _requests(browser)]
+    return {url.hostname for url in parsed if url.scheme in ("http", "https", "ws", "wss")}
 
 
 def _save_screenshot(browser) -> None:
