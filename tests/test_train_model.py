@@ -16,12 +16,20 @@ from magicanimate_cli.engine.sampler import Conditioning, StepStats, predict_win
 from magicanimate_cli.engine.sampler_config import SamplerConfig
 from magicanimate_cli.train.model import load_parts, set_trainable, trainable_names
 
+from train_fixtures import OneThread
+
 MA = TINY_BUNDLE / "MagicAnimate"
 FRAMES, SIZE = 4, 128
 TOL = 1e-5
 """Equal up to the order of floating-point operations: the engine runs the two guidance copies as one batch of
 rows, training one copy; equally valid fp32 computations of the same forward differ by ~6e-6 at 128 px (see
 tests/data/parity/FINDINGS.md), a wrong path by 1e-2 or more."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    with OneThread():
+        yield
 
 
 @pytest.fixture(scope="module")
