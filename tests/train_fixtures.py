@@ -37,7 +37,7 @@ def settings(data: Path, run: Path, stage: int = 1, **overrides) -> TrainSetting
 def make_trainer(s: TrainSettings) -> Trainer:
     folder = DataFolder(s.data)
     contents = folder.check()
-    parts = load_parts(s.stage, s.weights, s.start_from, s.motion_module)
+    parts = load_parts(s.stage, s.weights, s.start_from, s.motion_module, seed=s.seed)
     return Trainer(s, parts, DataIndex(contents.videos, contents.images), folder, inference_schedule())
 
 

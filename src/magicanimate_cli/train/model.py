@@ -137,8 +137,9 @@ def from_folder_parts(folder: Path, stage: int, motion_module: Path | None) -> d
 
 
 def load_parts(stage: int, weights: Path, start_from: Path | None = None, motion_module: Path | None = None,
-               device: torch.device | str = "cpu") -> TrainingParts:
-    """Build the run's networks from the weights folder (SD 1.5, the VAE) and the starting points."""
+               device: torch.device | str = "cpu", seed: int = 0) -> TrainingParts:
+    """Build the run's networks from the weights folder (SD 1.5, the VAE) and the starting points. `seed` fixes
+    the one random initialisation (a fresh ControlNet's conditioning embedding)."""
     layout = WeightsLayout(Path(weights))
     if not layout.root.is_dir():
         raise WeightsError(f"{layout.root}: weights directory not found; run `magicanimate download-weights`")
@@ -159,7 +160,7 @@ def load_parts(stage: int, weights: Path, start_from: Path | None = None, motion
 
     if start_from is None:
         appearance, appearance_config = fresh_appearance_encoder(sd_config, sd_state, sd_file)
-        controlnet = fresh_controlnet(sd_config, sd_state, sd_file)
+        controlnet = fresh_controlnet(sd_config, sd_state, sd_file, seed)
         controlnet_config = {"_class_name": "ControlNetModel",
                              **{k: v for k, v in dict(controlnet.config).items() if not k.startswith("_")}}
     else:
@@ -220,15 +221,21 @@ def fresh_appearance_encoder(sd_config: dict, sd_state: dict[str, torch.Tensor],
     return model, {**sd_config, "_class_name": "AppearanceEncoderModel"}
 
 
-def fresh_controlnet(sd_config: dict, sd_state: dict[str, torch.Tensor], sd_file: Path) -> nn.Module:
-    """The paper's (ControlNet's) start: the UNet's encoder with zeroed output convolutions (`from_unet`)."""
+def fresh_controlnet(sd_config: dict, sd_state: dict[str, torch.Tensor], sd_file: Path, seed: int = 0) -> nn.Module:
+    """The paper's (ControlNet's) start: the UNet's encoder with zeroed output convolutions (`from_unet`).
+
+    The pose encoder (`controlnet_cond_embedding`) starts random, from `seed` (torch's global generator is left
+    as it was): a run is a function of its settings, so an interrupted run's restart and its resume agree.
+    """
     from diffusers import ControlNetModel, UNet2DConditionModel
 
     from ..engine.models.appearance_encoder import unet_config_kwargs
 
     unet2d = on_meta(lambda: UNet2DConditionModel(**unet_config_kwargs(sd_config)))
     fill(unet2d, sd_state, sd_file)
-    return ControlNetModel.from_unet(unet2d)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return ControlNetModel.from_unet(unet2d)
 
 
 def load_diffusers_part(folder: Path, factory) -> tuple[nn.Module, dict, Path]:

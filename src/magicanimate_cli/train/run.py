@@ -78,7 +78,8 @@ def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str,
     check_weights_schedule(schedule, settings.weights / "stable-diffusion-v1-5" / "scheduler" / "scheduler_config.json")
     if settings.start_from is not None:
         check_recorded(schedule, _from_schedule(settings.start_from), settings.start_from)
-    parts = load_parts(settings.stage, settings.weights, settings.start_from, settings.motion_module, settings.device)
+    parts = load_parts(settings.stage, settings.weights, settings.start_from, settings.motion_module, settings.device,
+                       settings.seed)
     record = {"format": CONFIG_FORMAT, "settings": settings.record(), "schedule": schedule.record,
               "data": {"fingerprint": data_fingerprint, "videos": len(kept), "images": len(images),
                        "skipped": [list(s) for s in skipped]},
@@ -100,8 +101,7 @@ def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str,
     export = None
     if outcome.stopped is None:
         export = write_export(run, parts.model, parts.motion_state, parts.appearance_config, parts.controlnet_config,
-                              {"stage": settings.stage, "step": trainer.step, "schedule": schedule.record,
-                               "settings": settings.record()})
+                              {"stage": settings.stage, "step": trainer.step, "schedule": schedule.record})
     return RunResult(run, outcome, export, start, skipped)
 
 

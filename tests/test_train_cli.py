@@ -1,0 +1,196 @@
+"""`magicanimate train` through the real command on real files: a run, its export, exact resume after a kill,
+SIGTERM, and the one-line errors for bad input (which leave no run folder behind)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import TINY_BUNDLE, run_cli, start_paused_at
+from media_helpers import encode_video
+from train_fixtures import MA, OneThread, TEMPORAL, write_data
+from train_helpers import make_data
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    with OneThread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_data(tmp_path_factory.mktemp("cli-data"))
+
+
+def _args(data: Path, run: Path, *extra) -> list:
+    return ["train", data, "-o", run, "--stage", "1", "--weights", TINY_BUNDLE, "--size", "128", "--steps", "3",
+            "--checkpoint-every", "2", "--lr", "1e-3", "--seed", "5", "--device", "cpu",
+            "--motion-module", TEMPORAL, *extra]
+
+
+@pytest.fixture(scope="module")
+def finished(data, tmp_path_factory):
+    """An uninterrupted three-step stage-1 run, with its --json summary."""
+    run = tmp_path_factory.mktemp("finished") / "run"
+    capsys_free = _InProcess()
+    code, out, err = capsys_free(_args(data, run, "--json"))
+    assert code == 0, err
+    return run, json.loads(out.strip().splitlines()[-1])
+
+
+class _InProcess:
+    """run_cli for module fixtures (no capsys there): captures by redirecting the streams."""
+
+    def __call__(self, args: list) -> tuple[int, str, str]:
+        import contextlib
+        import io
+
+        from conftest import cli_exit_code
+
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli_exit_code(args)
+        return code, out.getvalue(), err.getvalue()
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_run_writes_config_metrics_checkpoints_and_the_released_layout(finished):
+    run, summary = finished
+    assert summary["steps"] == 3 and summary["export"] == str(run / "export")
+    assert "--animation-weights" in summary["animate"] and str(run / "export") in summary["animate"]
+    config = json.loads((run / "config.json").read_text())
+    assert config["settings"]["stage"] == 1 and config["schedule"]["beta_schedule"] == "linear"
+    assert config["data"]["fingerprint"] and config["weights"]["fingerprint"]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3]
+    assert all({"loss", "lr", "branch"} <= set(r) and r["branch"] in ("image", "frame") for r in records)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-2", "step-3"]
+    assert set(_files(run / "export")) == {
+        "appearance_encoder/config.json", "appearance_encoder/diffusion_pytorch_model.safetensors",
+        "densepose_controlnet/config.json", "densepose_controlnet/diffusion_pytorch_model.safetensors",
+        "temporal_attention/temporal_attention.ckpt", "training.json"}
+
+
+def test_the_export_loads_in_the_engine_and_changes_the_video(finished, tmp_path, animator):
+    from magicanimate_cli import Animator
+
+    run, _ = finished
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for part in ("stable-diffusion-v1-5", "sd-vae-ft-mse"):
+        (weights / part).symlink_to(TINY_BUNDLE / part)
+    (weights / "MagicAnimate").symlink_to(run / "export")
+    rng = np.random.default_rng(0)
+    reference = rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    motion = rng.integers(0, 256, (2, 128, 128, 3), dtype=np.uint8)
+    options = {"steps": 1, "seed": 1, "context_frames": 2, "context_overlap": 0}
+    trained = Animator.from_pretrained(weights)(reference, motion, **options).frames
+    base = animator(reference, motion, **options).frames
+    assert trained.shape == base.shape and np.abs(trained - base).max() > 1e-3
+
+
+def test_a_killed_run_resumes_to_the_same_export_and_metrics_bit_for_bit(finished, data, tmp_path, capsys):
+    """Killed (SIGKILL) after step 3's metrics line, before its checkpoint: the resume goes back to step 2."""
+    run = tmp_path / "run"
+    proc = start_paused_at("train-step:3", _args(data, run), env=ENV)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert not (run / "export").exists()
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
+    code, _, err = run_cli(_args(data, run, "--resume", "--quiet"), capsys)
+    assert code == 0, err
+    reference_run, _ = finished
+    assert (run / "metrics.jsonl").read_bytes() == (reference_run / "metrics.jsonl").read_bytes()
+    assert _files(run / "export") == _files(reference_run / "export")
+
+
+def test_sigterm_saves_a_checkpoint_after_the_step_and_stops(data, tmp_path):
+    run = tmp_path / "run"
+    proc = start_paused_at("train-step:1", _args(data, run, "--checkpoint-every", "10"), env=ENV)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    assert "--resume" in err
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-1"]
+    assert not (run / "export").exists()
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+def _fails(capsys, args: list, *words: str) -> str:
+    code, out, err = run_cli(args, capsys)
+    lines = err.strip().splitlines()
+    assert code != 0 and len(lines) == 1, err
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def test_empty_data_is_refused(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    _fails(capsys, _args(tmp_path / "data", tmp_path / "run"), str(tmp_path / "data"), "no videos")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_render_with_another_frame_count_is_named_with_both_counts(tmp_path, capsys):
+    data = make_data(tmp_path / "data", {"walk": 8}, size=128)
+    render = data / "densepose" / "walk.mp4"
+    encode_video(render, [np.zeros((128, 128, 3), np.uint8)] * 6)
+    _fails(capsys, _args(data, tmp_path / "run"), str(render), "6 frames", "has 8")
+    assert not (tmp_path / "run").exists()
+
+
+def test_clips_longer_than_every_video_are_refused(data, tmp_path, capsys):
+    args = ["train", data, "-o", tmp_path / "run", "--stage", "2", "--weights", TINY_BUNDLE, "--from", MA,
+            "--frames", "12", "--size", "128", "--device", "cpu"]
+    _fails(capsys, args, "--frames 12", "longest has 10")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("extra,words", [
+    (["--stage", "2", "--joint", "0.5,0.2", "--from", str(MA)], ["--joint 0.5,0.2", "out of order"]),
+    (["--stage", "2"], ["--stage 2 needs a temporal start"]),
+    (["--stage", "1", "--joint", "0.1,0.2"], ["stage 2"]),
+])
+def test_settings_that_cannot_work_are_refused(data, tmp_path, capsys, extra, words):
+    args = ["train", data, "-o", tmp_path / "run", "--weights", TINY_BUNDLE, "--size", "128", *extra]
+    _fails(capsys, args, *words)
+    assert not (tmp_path / "run").exists()
+
+
+def test_asking_for_images_that_data_lacks_is_refused(tmp_path, capsys):
+    data = make_data(tmp_path / "data", {"walk": 8}, size=128)
+    _fails(capsys, _args(data, tmp_path / "run", "--image-prob", "0.3"), "--image-prob 0.3", "no images")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_from_folder_missing_a_part_is_named(data, tmp_path, capsys):
+    partial = tmp_path / "partial"
+    shutil.copytree(MA / "appearance_encoder", partial / "appearance_encoder")
+    _fails(capsys, _args(data, tmp_path / "run", "--from", partial), str(partial), "densepose_controlnet")
+    assert not (tmp_path / "run").exists()
+
+
+def test_resuming_with_other_settings_names_the_setting(finished, data, capsys):
+    run, _ = finished
+    before = _files(run)
+    _fails(capsys, _args(data, run, "--resume", "--lr", "5e-4"), "--resume with other settings", "lr")
+    assert _files(run) == before
+
+
+def test_a_fresh_run_refuses_a_folder_that_holds_a_run(finished, data, capsys):
+    run, _ = finished
+    _fails(capsys, _args(data, run), "--resume")
