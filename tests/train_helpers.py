@@ -46,3 +46,13 @@ def make_data(root: Path, videos: dict[str, int], images: int = 0, size: int = 1
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(pixels).save(path)
     return root
+
+
+def make_validation(root: Path, size: int = 128, frames: int = 3) -> Path:
+    """A validation folder: one pair (reference, DensePose motion) with its ground-truth video."""
+    root.mkdir(parents=True, exist_ok=True)
+    labels = [person_labels(i, size, 1) for i in range(frames)]
+    Image.fromarray(person_frame(labels[0], 1)).save(root / "dancer.png")
+    encode_video(root / "dancer.mp4", [colourise(x) for x in labels])
+    encode_video(root / "dancer.truth.mp4", [person_frame(x, 1) for x in labels])
+    return root

@@ -47,6 +47,11 @@ def run_train(
                                                                   "reference (for classifier-free guidance)."),
     checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Steps between checkpoints."),
     keep_checkpoints: int = typer.Option(2, "--keep-checkpoints", help="Checkpoints kept (the newest)."),
+    validate_every: int = typer.Option(0, "--validate-every", show_default="never",
+                                       help="Animate the --validation pairs every N steps (and at no other time)."),
+    validation: Optional[Path] = typer.Option(None, "--validation", show_default="none",
+                                              help="Folder of NAME.png + NAME.mp4 (+ NAME.truth.mp4) pairs."),
+    validation_steps: int = typer.Option(25, "--validation-steps", help="DDIM steps of a validation video."),
     resume: bool = flag("--resume", "Continue the run in -o from its newest checkpoint (same settings)."),
     device: str = typer.Option("auto", help="auto | cuda | cpu."),
     quiet: bool = flag("--quiet", QUIET_HELP, "-q"),
@@ -72,8 +77,12 @@ def run_train(
         steps=steps, batch_size=batch_size, width=width or size, height=height or size, frames=frames,
         frame_stride=frame_stride, lr=lr, lr_warmup=lr_warmup, seed=seed, image_prob=tau0, joint=mix,
         ref_dropout=ref_dropout, checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
-        device=str(resolve_device(device)), quiet=quiet)
+        device=str(resolve_device(device)), quiet=quiet, validate_every=validate_every,
+        validation=validation.resolve() if validation else None)
     settings.validate()
+    make_validator = None
+    if settings.validate_every:
+        make_validator = validator_factory(settings, validation_steps)
     display = TrainProgress(settings.steps, settings.batch_size, enabled=not (quiet or as_json))
 
     def ready(start: int, skipped: list) -> None:
@@ -83,7 +92,7 @@ def run_train(
 
     with display:
         result = train(settings, folder, contents.videos, contents.images, contents.fingerprint, resume=resume,
-                       on_step=display.update, on_ready=ready)
+                       on_step=display.update, on_ready=ready, make_validator=make_validator)
     command = animate_command(settings.weights, result.export) if result.export else None
     last = result.outcome.last
     summary = {"run": str(result.run), "stage": stage_n, "steps": result.outcome.steps_done,
@@ -99,6 +108,38 @@ def run_train(
     if not as_json:
         typer.echo(f"exported {result.export}")
         typer.echo(f"animate with it: {command}")
+
+
+def validator_factory(settings, steps: int):
+    """The run's validator, built once the models are loaded; pairs are checked now (before any output)."""
+    from ..train.validation import Validator, find_pairs
+
+    pairs = find_pairs(settings.validation)
+    scorer = make_scorer(settings.weights, settings.device) if any(p.truth for p in pairs) else None
+    return lambda parts: Validator(parts, settings.stage, settings.frames, settings.width, settings.height,
+                                   settings.run, pairs, scorer, steps)
+
+
+def make_scorer(weights: Path, device: str):
+    """Our `eval` on one validation video: L1, PSNR, SSIM, and LPIPS when its weights are in WEIGHTS/metrics/
+    (otherwise the record says why it is missing)."""
+    import torch
+
+    from ..evaluation.metrics import plan_metrics
+    from ..evaluation.runner import EvalSettings, evaluate
+
+    available, skipped = plan_metrics(None, weights)
+    wanted = tuple(m for m in ("l1", "psnr", "ssim", "lpips") if m in available)
+    eval_settings = EvalSettings(weights_dir=weights, device=torch.device(device), metrics=wanted, align="truncate")
+
+    def score(generated: Path, truth: Path) -> dict:
+        report = evaluate(generated, truth, eval_settings)
+        values = {k: v for k, v in report.aggregate.items() if k in wanted}
+        if "lpips" in skipped:
+            values["skipped"] = {"lpips": skipped["lpips"]}
+        return values
+
+    return score
 
 
 def animate_command(weights: Path, export: Path) -> str:

@@ -51,6 +51,11 @@ class TrainingModel(nn.Module):
         attach_writer(appearance_encoder, self.bank)
         attach_sample_reader(unet, self.bank)
 
+    def attach(self) -> None:
+        """(Re)install the training processors: after validation, the engine's Animator installs its own."""
+        attach_writer(self.appearance_encoder, self.bank)
+        attach_sample_reader(self.unet, self.bank)
+
     def forward(self, noisy: torch.Tensor, t: torch.Tensor, text: torch.Tensor, reference_latents: torch.Tensor,
                 pose: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """noisy (b, 4, f, h, w), t (b,), text (b, 77, c), reference_latents (b, 4, h, w), pose (b, f, 3, H, W) in
@@ -119,6 +124,8 @@ class TrainingParts:
     controlnet_config: dict
     motion_state: dict[str, torch.Tensor] | None  # stage 1: the temporal start, exported unchanged
     sources: list[Path] = field(default_factory=list)  # files the starting weights came from
+    text_encoder: nn.Module | None = None  # kept for validation through the engine's Animator
+    prompt_tokens: Any = None
 
 
 def from_folder_parts(folder: Path, stage: int, motion_module: Path | None) -> dict[str, Path]:
@@ -169,13 +176,16 @@ def load_parts(stage: int, weights: Path, start_from: Path | None = None, motion
         sources += [a_file, c_file]
     vae, _, vae_file = load_diffusers_part(layout.vae, _vae)
     sources.append(vae_file)
-    text = empty_prompt_embedding(layout)
+    text_encoder, tokens = text_encoder_and_tokens(layout)
+    with torch.no_grad():
+        text = text_encoder(tokens.ids()).float()
 
     model = TrainingModel(unet, appearance, controlnet)
     nn.Module.to(model, device=device, dtype=torch.float32)
     vae = nn.Module.to(vae, device=device, dtype=torch.float32).eval().requires_grad_(False)
+    text_encoder = nn.Module.to(text_encoder, device=device).requires_grad_(False)
     return TrainingParts(model, vae, text.to(device), _json_config(appearance_config), _json_config(controlnet_config),
-                         None if stage == 2 else motion_state, sources)
+                         None if stage == 2 else motion_state, sources, text_encoder, tokens)
 
 
 def build_unet(sd_config: dict, sd_state: dict[str, torch.Tensor], sd_file: Path,
@@ -258,8 +268,9 @@ def _vae(config: dict) -> nn.Module:
     return AutoencoderKL.from_config(config)
 
 
-def empty_prompt_embedding(layout: WeightsLayout) -> torch.Tensor:
-    """CLIP's embedding of "" (MagicAnimate's prompt and negative prompt); the text encoder is not kept."""
+def text_encoder_and_tokens(layout: WeightsLayout) -> tuple[nn.Module, Any]:
+    """The frozen CLIP text encoder and the empty prompt's tokens ("" is MagicAnimate's prompt and negative
+    prompt, so its embedding is computed once)."""
     from ..engine.models.clip_text import CLIPTextConfig, CLIPTextEncoder, EmptyPromptTokens
 
     cfg_path = layout.text_encoder / "config.json"
@@ -268,8 +279,7 @@ def empty_prompt_embedding(layout: WeightsLayout) -> torch.Tensor:
     path = find_weights_file(layout.text_encoder, TRANSFORMERS_WEIGHTS)
     fill(encoder, read_state_dict(path), path, optional=CLIPTextEncoder.optional_keys)
     tokens = EmptyPromptTokens.from_tokenizer_dir(layout.tokenizer)
-    with torch.no_grad():
-        return nn.Module.to(encoder, dtype=torch.float32).eval()(tokens.ids()).float()
+    return nn.Module.to(encoder, dtype=torch.float32).eval(), tokens
 
 
 @torch.no_grad()

@@ -66,7 +66,7 @@ def fingerprint(files: list[Path]) -> str:
 
 def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str, int], ...], images: tuple[str, ...],
           data_fingerprint: str, resume: bool = False, on_step: OnStep | None = None,
-          validate: Callable[[int], list[dict]] | None = None,
+          make_validator: Callable[[TrainingParts], Callable[[int], list[dict]]] | None = None,
           on_ready: Callable[[int, list[tuple[str, str]]], None] | None = None) -> RunResult:
     """Check, build, (resume,) train and export. `on_ready(start_step, skipped)` runs once the models are loaded."""
     settings.validate()
@@ -97,6 +97,7 @@ def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str,
         _write_json(run / CONFIG, record)
     if on_ready is not None:
         on_ready(start, skipped)
+    validate = make_validator(parts) if make_validator is not None and settings.validate_every else None
     outcome = run_loop(trainer, run, on_step, validate)
     export = None
     if outcome.stopped is None:
