@@ -209,3 +209,11 @@ def test_resuming_with_other_settings_names_the_setting(finished, data, capsys):
 def test_a_fresh_run_refuses_a_folder_that_holds_a_run(finished, data, capsys):
     run, _ = finished
     _fails(capsys, _args(data, run), "--resume")
+
+
+def test_an_unreadable_video_is_named(tmp_path, capsys):
+    data = make_data(tmp_path / "data", {"walk": 8}, size=128)
+    broken = data / "videos" / "walk.mp4"
+    broken.write_bytes(b"not a video")
+    _fails(capsys, _args(data, tmp_path / "run"), str(broken))
+    assert not (tmp_path / "run").exists()

@@ -146,3 +146,14 @@ def test_gradients_reach_the_appearance_encoder_only_through_reference_attention
     stage1.model.zero_grad(set_to_none=True)
     assert grads[True] > 0
     assert grads[False] == 0
+
+
+def test_a_motion_module_saved_with_prefixes_starts_stage2_with_the_same_weights(stage2, tmp_path):
+    """AnimateDiff's checkpoints carry the same key names, possibly behind `module.` (DDP) prefixes."""
+    entries = torch.load(MA / "temporal_attention" / "temporal_attention.ckpt", weights_only=True)
+    prefixed = tmp_path / "mm.ckpt"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in entries.items()}}, prefixed)
+    parts = load_parts(2, TINY_BUNDLE, start_from=MA, motion_module=prefixed)
+    ours = {k: v for k, v in parts.model.unet.state_dict().items() if ".motion_modules." in k}
+    theirs = {k: v for k, v in stage2.model.unet.state_dict().items() if ".motion_modules." in k}
+    assert len(ours) == len(entries) and all(torch.equal(ours[k], theirs[k]) for k in theirs)
