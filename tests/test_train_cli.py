@@ -88,6 +88,21 @@ def test_a_run_writes_config_metrics_checkpoints_and_the_released_layout(finishe
         "temporal_attention/temporal_attention.ckpt", "training.json"}
 
 
+def test_stage2_from_an_export_changes_only_the_temporal_file(finished, data, tmp_path, capsys):
+    """Stage 2 from stage 1's export: two-frame clips; its export keeps the encoder and ControlNet byte for byte."""
+    stage1, _ = finished
+    run = tmp_path / "run"
+    args = ["train", data, "-o", run, "--stage", "2", "--from", stage1 / "export", "--weights", TINY_BUNDLE,
+            "--size", "128", "--frames", "2", "--joint", "0,0", "--steps", "1", "--lr", "1e-3", "--device", "cpu",
+            "--quiet"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert [json.loads(line)["branch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == ["clip"]
+    before, after = _files(stage1 / "export"), _files(run / "export")
+    changed = {name for name in before if before[name] != after[name]}
+    assert changed == {"temporal_attention/temporal_attention.ckpt", "training.json"}
+
+
 def test_validation_animates_the_pairs_through_the_engine_and_scores_them(finished):
     run, _ = finished
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

@@ -155,5 +155,3 @@ def _write_json(path: Path, obj: dict) -> None:
     temp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
     os.replace(temp, path)
 
-
-__all__ = ["RunResult", "TrainingParts", "train", "usable_videos"]

@@ -6,7 +6,7 @@ run cannot silently change what it trains.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import SettingsError
@@ -52,7 +52,6 @@ class TrainSettings:
     validate_every: int = 0
     validation: Path | None = None
     quiet: bool = False
-    extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def clip_frames(self) -> int:
@@ -90,8 +89,6 @@ class TrainSettings:
         """JSON-ready settings for config.json (paths as strings, the mix as a list)."""
         out = {}
         for key, value in asdict(self).items():
-            if key == "extra":
-                continue
             out[key] = str(value) if isinstance(value, Path) else (list(value) if isinstance(value, tuple) else value)
         return out
 
