@@ -232,3 +232,13 @@ def test_an_unreadable_video_is_named(tmp_path, capsys):
     broken.write_bytes(b"not a video")
     _fails(capsys, _args(data, tmp_path / "run"), str(broken))
     assert not (tmp_path / "run").exists()
+
+
+def test_an_image_whose_render_has_another_size_is_named(tmp_path, capsys):
+    from PIL import Image
+
+    data = make_data(tmp_path / "data", {"walk": 8}, images=1, size=128)
+    render = data / "images_densepose" / "photo0.png"
+    Image.new("RGB", (64, 64)).save(render)
+    _fails(capsys, _args(data, tmp_path / "run"), str(render), "64x64", "128x128")
+    assert not (tmp_path / "run").exists()

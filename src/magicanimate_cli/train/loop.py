@@ -58,6 +58,9 @@ class Trainer:
         lr_schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
         self.model, self.optimizer, self.lr_schedule = self.accelerator.prepare(parts.model, optimizer, lr_schedule)
+        # accelerate places the prepared model on the process's device; the frozen helpers follow it
+        parts.vae.to(self.accelerator.device)
+        parts.text = parts.text.to(self.accelerator.device)
         self.params = params
         self.mix = Mix(settings.stage, settings.image_prob, *settings.joint)
         self.state = checkpoint.TrainerState(0, dict(zip(names, params)), self.optimizer, self.lr_schedule,

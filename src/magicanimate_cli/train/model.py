@@ -63,19 +63,27 @@ class TrainingModel(nn.Module):
         b, _, frames = noisy.shape[:3]
         self.bank.clear()
         self.bank.keep = keep
-        self.appearance_encoder(reference_latents, t, encoder_hidden_states=text, return_dict=False)
+        with _grad_if_training(self.appearance_encoder):
+            self.appearance_encoder(reference_latents, t, encoder_hidden_states=text, return_dict=False)
         if not self.bank.complete:
             raise RuntimeError("the appearance encoder did not fill every reference slot")
-        down, mid = self.controlnet(fold_frames(noisy), t.repeat_interleave(frames),
-                                    encoder_hidden_states=text.repeat_interleave(frames, dim=0),
-                                    controlnet_cond=pose.reshape(b * frames, *pose.shape[2:]),
-                                    conditioning_scale=1.0, return_dict=False)
+        with _grad_if_training(self.controlnet):
+            down, mid = self.controlnet(fold_frames(noisy), t.repeat_interleave(frames),
+                                        encoder_hidden_states=text.repeat_interleave(frames, dim=0),
+                                        controlnet_cond=pose.reshape(b * frames, *pose.shape[2:]),
+                                        conditioning_scale=1.0, return_dict=False)
         down = [unfold_frames(d, frames) for d in down]
         try:
             return self.unet(noisy, t, text, down, unfold_frames(mid, frames))
         finally:
             self.bank.clear()
             self.bank.keep = None
+
+
+def _grad_if_training(module: nn.Module):
+    """A frozen network (stage 2's encoder and ControlNet) runs without autograd: nothing upstream of it trains,
+    so keeping its activations would only cost memory (a K-frame ControlNet pass at 512² is several GB)."""
+    return torch.set_grad_enabled(torch.is_grad_enabled() and any(p.requires_grad for p in module.parameters()))
 
 
 def bypass_motion_modules(unet: TemporalUNet) -> TemporalUNet:

@@ -108,8 +108,10 @@ class SampleReferenceReadProcessor:
 
     The hidden states hold b·f rows (frames folded into the batch, row-major); each sample's reference serves its
     f rows. Rows of samples whose `keep` is False take the plain self-attention instead (the same arithmetic as
-    `ReferenceReadProcessor`'s unconditional rows); both are computed for every row, so the graph never depends
-    on which samples were dropped.
+    `ReferenceReadProcessor`'s unconditional rows). When any sample is dropped both are computed for every row and
+    one is selected: the reference path (and so the appearance encoder) is in every step's graph whoever is
+    dropped, and every parameter takes part in every step on every process. The plain attention, which uses the
+    same projections, is skipped only when no sample needs it.
     """
 
     def __init__(self, bank: SampleReferenceBank, index: int) -> None:
@@ -121,10 +123,10 @@ class SampleReferenceReadProcessor:
         if reference is None:
             raise RuntimeError("the appearance encoder has not filled the training reference bank")
         with_reference = attend(attn, hidden_states, hidden_states, shared=reference.to(hidden_states.dtype))
-        plain = attend(attn, hidden_states, hidden_states)
         keep = self.bank.keep
-        if keep is None:
+        if keep is None or bool(keep.all()):  # nobody dropped: the plain attention would be selected nowhere
             return with_reference
+        plain = attend(attn, hidden_states, hidden_states)
         rows = keep.to(hidden_states.device).repeat_interleave(hidden_states.shape[0] // keep.shape[0])
         return torch.where(rows[:, None, None], with_reference, plain)
 
