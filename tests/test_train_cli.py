@@ -242,3 +242,11 @@ def test_an_image_whose_render_has_another_size_is_named(tmp_path, capsys):
     Image.new("RGB", (64, 64)).save(render)
     _fails(capsys, _args(data, tmp_path / "run"), str(render), "64x64", "128x128")
     assert not (tmp_path / "run").exists()
+
+
+def test_clips_longer_than_the_motion_modules_position_table_are_refused(tmp_path, capsys):
+    data = make_data(tmp_path / "data", {"long": 26}, size=128)
+    args = ["train", data, "-o", tmp_path / "run", "--stage", "2", "--weights", TINY_BUNDLE, "--from", MA,
+            "--frames", "25", "--size", "128", "--device", "cpu"]
+    _fails(capsys, args, "--frames 25", "24 frames")
+    assert not (tmp_path / "run").exists()

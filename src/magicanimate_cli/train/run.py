@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..engine.loader import WeightsLayout
 from ..errors import InputError, OutputError, SettingsError
 from . import checkpoint
 from .batches import FrameSource
@@ -75,11 +76,14 @@ def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str,
     run = settings.run
     recorded = _recorded_config(run, resume)
     schedule = inference_schedule()
-    check_weights_schedule(schedule, settings.weights / "stable-diffusion-v1-5" / "scheduler" / "scheduler_config.json")
+    check_weights_schedule(schedule, WeightsLayout(settings.weights).scheduler / "scheduler_config.json")
     if settings.start_from is not None:
         check_recorded(schedule, _from_schedule(settings.start_from), settings.start_from)
     parts = load_parts(settings.stage, settings.weights, settings.start_from, settings.motion_module, settings.device,
                        settings.seed)
+    longest = int(getattr(parts.model.unet.config, "motion_max_len", settings.frames))
+    if settings.stage == 2 and settings.frames > longest:
+        raise SettingsError(f"--frames {settings.frames}: the motion module's position table holds {longest} frames")
     record = {"format": CONFIG_FORMAT, "settings": settings.record(), "schedule": schedule.record,
               "data": {"fingerprint": data_fingerprint, "videos": len(kept), "images": len(images),
                        "skipped": [list(s) for s in skipped]},

@@ -17,9 +17,10 @@ DEFAULT_JOINT = (0.1, 0.3)
 """(tau1, tau2) when DATA has images; without images tau1 is 0 (the paper gives no values; ours)."""
 
 MIN_SIZE = 128
-RESUMABLE = frozenset({"steps", "checkpoint_every", "keep_checkpoints", "device", "validate_every", "validation",
-                       "quiet"})
-"""Settings a resumed run may change: how long it goes on and how it reports, never what it trains."""
+RESUMABLE = frozenset({"run", "steps", "checkpoint_every", "keep_checkpoints", "device", "validate_every",
+                       "validation", "quiet"})
+"""Settings a resumed run may change: where the run lives, how long it goes on and how it reports, never what it
+trains."""
 
 
 @dataclass(frozen=True)
