@@ -213,7 +213,9 @@ def build_unet(sd_config: dict, sd_state: dict[str, torch.Tensor], sd_file: Path
     if not with_motion:
         bypass_motion_modules(unet)
         return fill(unet, sd_state, sd_file), motion_state
-    return fill(unet, {**sd_state, **motion_state}, Path(motion_file)), motion_state
+    # the trained tensors get storage of their own: a checkpoint may be memory-mapped
+    trained = {k: v.clone() for k, v in motion_state.items()}
+    return fill(unet, {**sd_state, **trained}, Path(motion_file)), motion_state
 
 
 def motion_weights(entries: dict[str, Any], expected: dict[str, tuple[int, ...]], source: Path
