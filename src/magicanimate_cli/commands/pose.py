@@ -12,8 +12,8 @@ from typing import Optional
 
 import typer
 
-from ..config import FrameSelection
-from ..errors import InputError, MagicAnimateError, SettingsError
+from ..media.reader import FrameSelection
+from ..runtime.errors import InputError, MagicAnimateError, SettingsError
 from .common import (CRF_OPTION, DEVICE_OPTION, FILL_GAP_OPTION, FORMAT_OPTION, FRAME_STRIDE_OPTION, JSON_HELP,
                      MAX_FRAMES_OPTION, MIN_SCORE_OPTION, PEOPLE_OPTION, POSE_MODEL_OPTION, QUIET_HELP, SHARD_OPTION,
                      SMOOTH_OPTION, SMOOTH_RADIUS_OPTION, START_OPTION, WEIGHTS_DEFAULT, BatchFormat, People, flag,
@@ -55,7 +55,7 @@ def pose(
     fill_gap: Optional[int] = FILL_GAP_OPTION,
 ) -> None:
     """Render VIDEO as DensePose in MagicAnimate's format."""
-    from ..cluster import resolve_shard_from_process
+    from ..runtime.cluster import resolve_shard_from_process
 
     shard, device = resolve_shard_from_process(shard, device)
     settings = pose_settings(pose_model, weights, device, min_score, people, crf,
@@ -77,14 +77,14 @@ def pose(
 
 def _is_batch(video: Path) -> bool:
     """A folder holding frame images is one clip; a folder without any is a batch of videos and frame folders."""
-    from ..media import list_frame_files
+    from ..media.reader import list_frame_files
 
     return video.is_dir() and not list_frame_files(video)
 
 
 def _run_single(settings, selection: FrameSelection, video: Path, output: Path, quiet: bool, as_json: bool,
                 align_to: Path | None = None, align_frame: int = 0) -> None:
-    from ..job import check_output_writable
+    from ..media.files import check_output_writable
     from ..pose.job import run_pose_job
 
     check_output_writable(output)
@@ -92,7 +92,7 @@ def _run_single(settings, selection: FrameSelection, video: Path, output: Path, 
         model, load_s = load_pose_model(settings, reporter)
         transform, alignment = None, None
         if align_to is not None:
-            from ..preflight import align_video_render
+            from ..animate.preflight import align_video_render
 
             transform, alignment = align_video_render(model, settings, video, align_to, align_frame, selection)
             alignment = {"reference": str(align_to), **alignment}
@@ -110,7 +110,7 @@ def _run_batch(settings, selection: FrameSelection, folder: Path, out_dir: Path,
                skip_existing: bool, shard: str | None, quiet: bool, as_json: bool) -> None:
     """Every video and frame folder in `folder` → `out_dir/<name>-pose.<format>`; failures are reported, the rest
     go on, and the exit code says whether any failed."""
-    from ..batch import list_motions, parse_shard, take_shard
+    from ..animate.batch import list_motions, parse_shard, take_shard
     from ..pose.job import run_pose_job
 
     videos = list_motions(folder)

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .align import (Similarity, apply_similarity, box_record, decode_labels, fit_similarity, majority_filter,
-                    part_anchors, person_box)
-from .config import AnimateSettings, FrameSelection
-from .errors import InputError, SettingsError, WeightsError
+from ..media.reader import FrameSelection, open_motion
+from ..motion.align import (Similarity, apply_similarity, box_record, decode_labels, fit_similarity, majority_filter,
+                            part_anchors, person_box)
+from ..runtime.errors import InputError, SettingsError, WeightsError
+from ..runtime.progress import Reporter
 from .job import prepare_inputs
-from .media import open_motion
 from .preview import compose_preview, preview_frames
-from .progress import Reporter
+from .settings import AnimateSettings
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class MotionCheck:
 
 def motion_check(settings: AnimateSettings, **o) -> MotionCheck | None:
     """The checked options, or None when none was given (then the run is exactly what it was without them)."""
-    from .pose.loading import pose_settings
+    from ..motion.densepose.loading import pose_settings
 
     align, frame, preview, only = o["align"], o["align_frame"], o["preview"], o["preview_only"]
     if frame != 0 and not align:
@@ -65,7 +65,7 @@ def check_preview_path(path: Path | None, batch: bool) -> None:
 
 def load_pose_model_for(pose, check: MotionCheck | None, reporter: Reporter):
     """The DensePose model when --motion-from-video (`pose`) or --align needs it, else None."""
-    from .pose.loading import load_pose_model
+    from ..motion.densepose.loading import load_pose_model
 
     if pose is not None:
         return load_pose_model(pose.settings, reporter)[0]
@@ -121,7 +121,7 @@ def check_motion(check: MotionCheck | None, settings: AnimateSettings, reference
         reporter.note(f"--align: scale {transform.scale:.3f}, shift ({transform.dx:.1f}, {transform.dy:.1f}) px "
                       f"from {record['method']}, residual {record['residual_px']:.1f} px")
     if preview_path is not None:
-        from .writer import write_image_atomic
+        from ..media.writer import write_image_atomic
 
         shown = {i: inputs.motion[i] for i in preview_frames(count)}
         write_image_atomic(preview_path, compose_preview(inputs.reference, shown, transform, background))
@@ -131,7 +131,7 @@ def check_motion(check: MotionCheck | None, settings: AnimateSettings, reference
 
 def _align(check: MotionCheck, reference: np.ndarray, anchor_frame: np.ndarray, reference_path: Path,
            motion_name, pose_model) -> tuple[Similarity, dict]:
-    from .pose.reference import reference_person
+    from ..motion.densepose.reference import reference_person
 
     ref_labels = reference_person(pose_model, reference, check.pose.min_score, check.pose.people,
                                   f"the reference image {reference_path}")
@@ -158,7 +158,7 @@ def _align(check: MotionCheck, reference: np.ndarray, anchor_frame: np.ndarray, 
 def letterbox_picture(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """`image` fitted inside width×height keeping its aspect, extended with its edge pixels (as `--fit pad`
     shapes a reference, but for any frame size: `pose` renders at the video's own size)."""
-    from .geometry import _fit_inside, resize, to_uint8
+    from ..motion.fit import _fit_inside, resize, to_uint8
 
     w, h = _fit_inside(image.shape[1], image.shape[0], width, height)
     content = resize(to_uint8(image), w, h)
@@ -170,10 +170,10 @@ def align_video_render(model, settings, video: Path, reference_path: Path, frame
                        selection: FrameSelection = FrameSelection()) -> tuple[Similarity, dict]:
     """`pose --align-to`: the transform that puts the render's person in frame `frame` of the selected frames of
     `video` onto the person of the reference, letterboxed into the video's frame."""
-    from .densepose import colourise
-    from .media import load_reference
-    from .pose.job import open_video
-    from .pose.render import render_labels
+    from ..media.reader import load_reference
+    from ..motion.densepose.render import render_labels
+    from ..motion.densepose.video import open_video
+    from ..motion.palette import colourise
 
     clip = open_video(video, selection)
     if not 0 <= frame < len(clip):
