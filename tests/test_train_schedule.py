@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from magicanimate_cli.engine.schedulers import make_scheduler
-from magicanimate_cli.errors import SettingsError, WeightsError
+from magicanimate_cli.runtime.errors import SettingsError, WeightsError
 from magicanimate_cli.train.schedule import check_recorded, check_weights_schedule, inference_schedule
 
 

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from media_helpers import encode_video
-from magicanimate_cli.densepose import colourise
+from magicanimate_cli.motion.palette import colourise
 
 
 def person_labels(index: int, size: int, phase: int = 0) -> np.ndarray:

@@ -59,8 +59,8 @@ def run_train(
 ) -> None:
     """Train MagicAnimate on a DATA folder: stage 1 or 2 of the paper, resumable, exported in the released layout."""
     from ..dataset.reader import DataFolder
-    from ..devices import resolve_device
-    from ..config import default_weights_dir
+    from ..runtime.devices import resolve_device
+    from ..runtime.home import default_weights_dir
     from ..train.progress import TrainProgress
     from ..train.run import train
     from ..train.settings import TrainSettings, parse_joint, resolve_mix

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..media import MotionClip, load_reference, probe_motion
+from ..runtime.errors import InputError
+from ..media.reader import MotionClip, load_reference, probe_motion
 from .layout import DataLayout
 
 

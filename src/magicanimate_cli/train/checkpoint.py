@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..errors import OutputError, SettingsError
+from ..runtime.errors import OutputError, SettingsError
 
 CHECKPOINTS = "checkpoints"
 FORMAT = 1

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from ..errors import OutputError
+from ..runtime.errors import OutputError
 from .model import APPEARANCE_DIR, CONTROLNET_DIR, MOTION, TEMPORAL_FILE, TrainingModel
 
 EXPORT = "export"

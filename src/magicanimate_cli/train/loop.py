@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..testhooks import pause_point
+from ..runtime.testhooks import pause_point
 from . import checkpoint
 from .batches import FrameSource, make_batch
 from .metrics import MetricsLog, StepRecord

@@ -27,7 +27,7 @@ from ..engine.models.layers import fold_frames, unfold_frames
 from ..engine.models.reference_attention import (SampleReferenceBank, attach_sample_reader, attach_writer,
                                                  reference_blocks)
 from ..engine.models.unet3d import TemporalUNet, TemporalUNetConfig
-from ..errors import SettingsError, WeightsError
+from ..runtime.errors import SettingsError, WeightsError
 
 APPEARANCE_DIR = "appearance_encoder"
 CONTROLNET_DIR = "densepose_controlnet"

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..engine.loader import WeightsLayout
-from ..errors import InputError, OutputError, SettingsError
+from ..runtime.errors import InputError, OutputError, SettingsError
 from . import checkpoint
 from .batches import FrameSource
 from .export import write_export

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ..engine.schedulers import make_scheduler, scheduler_record
-from ..errors import SettingsError, WeightsError
+from ..runtime.errors import SettingsError, WeightsError
 
 SCHEDULE_KEYS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "prediction_type")
 

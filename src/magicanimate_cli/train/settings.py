@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import SettingsError
+from ..runtime.errors import SettingsError
 
 DEFAULT_IMAGE_PROB = 0.25
 """tau0 when DATA has images (the paper gives no value; ours)."""

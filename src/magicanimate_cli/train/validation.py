@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import InputError
-from ..media import load_reference, open_motion
-from ..writer import open_writer
+from ..runtime.errors import InputError
+from ..media.reader import load_reference, open_motion
+from ..media.writer import open_writer
 from .batches import fit
 from .model import TrainingParts
 
