@@ -7,9 +7,10 @@ run writes the same file, byte for byte, as an uninterrupted one.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from ..runtime.atomic import write_atomic
 
 METRICS = "metrics.jsonl"
 
@@ -40,9 +41,8 @@ class MetricsLog:
             return
         kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
                 if line.strip() and _step(line) is not None and _step(line) <= step]
-        temp = self.path.with_name(f".{METRICS}.tmp")
-        temp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
-        os.replace(temp, self.path)
+        text = "".join(f"{line}\n" for line in kept)
+        write_atomic(self.path, lambda temp: temp.write_text(text, encoding="utf-8"))
 
     def append(self, record: StepRecord | dict) -> None:
         line = record.line() if isinstance(record, StepRecord) else json.dumps(record, ensure_ascii=False)

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..engine.loader import WeightsLayout
+from ..runtime.atomic import write_json_atomic
 from ..runtime.errors import InputError, OutputError, SettingsError
 from . import checkpoint
 from .batches import FrameSource
@@ -98,7 +98,7 @@ def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str,
             start = trainer.restore(latest)
         MetricsLog(run).truncate_after(start)
     else:
-        _write_json(run / CONFIG, record)
+        write_json_atomic(run / CONFIG, record)
     if on_ready is not None:
         on_ready(start, skipped)
     validate = make_validator(parts) if make_validator is not None and settings.validate_every else None
@@ -153,9 +153,4 @@ def _from_schedule(folder: Path) -> dict | None:
         return None
 
 
-def _write_json(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
-    os.replace(temp, path)
 
