@@ -83,14 +83,24 @@ def test_dropped_reference_prediction_equals_the_engines_unconditional_half(stag
     assert (ours - engine_cond).abs().max() > 1e-3  # the reference matters: the two halves differ
 
 
-def test_reference_dropout_is_per_sample_in_one_batch(stage2, inputs):
-    """A batch of two samples, the second dropped, gives what each gives alone."""
-    two = {k: torch.cat([v, v]) if k in ("noisy", "reference", "pose") else v for k, v in inputs.items()}
-    with torch.no_grad():
-        both = stage2.model(two["noisy"], torch.tensor([667, 667]), stage2.text.expand(2, -1, -1), two["reference"],
-                            two["pose"], torch.tensor([True, False]))
-    assert (both[0] - _train_prediction(stage2, inputs, True)[0]).abs().max() <= 1e-5
-    assert (both[1] - _train_prediction(stage2, inputs, False)[0]).abs().max() <= 1e-5
+def test_each_sample_of_a_batch_reads_its_own_reference_and_drops_it_alone(stage2, inputs):
+    """A batch of two different samples, the second dropped, gives what each gives alone."""
+    g = torch.Generator().manual_seed(1)
+    other = {**inputs, "noisy": torch.randn(inputs["noisy"].shape, generator=g),
+             "reference": torch.randn(inputs["reference"].shape, generator=g), "t": torch.tensor([250])}
+
+    def batch(keep: list[bool]) -> torch.Tensor:
+        with torch.no_grad():
+            return stage2.model(torch.cat([inputs["noisy"], other["noisy"]]), torch.tensor([667, 250]),
+                                stage2.text.expand(2, -1, -1), torch.cat([inputs["reference"], other["reference"]]),
+                                torch.cat([inputs["pose"], other["pose"]]), torch.tensor(keep))
+
+    first = _train_prediction(stage2, inputs, True)[0]
+    second_kept, second_dropped = (_train_prediction(stage2, other, keep)[0] for keep in (True, False))
+    kept, mixed = batch([True, True]), batch([True, False])
+    assert (kept[0] - first).abs().max() <= TOL and (kept[1] - second_kept).abs().max() <= TOL
+    assert (mixed[0] - first).abs().max() <= TOL and (mixed[1] - second_dropped).abs().max() <= TOL
+    assert (second_kept - second_dropped).abs().max() > 1e-3
 
 
 def test_stage1_unet_on_one_frame_is_sd15s_image_unet(stage1, inputs):
