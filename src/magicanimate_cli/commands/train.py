@@ -93,7 +93,8 @@ def run_train(
     with display:
         result = train(settings, folder, contents.videos, contents.images, contents.fingerprint, resume=resume,
                        on_step=display.update, on_ready=ready, make_validator=make_validator)
-    command = animate_command(settings.weights, result.export) if result.export else None
+    complete = result.export is not None and (result.export / "temporal_attention" / "temporal_attention.ckpt").is_file()
+    command = animate_command(settings.weights, result.export) if complete else None
     last = result.outcome.last
     summary = {"run": str(result.run), "stage": stage_n, "steps": result.outcome.steps_done,
                "resumed_from": result.resumed_from, "stopped": result.outcome.stopped,
@@ -107,7 +108,11 @@ def run_train(
         raise typer.Exit(STOP_CODES.get(result.outcome.stopped, 1))
     if not as_json:
         typer.echo(f"exported {result.export}")
-        typer.echo(f"animate with it: {command}")
+        if command:
+            typer.echo(f"animate with it: {command}")
+        else:
+            typer.echo("the export has no temporal_attention/ (a stage-1 run without --motion-module): train stage 2 "
+                       "on it (--from this export, --motion-module FILE) before animating")
 
 
 def validator_factory(settings, steps: int):
