@@ -113,22 +113,24 @@ def test_validation_animates_the_pairs_through_the_engine_and_scores_them(finish
     assert "lpips" in validation["skipped"]  # the tiny bundle has no metric weights: logged, not fatal
 
 
-def test_the_export_loads_in_the_engine_and_changes_the_video(finished, tmp_path, animator):
-    from magicanimate_cli import Animator
-
-    run, _ = finished
-    weights = tmp_path / "weights"
-    weights.mkdir()
-    for part in ("stable-diffusion-v1-5", "sd-vae-ft-mse"):
-        (weights / part).symlink_to(TINY_BUNDLE / part)
-    (weights / "MagicAnimate").symlink_to(run / "export")
-    rng = np.random.default_rng(0)
-    reference = rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)
-    motion = rng.integers(0, 256, (2, 128, 128, 3), dtype=np.uint8)
-    options = {"steps": 1, "seed": 1, "context_frames": 2, "context_overlap": 0}
-    trained = Animator.from_pretrained(weights)(reference, motion, **options).frames
-    base = animator(reference, motion, **options).frames
-    assert trained.shape == base.shape and np.abs(trained - base).max() > 1e-3
+def test_the_export_animates_through_animate_animation_weights_and_changes_the_video(finished, data, tmp_path,
+                                                                                   capsys):
+    """The line `train` prints works: `animate --animation-weights RUN/export` with SD 1.5 and the VAE from
+    --weights; its video differs from the bundle's own MagicAnimate weights' video."""
+    run, summary = finished
+    reference, motion = data.parent / "validation" / "dancer.png", data.parent / "validation" / "dancer.mp4"
+    fast = ["--size", "128", "--steps", "1", "--context-frames", "3", "--context-overlap", "0", "--seed", "3",
+            "--device", "cpu", "--quiet"]
+    videos = {}
+    for name, extra in (("trained", ["--animation-weights", run / "export"]), ("base", [])):
+        videos[name] = tmp_path / f"{name}.mp4"
+        code, _, err = run_cli(["animate", reference, motion, "-o", videos[name], "--weights", TINY_BUNDLE, *fast,
+                                *extra], capsys)
+        assert code == 0, err
+    assert videos["trained"].read_bytes() != videos["base"].read_bytes()
+    sidecar = json.loads((tmp_path / "trained.mp4.json").read_text())
+    assert sidecar["animation_weights"] == str(run / "export")
+    assert summary["animate"].endswith(f"--animation-weights {run / 'export'}")
 
 
 def test_a_killed_run_resumes_to_the_same_export_and_metrics_bit_for_bit(finished, data, tmp_path, capsys):
