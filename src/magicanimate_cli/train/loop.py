@@ -50,7 +50,8 @@ class Trainer:
         from accelerate import Accelerator
 
         self.settings, self.parts, self.data, self.source, self.schedule = settings, parts, data, source, schedule
-        self.accelerator = Accelerator(cpu=torch.device(settings.device).type == "cpu")
+        # fp32 whatever an accelerate config or ACCELERATE_* variable says: the run's settings say what it does
+        self.accelerator = Accelerator(cpu=torch.device(settings.device).type == "cpu", mixed_precision="no")
         params = set_trainable(parts.model, settings.stage)
         names = [n for n, p in parts.model.named_parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
