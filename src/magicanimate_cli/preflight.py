@@ -13,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .align import (Similarity, apply_similarity, box_record, decode_labels, fit_similarity, majority_filter,
-                    part_anchors, person_box)
+from .align import (FrameMap, Similarity, apply_similarity, box_record, decode_labels, fit_measured,
+                    majority_filter, measure, person_box)
 from .config import AnimateSettings, FrameSelection
 from .errors import InputError, SettingsError, WeightsError
 from .job import prepare_inputs
-from .media import open_motion
+from .geometry import Box, plan_fit
+from .media import load_reference, open_motion
 from .preview import compose_preview, preview_frames
 from .progress import Reporter
 
@@ -116,8 +117,14 @@ def check_motion(check: MotionCheck | None, settings: AnimateSettings, reference
     background = inputs.fit.background
     transform, record = None, None
     if check.align:
-        transform, record = _align(check, inputs.reference, inputs.motion[check.align_frame], reference_path, name,
-                                   pose_model)
+        work_h, work_w = inputs.reference.shape[:2]
+        ref_fit = plan_fit(*inputs.source["reference_size"], work_w, work_h, settings.fit)
+        photo = load_reference(reference_path)[ref_fit.source_box.slices()]
+        raw = _raw_frame(motion_path, sel, check.align_frame)[inputs.fit.source_box.slices()]
+        reference = Picture(photo, FrameMap.onto(photo.shape[1], photo.shape[0], ref_fit.working_box))
+        motion = Picture(raw, FrameMap.onto(raw.shape[1], raw.shape[0], inputs.fit.working_box))
+        transform, record = _align(check, reference, motion, inputs.motion[check.align_frame], reference_path,
+                                   name, pose_model)
         reporter.note(f"--align: scale {transform.scale:.3f}, shift ({transform.dx:.1f}, {transform.dy:.1f}) px "
                       f"from {record['method']}, residual {record['residual_px']:.1f} px")
     if preview_path is not None:
@@ -129,49 +136,69 @@ def check_motion(check: MotionCheck | None, settings: AnimateSettings, reference
     return CheckedMotion(transform, record, preview_path)
 
 
-def _align(check: MotionCheck, reference: np.ndarray, anchor_frame: np.ndarray, reference_path: Path,
-           motion_name, pose_model) -> tuple[Similarity, dict]:
+def _raw_frame(motion_path: Path, sel: FrameSelection, index: int) -> np.ndarray:
+    """Selected frame `index` of the motion as the file holds it (before `--fit`)."""
+    for position, frame in enumerate(open_motion(motion_path, start=sel.start, max_frames=sel.max_frames,
+                                                 stride=sel.stride)):
+        if position == index:
+            return frame
+    raise SettingsError(f"{motion_path}: frame {index} could not be read")
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A picture at its own resolution (the photo, the render) and where its pixels land in the working frame:
+    people are measured here, where they are largest, and their numbers mapped (align.FrameMap)."""
+
+    pixels: np.ndarray
+    frame: FrameMap
+
+
+def _align(check: MotionCheck, reference: Picture, motion: Picture, motion_working: np.ndarray,
+           reference_path: Path, motion_name, pose_model) -> tuple[Similarity, dict]:
+    """Fit the motion's person onto the reference person, each measured in its own picture (`Picture`), and
+    describe the fit in working pixels; `motion_working` is the anchor frame as the engine receives it."""
     from .pose.reference import reference_person
 
-    ref_labels = reference_person(pose_model, reference, check.pose.min_score, check.pose.people,
+    ref_labels = reference_person(pose_model, reference.pixels, check.pose.min_score, check.pose.people,
                                   f"the reference image {reference_path}")
     if ref_labels is None:
         raise InputError(f"{reference_path}: DensePose finds no person in the reference image (above --min-score "
                          f"{check.pose.min_score}); --align needs one to align the motion to")
-    motion_labels = majority_filter(decode_labels(anchor_frame))
-    if person_box(motion_labels) is None:
+    motion_labels = majority_filter(decode_labels(motion.pixels))
+    ref, mot = measure(ref_labels, reference.frame), measure(motion_labels, motion.frame)
+    if mot is None:
         raise InputError(f"{motion_name}: motion frame {check.align_frame} shows no person; --align needs one in "
                          "its anchor frame (choose another with --align-frame)")
-    fit = fit_similarity(ref_labels, motion_labels)
-    ref_anchors, motion_anchors = part_anchors(ref_labels), part_anchors(motion_labels)
-    anchors = [{"part": p, "reference": [round(ref_anchors[p].cx, 2), round(ref_anchors[p].cy, 2)],
-                "motion": [round(motion_anchors[p].cx, 2), round(motion_anchors[p].cy, 2)],
-                "pixels": [ref_anchors[p].pixels, motion_anchors[p].pixels]} for p in fit.parts]
+    fit = fit_measured(ref, mot)
+    working_labels = majority_filter(decode_labels(motion_working))
+    anchors = [{"part": p, "reference": [round(ref.anchors[p].cx, 2), round(ref.anchors[p].cy, 2)],
+                "motion": [round(mot.anchors[p].cx, 2), round(mot.anchors[p].cy, 2)],
+                "pixels": [ref.anchors[p].pixels, mot.anchors[p].pixels]} for p in fit.parts]
     record = {"anchor_frame": check.align_frame, **fit.to_dict(), "anchors": anchors,
+              "measured_at": {"reference": list(reference.pixels.shape[1::-1]),
+                              "motion": list(motion.pixels.shape[1::-1])},
               "reference_person": "largest" if check.pose.people == "largest" else "most confident",
-              "reference_box": box_record(person_box(ref_labels)),
-              "motion_box_before": box_record(person_box(motion_labels)),
-              "motion_box_after": box_record(person_box(apply_similarity(motion_labels, fit.transform)))}
+              "reference_box": box_record(ref.extent.box()),
+              "motion_box_before": box_record(person_box(working_labels)),
+              "motion_box_after": box_record(person_box(apply_similarity(working_labels, fit.transform)))}
     return fit.transform, record
 
 
-def letterbox_picture(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """`image` fitted inside width×height keeping its aspect, extended with its edge pixels (as `--fit pad`
-    shapes a reference, but for any frame size: `pose` renders at the video's own size)."""
-    from .geometry import _fit_inside, resize, to_uint8
+def letterbox_box(width: int, height: int, frame_w: int, frame_h: int) -> Box:
+    """Where a width×height picture lands when fitted inside a frame_w×frame_h frame keeping its aspect."""
+    from .geometry import _fit_inside
 
-    w, h = _fit_inside(image.shape[1], image.shape[0], width, height)
-    content = resize(to_uint8(image), w, h)
-    left, top = (width - w) // 2, (height - h) // 2
-    return np.pad(content, ((top, height - h - top), (left, width - w - left), (0, 0)), mode="edge")
+    w, h = _fit_inside(width, height, frame_w, frame_h)
+    return Box((frame_w - w) // 2, (frame_h - h) // 2, w, h)
 
 
 def align_video_render(model, settings, video: Path, reference_path: Path, frame: int,
                        selection: FrameSelection = FrameSelection()) -> tuple[Similarity, dict]:
     """`pose --align-to`: the transform that puts the render's person in frame `frame` of the selected frames of
-    `video` onto the person of the reference, letterboxed into the video's frame."""
+    `video` onto the person of the reference, letterboxed into the video's frame (the reference is measured at
+    its own resolution and its numbers mapped into that frame)."""
     from .densepose import colourise
-    from .media import load_reference
     from .pose.job import open_video
     from .pose.render import render_labels
 
@@ -184,6 +211,9 @@ def align_video_render(model, settings, video: Path, reference_path: Path, frame
             break
     detections = model.detect(pixels, f"frame {clip.source_indices[frame]} of {video}")
     labels, _ = render_labels(detections, clip.width, clip.height, settings.min_score, settings.people)
-    reference = letterbox_picture(load_reference(reference_path), clip.width, clip.height)
+    photo = load_reference(reference_path)
+    place = letterbox_box(photo.shape[1], photo.shape[0], clip.width, clip.height)
+    reference = Picture(photo, FrameMap.onto(photo.shape[1], photo.shape[0], place))
+    render = colourise(labels)
     check = MotionCheck(align=True, align_frame=frame, pose=settings)
-    return _align(check, reference, colourise(labels), reference_path, video, model)
+    return _align(check, reference, Picture(render, FrameMap()), render, reference_path, video, model)
