@@ -12,6 +12,7 @@ Coordinates are pixel centres in (x, y) = (column, row) index units; a transform
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -50,6 +51,14 @@ class Similarity:
 
     def to_dict(self) -> dict[str, float]:
         return {"scale": round(self.scale, 6), "dx": round(self.dx, 3), "dy": round(self.dy, 3)}
+
+    def moving(self, frames: Iterable[np.ndarray], background: tuple[int, ...] | int) -> Iterator[np.ndarray]:
+        """Every frame moved by this one transform (`people.PeopleAlignment` moves each person by its own)."""
+        return (apply_similarity(frame, self, background) for frame in frames)
+
+    def move_frame(self, index: int, frame: np.ndarray, background: tuple[int, ...] | int) -> np.ndarray:
+        """Frame `index` of the motion, moved as `moving` moves it."""
+        return apply_similarity(frame, self, background)
 
 
 IDENTITY = Similarity(1.0, 0.0, 0.0)

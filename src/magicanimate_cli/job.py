@@ -88,7 +88,8 @@ def prepare_inputs(settings: AnimateSettings, reference_path: Path, motion_path:
 
     `store` receives the fitted motion frames as a stream and keeps them (fuse-long keeps them on disk).
     `reporter`, if given, hears a warning when the motion does not look like a DensePose render.
-    `transform` (an `align.Similarity`, from --align) moves every fitted frame; None leaves them as they are.
+    `transform` (from --align: an `align.Similarity`, or a `people.PeopleAlignment` that moves each person by
+    its own) moves every fitted frame; None leaves them as they are.
     """
     reference = load_reference(reference_path)
     sel = settings.selection
@@ -100,9 +101,7 @@ def prepare_inputs(settings: AnimateSettings, reference_path: Path, motion_path:
     fit = plan_fit(clip.width, clip.height, work_w, work_h, settings.fit, background)
     fitted = (fit_motion_frame(frame, fit) for frame in chain([first], frames))
     if transform is not None:
-        from .align import apply_similarity
-
-        fitted = (apply_similarity(frame, transform, fit.background) for frame in fitted)
+        fitted = transform.moving(fitted, fit.background)
     motion = store(fitted, len(clip))
     fps = settings.fps if settings.fps is not None else clip.fps
     source = {"reference": str(reference_path), "reference_size": [reference.shape[1], reference.shape[0]],

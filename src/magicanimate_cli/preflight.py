@@ -16,6 +16,8 @@ import numpy as np
 from .align import (FrameMap, Similarity, apply_similarity, box_record, decode_labels, fit_measured,
                     majority_filter, measure, person_box)
 from .config import AnimateSettings, FrameSelection
+from .people import (PeopleAlignment, count_runs, fit_pairs, frame_people, gap_for, pair_people, parse_pairs, split_people,
+                     track_frames)
 from .errors import InputError, SettingsError, WeightsError
 from .job import prepare_inputs
 from .geometry import Box, plan_fit
@@ -33,6 +35,7 @@ class MotionCheck:
     preview: Path | None = None
     preview_only: bool = False
     pose: object | None = None  # PoseSettings, with --align
+    pairs: tuple[tuple[int, int], ...] | None = None  # --align-pairs, 0-based (motion, reference) people
 
     def preview_path(self, output: Path, batch: bool) -> Path | None:
         """Where this run's preview goes: --preview PATH (in a batch, a folder for every item's preview), else
@@ -50,13 +53,27 @@ def motion_check(settings: AnimateSettings, **o) -> MotionCheck | None:
     align, frame, preview, only = o["align"], o["align_frame"], o["preview"], o["preview_only"]
     if frame != 0 and not align:
         raise SettingsError("--align-frame chooses the anchor frame of --align; add --align")
+    pairs = align_pairs(o.get("align_pairs"), align, "--align")
     if frame < 0:
         raise SettingsError(f"--align-frame must be at least 0 (got {frame})")
     if not (align or preview is not None or only):
         return None
     pose = pose_settings(o["pose_model"], settings.weights, settings.device, o["min_score"], o["people"],
                          settings.crf) if align else None
-    return MotionCheck(align, frame, preview, only, pose)
+    return MotionCheck(align, frame, preview, only, pose, pairs)
+
+
+def align_pairs(text: str | None, align: bool, option: str) -> tuple[tuple[int, int], ...] | None:
+    """`--align-pairs` read and checked (its people counts are checked once they are known); `option` is the
+    alignment option it belongs to (--align, --align-to)."""
+    if text is None:
+        return None
+    if not align:
+        raise SettingsError(f"--align-pairs pairs the people of {option}; add {option}")
+    try:
+        return tuple(parse_pairs(text))
+    except ValueError as exc:
+        raise SettingsError(f"--align-pairs {text}: {exc}") from None
 
 
 def check_preview_path(path: Path | None, batch: bool) -> None:
@@ -110,8 +127,16 @@ def check_motion(check: MotionCheck | None, settings: AnimateSettings, reference
     if check.align:
         wanted.add(check.align_frame)
 
+    people: list[tuple[Box, ...]] = []  # with --align, each frame's people (by box), as the run will find them
+
     def keep(frames: Iterator[np.ndarray], _count: int) -> dict[int, np.ndarray]:
-        return {i: f for i, f in enumerate(frames) if i in wanted}
+        kept = {}
+        for index, frame in enumerate(frames):
+            if index in wanted:
+                kept[index] = frame
+            if check.align:
+                people.append(frame_people(frame).boxes)
+        return kept
 
     inputs = prepare_inputs(settings, reference_path, motion_path, store=keep)
     background = inputs.fit.background
@@ -123,10 +148,15 @@ def check_motion(check: MotionCheck | None, settings: AnimateSettings, reference
         raw = _raw_frame(motion_path, sel, check.align_frame)[inputs.fit.source_box.slices()]
         reference = Picture(photo, FrameMap.onto(photo.shape[1], photo.shape[0], ref_fit.working_box))
         motion = Picture(raw, FrameMap.onto(raw.shape[1], raw.shape[0], inputs.fit.working_box))
-        transform, record = _align(check, reference, motion, inputs.motion[check.align_frame], reference_path,
-                                   name, pose_model)
-        reporter.note(f"--align: scale {transform.scale:.3f}, shift ({transform.dx:.1f}, {transform.dy:.1f}) px "
-                      f"from {record['method']}, residual {record['residual_px']:.1f} px")
+        if len(people[check.align_frame]) <= 1:  # one person: the one transform of every earlier version
+            transform, record = _align(check, reference, motion, inputs.motion[check.align_frame],
+                                       reference_path, name, pose_model)
+            reporter.note(f"--align: scale {transform.scale:.3f}, shift ({transform.dx:.1f}, "
+                          f"{transform.dy:.1f}) px from {record['method']}, residual {record['residual_px']:.1f} px")
+        else:
+            transform, record = _align_people(check, reference, motion, inputs.motion[check.align_frame], people,
+                                              reference_path, name, pose_model, reporter)
+        record["people_per_frame"] = count_runs([len(frame) for frame in people])
     if preview_path is not None:
         from .writer import write_image_atomic
 
@@ -185,6 +215,101 @@ def _align(check: MotionCheck, reference: Picture, motion: Picture, motion_worki
     return fit.transform, record
 
 
+def _align_people(check: MotionCheck, reference: Picture, motion: Picture, motion_working: np.ndarray,
+                  people: list[tuple[Box, ...]] | None, reference_path: Path, motion_name, pose_model,
+                  reporter: Reporter) -> tuple[PeopleAlignment, dict]:
+    """`--align` with several people in the motion's anchor frame: every reference person (the model's
+    instances) and every motion person (split from the render, docs/alignment.md) measured in their own
+    pictures, paired (left to right, or `--align-pairs`), one similarity per pair; `people` (each frame's
+    people by box) names the people of every frame, or None to follow them frame by frame (`pose --align-to`)."""
+    from .pose.reference import reference_people
+
+    found = reference_people(pose_model, reference.pixels, check.pose.min_score, check.pose.people,
+                             f"the reference image {reference_path}")
+    refs = [m for m in (measure(labels, reference.frame) for labels in found) if m is not None]
+    if not refs:
+        raise InputError(f"{reference_path}: DensePose finds no person in the reference image (above --min-score "
+                         f"{check.pose.min_score}); --align needs one to align the motion to")
+    split = frame_people(motion_working)
+    mots = _motion_people(motion, split, motion_working)
+    work_w = motion_working.shape[1]
+    pairs = list(check.pairs) if check.pairs is not None else None
+    if pairs is not None:
+        _check_pairs(pairs, len(mots), len(refs), motion_name, reference_path)
+    pairs = pair_people([m.extent.cx / work_w for m in mots], [r.extent.cx / work_w for r in refs], pairs)
+    paired = fit_pairs(refs, mots, pairs)
+    owners = None if people is None else tuple(
+        tuple(zip(boxes, names)) for boxes, names in zip(people, track_frames(people, check.align_frame)))
+    alignment = PeopleAlignment(paired.transforms, paired.order, split.boxes, gap_for(motion_working.shape), owners)
+    left = _unpaired_note(paired, len(mots), len(refs))
+    if left:
+        reporter.warn(f"--align: {left}")
+    for m, r in paired.pairs:
+        t = paired.fits[m].transform
+        reporter.note(f"--align: motion person {m + 1} onto reference person {r + 1}: scale {t.scale:.3f}, "
+                      f"shift ({t.dx:.1f}, {t.dy:.1f}) px")
+    working_labels = majority_filter(decode_labels(motion_working))
+    record = {"anchor_frame": check.align_frame, "method": "people",
+              "people": {"motion": len(mots), "reference": len(refs),
+                         "pairs": [[m + 1, r + 1] for m, r in paired.pairs],
+                         "paired_by": "--align-pairs" if check.pairs is not None else "left to right",
+                         "unpaired": left or None},
+              "fits": [_person_record(m, paired, mots, refs, split, working_labels) for m in range(len(mots))],
+              "drawing_order": [m + 1 for m in paired.order],
+              "reference_person": "every person above --min-score" if check.pose.people != "largest"
+              else "largest"}
+    return alignment, record
+
+
+def _motion_people(motion: Picture, split, motion_working: np.ndarray) -> list:
+    """Each motion person of the anchor frame measured in the render at its own resolution: the render split the
+    same way, with the same gap in the render's pixels; where the two splits disagree (people so close that the
+    working frame joins them), in the working frame."""
+    raw_labels = majority_filter(decode_labels(motion.pixels))
+    raw = split_people(raw_labels, max(1, round(gap_for(motion_working.shape) / motion.frame.kx)))
+    if len(raw) == len(split):
+        return [measure(np.where(raw.mask(i), raw_labels, 0), motion.frame) for i in range(len(raw))]
+    working = majority_filter(decode_labels(motion_working))
+    return [measure(np.where(split.mask(i), working, 0)) for i in range(len(split))]
+
+
+def _check_pairs(pairs: list[tuple[int, int]], motion: int, reference: int, motion_name, reference_path) -> None:
+    for m, r in pairs:
+        if m >= motion:
+            raise SettingsError(f"{motion_name}: --align-pairs names motion person {m + 1}, but the anchor frame "
+                                f"shows {motion}")
+        if r >= reference:
+            raise SettingsError(f"{reference_path}: --align-pairs names reference person {r + 1}, but DensePose "
+                                f"finds {reference}")
+
+
+def _unpaired_note(paired, motion: int, reference: int) -> str:
+    """The one warning line of unequal counts ('' when everyone is paired)."""
+    if motion == reference and len(paired.pairs) == motion:
+        return ""
+    lone = [m for m in range(motion) if paired.fits[m] is None]
+    unused = sorted(set(range(reference)) - {r for _, r in paired.pairs})
+    parts = [f"the motion shows {motion} people and the reference {reference}; paired "
+             + ", ".join(f"{m + 1}-{r + 1}" for m, r in paired.pairs)]
+    if lone:
+        parts.append("motion " + ", ".join(f"person {m + 1} moves with person {paired.follows[m] + 1}"
+                                           for m in lone))
+    if unused:
+        parts.append("reference " + ", ".join(f"person {r + 1}" for r in unused) + " left out")
+    return "; ".join(parts)
+
+
+def _person_record(m: int, paired, mots, refs, split, working_labels: np.ndarray) -> dict:
+    fit = paired.fits[paired.follows[m]]
+    mine = np.where(split.mask(m), working_labels, 0)
+    partner = next((r for mm, r in paired.pairs if mm == m), None)
+    return {"motion_person": m + 1, "reference_person": None if partner is None else partner + 1,
+            "follows": paired.follows[m] + 1, **fit.to_dict(),
+            "reference_box": None if partner is None else box_record(refs[partner].extent.box()),
+            "motion_box_before": box_record(person_box(mine)),
+            "motion_box_after": box_record(person_box(apply_similarity(mine, fit.transform)))}
+
+
 def letterbox_box(width: int, height: int, frame_w: int, frame_h: int) -> Box:
     """Where a width×height picture lands when fitted inside a frame_w×frame_h frame keeping its aspect."""
     from .geometry import _fit_inside
@@ -194,10 +319,12 @@ def letterbox_box(width: int, height: int, frame_w: int, frame_h: int) -> Box:
 
 
 def align_video_render(model, settings, video: Path, reference_path: Path, frame: int,
-                       selection: FrameSelection = FrameSelection()) -> tuple[Similarity, dict]:
+                       selection: FrameSelection = FrameSelection(), pairs: tuple[tuple[int, int], ...] | None = None,
+                       reporter: Reporter | None = None):
     """`pose --align-to`: the transform that puts the render's person in frame `frame` of the selected frames of
     `video` onto the person of the reference, letterboxed into the video's frame (the reference is measured at
-    its own resolution and its numbers mapped into that frame)."""
+    its own resolution and its numbers mapped into that frame); with several people in that frame, one per
+    person, paired as `animate --align` pairs them (a `people.PeopleAlignment`)."""
     from .densepose import colourise
     from .pose.job import open_video
     from .pose.render import render_labels
@@ -215,5 +342,8 @@ def align_video_render(model, settings, video: Path, reference_path: Path, frame
     place = letterbox_box(photo.shape[1], photo.shape[0], clip.width, clip.height)
     reference = Picture(photo, FrameMap.onto(photo.shape[1], photo.shape[0], place))
     render = colourise(labels)
-    check = MotionCheck(align=True, align_frame=frame, pose=settings)
-    return _align(check, reference, Picture(render, FrameMap()), render, reference_path, video, model)
+    check = MotionCheck(align=True, align_frame=frame, pose=settings, pairs=pairs)
+    if len(frame_people(render)) <= 1:
+        return _align(check, reference, Picture(render, FrameMap()), render, reference_path, video, model)
+    return _align_people(check, reference, Picture(render, FrameMap()), render, None, reference_path, video, model,
+                         reporter or Reporter())

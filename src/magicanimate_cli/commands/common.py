@@ -151,6 +151,9 @@ def animation_options(
                                   "person (found by the DensePose model; docs/alignment.md)."),
     align_frame: int = typer.Option(0, "--align-frame", help="With --align: the motion frame matched to the "
                                                              "reference (0 = the first selected frame)."),
+    align_pairs: Optional[str] = typer.Option(None, "--align-pairs", metavar="M:R,...", show_default="left to right",
+                                              help="With --align and several people: pair motion person M with "
+                                                   "reference person R (counted from the left, from 1)."),
     preview: Optional[Path] = typer.Option(None, "--preview", show_default="none",
                                            help="Write a PNG of the motion's silhouette over the reference (and the "
                                                 "motion frames) before loading any model; batch: a folder for them."),

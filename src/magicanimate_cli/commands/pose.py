@@ -50,6 +50,9 @@ def pose(
                                                  "docs/alignment.md)."),
     align_frame: int = typer.Option(0, "--align-frame", help="With --align-to: the frame matched to the "
                                                              "reference (0 = the first selected frame)."),
+    align_pairs: Optional[str] = typer.Option(None, "--align-pairs", metavar="M:R,...", show_default="left to right",
+                                              help="With --align-to and several people: pair render person M with "
+                                                   "reference person R (counted from the left, from 1)."),
     smooth: bool = SMOOTH_OPTION,
     smooth_radius: Optional[int] = SMOOTH_RADIUS_OPTION,
     fill_gap: Optional[int] = FILL_GAP_OPTION,
@@ -67,12 +70,15 @@ def pose(
         raise InputError(f"{align_to}: --align-to reference image not found")
     if align_frame != 0 and align_to is None:
         raise SettingsError("--align-frame chooses the frame --align-to matches; add --align-to")
+    from ..preflight import align_pairs as read_pairs
+
+    pairs = read_pairs(align_pairs, align_to is not None, "--align-to")
     if _is_batch(video):
         if align_to is not None:
             raise SettingsError("--align-to aligns one render; give a single VIDEO")
         _run_batch(settings, selection, video, output, format, skip_existing, shard, quiet, as_json)
     else:
-        _run_single(settings, selection, video, output, quiet, as_json, align_to, align_frame)
+        _run_single(settings, selection, video, output, quiet, as_json, align_to, align_frame, pairs)
 
 
 def _is_batch(video: Path) -> bool:
@@ -83,7 +89,7 @@ def _is_batch(video: Path) -> bool:
 
 
 def _run_single(settings, selection: FrameSelection, video: Path, output: Path, quiet: bool, as_json: bool,
-                align_to: Path | None = None, align_frame: int = 0) -> None:
+                align_to: Path | None = None, align_frame: int = 0, pairs=None) -> None:
     from ..job import check_output_writable
     from ..pose.job import run_pose_job
 
@@ -94,7 +100,8 @@ def _run_single(settings, selection: FrameSelection, video: Path, output: Path, 
         if align_to is not None:
             from ..preflight import align_video_render
 
-            transform, alignment = align_video_render(model, settings, video, align_to, align_frame, selection)
+            transform, alignment = align_video_render(model, settings, video, align_to, align_frame, selection,
+                                                      pairs, reporter)
             alignment = {"reference": str(align_to), **alignment}
         result = run_pose_job(model, settings, video, output, reporter, load_s, selection, transform, alignment)
     if as_json:

@@ -19,6 +19,7 @@ from ..config import FrameSelection, sidecar_path
 from ..densepose import colourise
 from ..job import check_output_writable, runtime_versions
 from ..media import MotionClip, open_motion
+from ..people import count_runs
 from ..progress import Reporter
 from ..writer import FrameWriter, open_writer, write_json_atomic
 from .model import PoseModel
@@ -37,19 +38,21 @@ class PoseStats:
     steadied: bool = False  # with --smooth, the record also says which frames were filled or are still empty
     filled_frames: list[int] = field(default_factory=list)
     empty_frames: list[int] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)  # people drawn on each frame
 
     def add(self, people: int, filled: int = 0) -> None:
         if people == 0:
             self.empty_frames.append(self.frames)
         if filled:
             self.filled_frames.append(self.frames)
+        self.counts.append(people)
         self.frames += 1
         self.frames_without_people += people == 0
         self.most_people = max(self.most_people, people)
 
     def record(self) -> dict:
         record = {"frames": self.frames, "frames_without_people": self.frames_without_people,
-                  "most_people_in_a_frame": self.most_people}
+                  "most_people_in_a_frame": self.most_people, "people_per_frame": count_runs(self.counts)}
         if self.steadied:
             record["frames_filled"] = len(self.filled_frames)
             record["filled_at"] = frame_ranges(self.filled_frames)
@@ -86,13 +89,17 @@ def render_video(model: PoseModel, settings: PoseSettings, clip: MotionClip, wri
     reporter.phase("pose", len(clip))
     if settings.smooth is not None:
         return _render_steady(model, settings, clip, writers, reporter, stats, transform)
-    for index, frame in enumerate(clip):
-        image, people = render_frame(model.detect(frame, _where(clip, index)), clip.width, clip.height,
-                                     settings.min_score, settings.people)
-        image = _placed(image, transform)
+
+    def rendered():
+        for index, frame in enumerate(clip):
+            image, people = render_frame(model.detect(frame, _where(clip, index)), clip.width, clip.height,
+                                         settings.min_score, settings.people)
+            stats.add(people)
+            yield image
+
+    for image in _placed(rendered(), transform):
         for writer in writers:
             writer.write(image)
-        stats.add(people)
         reporter.advance()
     return stats
 
@@ -102,14 +109,14 @@ def _where(clip: MotionClip, index: int) -> str:
     return f"frame {clip.source_indices[index]} of {clip.path}"
 
 
-def _placed(image, transform):
-    """The rendered frame moved by `--align-to`'s transform (or as it is)."""
+def _placed(images, transform):
+    """The rendered frames moved by `--align-to`'s transform (`align.Similarity` or, with several people,
+    `people.PeopleAlignment`), or as they are."""
     if transform is None:
-        return image
-    from ..align import apply_similarity
+        return images
     from ..densepose import BACKGROUND
 
-    return apply_similarity(image, transform, BACKGROUND)
+    return transform.moving(images, BACKGROUND)
 
 
 def _render_steady(model: PoseModel, settings: PoseSettings, clip: MotionClip, writers: Sequence[FrameWriter],
@@ -118,11 +125,15 @@ def _render_steady(model: PoseModel, settings: PoseSettings, clip: MotionClip, w
     stats.steadied = True
     renderer = SteadyRenderer(settings.smooth, clip.width, clip.height, settings.min_score, settings.people)
     detections = (model.detect(frame, _where(clip, index)) for index, frame in enumerate(clip))
-    for steady in renderer.frames(detections):
-        image = _placed(colourise(steady.labels), transform)
+
+    def rendered():
+        for steady in renderer.frames(detections):
+            stats.add(steady.people, steady.filled)
+            yield colourise(steady.labels)
+
+    for image in _placed(rendered(), transform):
         for writer in writers:
             writer.write(image)
-        stats.add(steady.people, steady.filled)
         reporter.advance()
     return stats
 
