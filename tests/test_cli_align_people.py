@@ -77,7 +77,6 @@ def test_each_dancer_lands_on_the_reference_person_at_its_place_left_to_right(du
                                                                              engine_frames, photo):
     with pytest.raises(Captured):
         run(animate(duet, tiny_bundle, tmp_path, duet[photo], "--debug"), capsys)
-    np.save("/tmp/alignwork/eng.npy", engine_frames[0][0])
     left, right = sorted(people_boxes(engine_frames[0][0]), key=lambda b: b.left)
     big, small = working_box(BIG), working_box(SMALL)
     if photo == "swapped":  # the photo mirrored: the small person is now on the left
