@@ -50,7 +50,7 @@ def pose(
                                                  "docs/alignment.md)."),
     align_frame: int = typer.Option(0, "--align-frame", help="With --align-to: the frame matched to the "
                                                              "reference (0 = the first selected frame)."),
-    align_pairs: Optional[str] = typer.Option(None, "--align-pairs", metavar="M:R,...", show_default="left to right",
+    align_pairs: Optional[str] = typer.Option(None, "--align-pairs", metavar="<M:R,...>", show_default="left to right",
                                               help="With --align-to and several people: pair render person M with "
                                                    "reference person R (counted from the left, from 1)."),
     smooth: bool = SMOOTH_OPTION,
