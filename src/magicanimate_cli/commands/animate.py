@@ -20,16 +20,17 @@ HELP = ("Animate REFERENCE (an image) along MOTION (a DensePose video or frame f
 
 def animate(**options) -> None:
     """Animate REFERENCE (an image) along MOTION (a DensePose video or frame folder) into OUTPUT."""
-    from ..cluster import resolve_shard_from_process
+    from ..cluster import resolve_shard_from_process, share_record
     from ..preflight import motion_check
 
+    share = share_record(options["shard"])
     options["shard"], options["device"] = resolve_shard_from_process(options["shard"], options["device"])
     settings = settings_from_options(**options)
     pose = pose_request(settings, **options)
     check = motion_check(settings, **options)
     run_command(settings, options["reference"], options["motion"], options["output"], options["pairs"],
                 options["skip_existing"], options["shard"], options["format"], options["quiet"],
-                options["as_json"], pose, check)
+                options["as_json"], pose, check, share)
 
 
 animate.__signature__ = inspect.signature(animation_options, eval_str=True)
@@ -37,9 +38,10 @@ animate.__signature__ = inspect.signature(animation_options, eval_str=True)
 
 def run_command(settings: AnimateSettings, reference: Path | None, motion: Path | None, output: Path,
                 pairs: Path | None, skip_existing: bool, shard: str | None, extension: str, quiet: bool,
-                as_json: bool, pose=None, check=None) -> None:
+                as_json: bool, pose=None, check=None, share: dict | None = None) -> None:
     """Single item or batch; `pose` (a PoseRequest) renders each motion from an ordinary video first; `check` (a
-    preflight.MotionCheck) aligns and previews the motion."""
+    preflight.MotionCheck) aligns and previews the motion; `share` is `--shard auto`'s resolved share, recorded
+    in the batch's --json and in each item's sidecar."""
     from ..preflight import check_preview_path
     from ..batch import cross_product, parse_shard, read_pairs, take_shard
 
@@ -61,7 +63,7 @@ def run_command(settings: AnimateSettings, reference: Path | None, motion: Path 
         if motion is None or not motion.is_dir():
             raise InputError(f"{motion}: in batch mode MOTION must be a folder of motions")
         items = cross_product(reference, motion, output, extension)
-    _run_batch(settings, take_shard(items, parse_shard(shard)), skip_existing, quiet, as_json, pose, check)
+    _run_batch(settings, take_shard(items, parse_shard(shard)), skip_existing, quiet, as_json, pose, check, share)
 
 
 def _check_exists(path: Path, what: str) -> None:
@@ -111,7 +113,8 @@ def _report_preview(checked, as_json: bool, quiet: bool) -> None:
         typer.echo(f"wrote preview {checked.preview}", err=True)
 
 
-def _run_batch(settings, items, skip_existing: bool, quiet: bool, as_json: bool, pose=None, check=None) -> None:
+def _run_batch(settings, items, skip_existing: bool, quiet: bool, as_json: bool, pose=None, check=None,
+               share: dict | None = None) -> None:
     from ..job import pick_seed, run_job
     from ..pose.motion import animation_motion
     from ..preflight import check_motion, load_pose_model_for
@@ -139,6 +142,7 @@ def _run_batch(settings, items, skip_existing: bool, quiet: bool, as_json: bool,
                     if only:
                         done.append({"preview": str(checked.preview), "alignment": checked.record})
                         continue
+                    extra = {**(extra or {}), "shard": share} if share is not None else extra
                     result = run_job(animator, run_settings, item.reference, frames, item.output, reporter, load_s,
                                      checked.sidecar_extra(extra), checked.transform)
                 load_s = 0.0
@@ -148,7 +152,8 @@ def _run_batch(settings, items, skip_existing: bool, quiet: bool, as_json: bool,
                 typer.echo(f"error: {exc}", err=True)
     summary = {"status": "ok" if not failures else "failed", "done": len(done), "skipped": skipped,
                "failed": len(failures), "seed": settings.seed, "items": done,
-               "failures": [{"item": n, "error": e} for n, e in failures]}
+               "failures": [{"item": n, "error": e} for n, e in failures],
+               **({"shard": share} if share is not None else {})}
     if as_json:
         print(json.dumps(summary))
     elif not quiet:
