@@ -62,3 +62,22 @@ def test_align_measures_a_small_reference_person_in_the_photo_not_in_the_working
     assert alignment["measured_at"] == {"reference": [512, 512], "motion": [512, 512]}
     assert alignment["transform"]["scale"] == pytest.approx(0.5, rel=0.03)
     assert alignment["reference_box"] == {"left": 75, "top": 55, "width": 7, "height": 16}
+
+
+def test_with_fit_pad_a_person_cut_by_the_photos_edge_is_not_stretched_into_the_padding(pose_standin, tiny_bundle,
+                                                                                       tmp_path, capsys):
+    # a 160×100 photo whose person is cut at the bottom edge; --fit pad repeats that edge row down to the frame's
+    # bottom in the 128² working frame, which a model reading the working frame would take for more body
+    photo = save_image(tmp_path / "wide.png", blob_frame(160, 100, {RED: (60, 40, 30, 60)}))
+    model = PoseModel.load(pose_standin["model"], torch.device("cpu"))
+    render = render_frame(model.detect(blob_frame(128, 128, {RED: (20, 10, 30, 100)})), 128, 128, 0.8, "all")[0]
+    motion = encode_video(tmp_path / "motion.mp4", [render] * 2, 25)
+    code, stdout, err = run(["animate", photo, motion, "-o", tmp_path / "out.mp4", "--weights", tiny_bundle,
+                             "--pose-model", pose_standin["model"], "--size", "128", "--device", "cpu", "--align",
+                             "--fit", "pad", "--preview-only", "--json", "--quiet"], capsys)
+    assert code == 0, err
+    alignment = json.loads(stdout)["alignment"]
+    # the photo's 60 rows of body (rows 40-99) are 48 working rows from row 24 + 32 = 56: its bottom is the
+    # photo's edge at working row 104, not the padded frame's bottom at 128
+    assert alignment["reference_box"] == {"left": 48, "top": 56, "width": 24, "height": 48}
+    assert alignment["method"] == "box" and alignment["parts"] == []  # its one part is cut: not a whole part
