@@ -144,3 +144,21 @@ def test_pose_align_to_pairs_the_people_of_the_render_like_animate(duet, tmp_pat
     first = np.asarray(Image.open(sorted(out.glob("*.png"))[0]).convert("RGB"))
     left, right = sorted(people_boxes(first), key=lambda b: b.left)
     assert box_iou(left, Box(10, 16, 29, 77)) >= 0.85 and box_iou(right, Box(80, 56, 16, 38)) >= 0.85
+
+
+def test_the_preview_the_alignment_and_the_run_decode_the_motion_once(duet, tiny_bundle, tmp_path, capsys,
+                                                                     engine_frames, monkeypatch):
+    from magicanimate_cli.media import MotionClip
+
+    decoded: list[str] = []
+    original = MotionClip.__iter__
+
+    def counting(self):
+        decoded.append(str(self.path))
+        return original(self)
+
+    monkeypatch.setattr(MotionClip, "__iter__", counting)
+    with pytest.raises(Captured):
+        run(animate(duet, tiny_bundle, tmp_path, duet["photo"], "--preview", tmp_path / "look.png", "--debug"),
+            capsys)
+    assert decoded == [str(duet["motion"])] and (tmp_path / "look.png").is_file() and len(engine_frames) == 1

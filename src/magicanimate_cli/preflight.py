@@ -97,11 +97,13 @@ def load_pose_model_for(pose, check: MotionCheck | None, reporter: Reporter):
 
 @dataclass(frozen=True)
 class CheckedMotion:
-    """The transform to apply to every motion frame (None: leave them), its sidecar record, the preview written."""
+    """The transform to apply to every motion frame (None: leave them), its sidecar record, the preview written,
+    and (when asked to share them) the inputs as read, for the run to use rather than decode the motion again."""
 
-    transform: Similarity | None = None
+    transform: object | None = None  # align.Similarity or people.PeopleAlignment
     record: dict | None = None
     preview: Path | None = None
+    inputs: object | None = None  # job.PreparedInputs, not yet moved
 
     def sidecar_extra(self, extra: dict | None) -> dict | None:
         """`extra` with the alignment (and preview) sections added; unchanged when there are none."""
@@ -112,9 +114,10 @@ class CheckedMotion:
 
 def check_motion(check: MotionCheck | None, settings: AnimateSettings, reference_path: Path, motion_path: Path,
                  preview_path: Path | None, pose_model, reporter: Reporter,
-                 motion_name: Path | str | None = None) -> CheckedMotion:
+                 motion_name: Path | str | None = None, share_frames: bool = False) -> CheckedMotion:
     """Fit the alignment and write the preview, as `check` asks; `motion_name` is what errors call the motion
-    (the video, when `motion_path` is its temporary render)."""
+    (the video, when `motion_path` is its temporary render). With `share_frames` every fitted frame is kept and
+    returned (`CheckedMotion.inputs`), so that the run that follows decodes the motion no second time."""
     if check is None:
         return CheckedMotion()
     name = motion_name or motion_path
@@ -132,20 +135,22 @@ def check_motion(check: MotionCheck | None, settings: AnimateSettings, reference
     def keep(frames: Iterator[np.ndarray], _count: int) -> dict[int, np.ndarray]:
         kept = {}
         for index, frame in enumerate(frames):
-            if index in wanted:
+            if share_frames or index in wanted:
                 kept[index] = frame
             if check.align:
                 people.append(frame_people(frame).boxes)
-        return kept
+        return np.stack([kept[i] for i in range(len(kept))]) if share_frames else kept
 
-    inputs = prepare_inputs(settings, reference_path, motion_path, store=keep)
+    inputs = prepare_inputs(settings, reference_path, motion_path, store=keep,
+                            reporter=reporter if share_frames else None,
+                            raw_frames={check.align_frame} if check.align else ())
     background = inputs.fit.background
     transform, record = None, None
     if check.align:
         work_h, work_w = inputs.reference.shape[:2]
         ref_fit = plan_fit(*inputs.source["reference_size"], work_w, work_h, settings.fit)
         photo = load_reference(reference_path)[ref_fit.source_box.slices()]
-        raw = _raw_frame(motion_path, sel, check.align_frame)[inputs.fit.source_box.slices()]
+        raw = inputs.raw[check.align_frame][inputs.fit.source_box.slices()]
         reference = Picture(photo, FrameMap.onto(photo.shape[1], photo.shape[0], ref_fit.working_box))
         motion = Picture(raw, FrameMap.onto(raw.shape[1], raw.shape[0], inputs.fit.working_box))
         if len(people[check.align_frame]) <= 1:  # one person: the one transform of every earlier version
@@ -163,16 +168,7 @@ def check_motion(check: MotionCheck | None, settings: AnimateSettings, reference
         shown = {i: inputs.motion[i] for i in preview_frames(count)}
         write_image_atomic(preview_path, compose_preview(inputs.reference, shown, transform, background))
         reporter.note(f"wrote preview {preview_path}")
-    return CheckedMotion(transform, record, preview_path)
-
-
-def _raw_frame(motion_path: Path, sel: FrameSelection, index: int) -> np.ndarray:
-    """Selected frame `index` of the motion as the file holds it (before `--fit`)."""
-    for position, frame in enumerate(open_motion(motion_path, start=sel.start, max_frames=sel.max_frames,
-                                                 stride=sel.stride)):
-        if position == index:
-            return frame
-    raise SettingsError(f"{motion_path}: frame {index} could not be read")
+    return CheckedMotion(transform, record, preview_path, inputs if share_frames else None)
 
 
 @dataclass(frozen=True)

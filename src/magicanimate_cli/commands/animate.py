@@ -87,7 +87,7 @@ def _run_single(settings: AnimateSettings, reference: Path, motion: Path, output
         with animation_motion(pose_model, pose, settings, motion, output, reporter) as (frames, run_settings, extra):
             checked = check_motion(check, run_settings, reference, frames,
                                    None if check is None else check.preview_path(output, batch=False), pose_model,
-                                   reporter, motion)
+                                   reporter, motion, share_frames=check is not None and not check.preview_only)
             if check is not None and check.preview_only:
                 _report_preview(checked, as_json, quiet)
                 return
@@ -95,7 +95,7 @@ def _run_single(settings: AnimateSettings, reference: Path, motion: Path, output
             if not quiet and not as_json:
                 reporter.note(f"seed {settings.seed}")
             result = run_job(animator, run_settings, reference, frames, output, reporter, load_s,
-                             checked.sidecar_extra(extra), checked.transform)
+                             checked.sidecar_extra(extra), checked.transform, checked.inputs)
     if as_json:
         print(json.dumps({"status": "ok", **result.summary()}))
     elif not quiet:
@@ -138,13 +138,14 @@ def _run_batch(settings, items, skip_existing: bool, quiet: bool, as_json: bool,
                                       reporter) as (frames, run_settings, extra):
                     checked = check_motion(check, run_settings, item.reference, frames,
                                            None if check is None else check.preview_path(item.output, batch=True),
-                                           pose_model, reporter, item.motion)
+                                           pose_model, reporter, item.motion,
+                                           share_frames=check is not None and not only)
                     if only:
                         done.append({"preview": str(checked.preview), "alignment": checked.record})
                         continue
                     extra = {**(extra or {}), "shard": share} if share is not None else extra
                     result = run_job(animator, run_settings, item.reference, frames, item.output, reporter, load_s,
-                                     checked.sidecar_extra(extra), checked.transform)
+                                     checked.sidecar_extra(extra), checked.transform, checked.inputs)
                 load_s = 0.0
                 done.append(result.summary())
             except MagicAnimateError as exc:
