@@ -162,3 +162,17 @@ def test_the_preview_the_alignment_and_the_run_decode_the_motion_once(duet, tiny
         run(animate(duet, tiny_bundle, tmp_path, duet["photo"], "--preview", tmp_path / "look.png", "--debug"),
             capsys)
     assert decoded == [str(duet["motion"])] and (tmp_path / "look.png").is_file() and len(engine_frames) == 1
+
+
+def test_align_pairs_chooses_the_reference_person_of_a_motion_with_one_person(duet, tiny_bundle, tmp_path, capsys,
+                                                                            pose_standin):
+    model = PoseModel.load(pose_standin["model"], torch.device("cpu"))
+    solo = encode_video(tmp_path / "solo.mp4", [render_frame(model.detect(blob_frame(SIZE, SIZE, {GREEN: (
+        40, 30, 24, 60)})), SIZE, SIZE, 0.5, "all")[0]] * 2, 25)
+    argv = [a if a != duet["motion"] else solo for a in animate(duet, tiny_bundle, tmp_path, duet["photo"],
+                                                               "--align-pairs", "1:2", "--preview-only", "--json")]
+    code, stdout, err = run(argv, capsys)
+    assert code == 0, err
+    record = json.loads(stdout)["alignment"]
+    assert record["people"]["pairs"] == [[1, 2]]
+    assert box_iou(Box(**record["fits"][0]["motion_box_after"]), working_box(SMALL)) >= 0.9

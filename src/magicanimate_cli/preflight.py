@@ -153,7 +153,7 @@ def check_motion(check: MotionCheck | None, settings: AnimateSettings, reference
         raw = inputs.raw[check.align_frame][inputs.fit.source_box.slices()]
         reference = Picture(photo, FrameMap.onto(photo.shape[1], photo.shape[0], ref_fit.working_box))
         motion = Picture(raw, FrameMap.onto(raw.shape[1], raw.shape[0], inputs.fit.working_box))
-        if len(people[check.align_frame]) <= 1:  # one person: the one transform of every earlier version
+        if _one_body(len(people[check.align_frame]), check):  # the one transform of every earlier version
             transform, record = _align(check, reference, motion, inputs.motion[check.align_frame],
                                        reference_path, name, pose_model)
             reporter.note(f"--align: scale {transform.scale:.3f}, shift ({transform.dx:.1f}, "
@@ -209,6 +209,12 @@ def _align(check: MotionCheck, reference: Picture, motion: Picture, motion_worki
               "motion_box_before": box_record(person_box(working_labels)),
               "motion_box_after": box_record(person_box(apply_similarity(working_labels, fit.transform)))}
     return fit.transform, record
+
+
+def _one_body(motion_people: int, check: MotionCheck) -> bool:
+    """Whether the motion is aligned as one body: one person (or none, which `_align` refuses) in the anchor
+    frame, and no `--align-pairs` choosing the reference person it goes to."""
+    return motion_people == 0 or (motion_people == 1 and check.pairs is None)
 
 
 def _align_people(check: MotionCheck, reference: Picture, motion: Picture, motion_working: np.ndarray,
@@ -285,7 +291,8 @@ def _unpaired_note(paired, motion: int, reference: int) -> str:
         return ""
     lone = [m for m in range(motion) if paired.fits[m] is None]
     unused = sorted(set(range(reference)) - {r for _, r in paired.pairs})
-    parts = [f"the motion shows {motion} people and the reference {reference}; paired "
+    people = "person" if motion == 1 else "people"
+    parts = [f"the motion shows {motion} {people} and the reference {reference}; paired "
              + ", ".join(f"{m + 1}-{r + 1}" for m, r in paired.pairs)]
     if lone:
         parts.append("motion " + ", ".join(f"person {m + 1} moves with person {paired.follows[m] + 1}"
@@ -339,7 +346,7 @@ def align_video_render(model, settings, video: Path, reference_path: Path, frame
     reference = Picture(photo, FrameMap.onto(photo.shape[1], photo.shape[0], place))
     render = colourise(labels)
     check = MotionCheck(align=True, align_frame=frame, pose=settings, pairs=pairs)
-    if len(frame_people(render)) <= 1:
+    if _one_body(len(frame_people(render)), check):
         return _align(check, reference, Picture(render, FrameMap()), render, reference_path, video, model)
     return _align_people(check, reference, Picture(render, FrameMap()), render, None, reference_path, video, model,
                          reporter or Reporter())
