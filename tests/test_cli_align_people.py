@@ -176,3 +176,26 @@ def test_align_pairs_chooses_the_reference_person_of_a_motion_with_one_person(du
     record = json.loads(stdout)["alignment"]
     assert record["people"]["pairs"] == [[1, 2]]
     assert box_iou(Box(**record["fits"][0]["motion_box_after"]), working_box(SMALL)) >= 0.9
+
+
+def test_with_motion_from_video_the_models_instances_tell_touching_dancers_apart(duet, tiny_bundle, tmp_path,
+                                                                               capsys, engine_frames):
+    # the red dancer stands in front of the green one: the render's labels show one body, the model two people
+    frame = blob_frame(SIZE, SIZE, {GREEN: (30, 30, 27, 72), RED: (52, 40, 20, 50)})
+    model = PoseModel.load(duet["model"], torch.device("cpu"))
+    assert len(frame_people(render_frame(model.detect(frame), SIZE, SIZE, 0.5, "all")[0])) == 1
+    video = encode_video(tmp_path / "touching.mp4", [frame] * 3, 25)
+    argv = [a if a != duet["motion"] else video for a in animate(duet, tiny_bundle, tmp_path, duet["photo"],
+                                                                "--motion-from-video")]
+    code, stdout, err = run([*argv, "--preview-only", "--json"], capsys)
+    assert code == 0, err
+    record = json.loads(stdout)["alignment"]
+    assert record["people"]["found_by"] == "the model's instances" and record["people"]["pairs"] == [[1, 1], [2, 2]]
+    assert record["people_per_frame"] == [[0, 2, 2]]
+    for fit, partner in zip(record["fits"], (BIG, SMALL)):  # the green one is partly hidden: 25 px of its 27 show
+        assert box_iou(Box(**fit["motion_box_after"]), working_box(partner)) >= 0.85
+    with pytest.raises(Captured):
+        run([*argv, "--debug"], capsys)
+    boxes = sorted(people_boxes(engine_frames[0][0]), key=lambda b: b.left)
+    assert len(boxes) == 2
+    assert box_iou(boxes[0], working_box(BIG)) >= 0.85 and box_iou(boxes[1], working_box(SMALL)) >= 0.9

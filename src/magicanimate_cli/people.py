@@ -13,14 +13,15 @@ Coordinates are pixel indices (x = column, y = row), as in align.py.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
+from PIL import Image
 
 from .align import (HEAD_PARTS, TORSO_PARTS, AlignmentFit, Measured, Similarity, apply_similarity, box_iou,
                     decode_labels, fit_measured)
-from .geometry import Box
+from .geometry import Box, Fit, fit_motion_frame
 
 GAP_SHARE = 0.012
 """Body regions closer than this share of the frame's larger side (6 px at 512², at least 1 px) are one
@@ -307,6 +308,37 @@ def frame_people(frame: np.ndarray, gap: int | None = None) -> People:
     return split_people(quick_labels(frame), gap)
 
 
+def people_from_owners(owners: np.ndarray) -> People:
+    """The people of a frame whose owner map says who each pixel is (the model's instances: 0 none, 1, 2, ...),
+    numbered left to right as `split_people` numbers them."""
+    present = [int(v) for v in np.unique(owners) if v > 0]
+    boxes = {v: _box(owners == v) for v in present}
+    order = sorted(present, key=lambda v: (_centre_x(boxes[v]), v))
+    numbering = np.zeros(256, dtype=np.uint8)
+    for number, value in enumerate(order, start=1):
+        numbering[value] = number
+    return People(numbering[owners], tuple(boxes[v] for v in order))
+
+
+@dataclass(frozen=True)
+class InstanceMaps:
+    """The model's instances of a render made from a video (`--motion-from-video`): one owner map per frame
+    (PNG files, grey levels 0, 1, 2, ...), shaped into the working frame with the motion's own plan."""
+
+    files: tuple[str, ...]
+    fit: Fit
+
+    def raw(self, index: int) -> np.ndarray:
+        """Frame `index`'s owner map as the file holds it."""
+        with Image.open(self.files[index]) as image:
+            return np.asarray(image.convert("L"))
+
+    def people(self, index: int) -> People:
+        """Frame `index`'s people in the working frame."""
+        grey = np.repeat(self.raw(index)[..., None], 3, axis=2)
+        return people_from_owners(fit_motion_frame(grey, replace(self.fit, background=(0, 0, 0)))[..., 0])
+
+
 def move_people(frame: np.ndarray, people: People, owners: list[int], transforms: list[Similarity],
                 order: list[int], background: tuple[int, ...] | int) -> np.ndarray:
     """One frame with each person moved by its own transform.
@@ -370,6 +402,7 @@ class PeopleAlignment:
     anchor_boxes: tuple[Box, ...]
     gap: int
     owners: tuple[tuple[tuple[Box, int], ...], ...] | None = None
+    instances: InstanceMaps | None = None  # each frame's people from the model rather than from the labels
 
     def moving(self, frames: Iterable[np.ndarray], background: tuple[int, ...] | int) -> Iterator[np.ndarray]:
         """The frames, each person moved by its own transform, the nearer one drawn over the farther."""
@@ -383,7 +416,7 @@ class PeopleAlignment:
                   previous: list[tuple[Box, int]] | None = None) -> tuple[People, list[int]]:
         """The people of frame `index` and the anchor person each is (from `owners`, else matched to `previous`,
         the people of the frame before, else to the anchor frame's)."""
-        people = frame_people(frame, self.gap)
+        people = self.instances.people(index) if self.instances is not None else frame_people(frame, self.gap)
         if self.owners is not None and index < len(self.owners) and self.owners[index]:
             known = list(self.owners[index])
         else:

@@ -16,12 +16,12 @@ import numpy as np
 from .align import (FrameMap, Similarity, apply_similarity, box_record, decode_labels, fit_measured,
                     majority_filter, measure, person_box)
 from .config import AnimateSettings, FrameSelection
-from .people import (PeopleAlignment, count_runs, fit_pairs, frame_people, gap_for, pair_people, parse_pairs, split_people,
-                     track_frames)
 from .errors import InputError, SettingsError, WeightsError
 from .job import prepare_inputs
 from .geometry import Box, plan_fit
 from .media import load_reference, open_motion
+from .people import (InstanceMaps, PeopleAlignment, count_runs, fit_pairs, frame_people, gap_for, pair_people,
+                     parse_pairs, people_from_owners, split_people, track_frames)
 from .preview import compose_preview, preview_frames
 from .progress import Reporter
 
@@ -131,13 +131,14 @@ def check_motion(check: MotionCheck | None, settings: AnimateSettings, reference
         wanted.add(check.align_frame)
 
     people: list[tuple[Box, ...]] = []  # with --align, each frame's people (by box), as the run will find them
+    maps = _instance_files(motion_path) if check.align else None  # --motion-from-video: the model's instances
 
     def keep(frames: Iterator[np.ndarray], _count: int) -> dict[int, np.ndarray]:
         kept = {}
         for index, frame in enumerate(frames):
             if share_frames or index in wanted:
                 kept[index] = frame
-            if check.align:
+            if check.align and maps is None:
                 people.append(frame_people(frame).boxes)
         return np.stack([kept[i] for i in range(len(kept))]) if share_frames else kept
 
@@ -147,6 +148,9 @@ def check_motion(check: MotionCheck | None, settings: AnimateSettings, reference
     background = inputs.fit.background
     transform, record = None, None
     if check.align:
+        instances = None if maps is None else InstanceMaps(maps, inputs.fit)
+        if instances is not None:
+            people = [instances.people(index).boxes for index in range(len(maps))]
         work_h, work_w = inputs.reference.shape[:2]
         ref_fit = plan_fit(*inputs.source["reference_size"], work_w, work_h, settings.fit)
         photo = load_reference(reference_path)[ref_fit.source_box.slices()]
@@ -160,7 +164,7 @@ def check_motion(check: MotionCheck | None, settings: AnimateSettings, reference
                           f"{transform.dy:.1f}) px from {record['method']}, residual {record['residual_px']:.1f} px")
         else:
             transform, record = _align_people(check, reference, motion, inputs.motion[check.align_frame], people,
-                                              reference_path, name, pose_model, reporter)
+                                              reference_path, name, pose_model, reporter, instances)
         record["people_per_frame"] = count_runs([len(frame) for frame in people])
     if preview_path is not None:
         from .writer import write_image_atomic
@@ -211,6 +215,15 @@ def _align(check: MotionCheck, reference: Picture, motion: Picture, motion_worki
     return fit.transform, record
 
 
+def _instance_files(motion_path: Path) -> tuple[str, ...] | None:
+    """The owner maps of a render `--motion-from-video` made (pose.motion.instance_maps), or None."""
+    from .media import list_frame_files
+    from .pose.motion import instance_maps
+
+    folder = instance_maps(Path(motion_path))
+    return None if folder is None else tuple(str(f) for f in list_frame_files(folder))
+
+
 def _one_body(motion_people: int, check: MotionCheck) -> bool:
     """Whether the motion is aligned as one body: one person (or none, which `_align` refuses) in the anchor
     frame, and no `--align-pairs` choosing the reference person it goes to."""
@@ -219,11 +232,12 @@ def _one_body(motion_people: int, check: MotionCheck) -> bool:
 
 def _align_people(check: MotionCheck, reference: Picture, motion: Picture, motion_working: np.ndarray,
                   people: list[tuple[Box, ...]] | None, reference_path: Path, motion_name, pose_model,
-                  reporter: Reporter) -> tuple[PeopleAlignment, dict]:
+                  reporter: Reporter, instances: InstanceMaps | None = None) -> tuple[PeopleAlignment, dict]:
     """`--align` with several people in the motion's anchor frame: every reference person (the model's
     instances) and every motion person (split from the render, docs/alignment.md) measured in their own
     pictures, paired (left to right, or `--align-pairs`), one similarity per pair; `people` (each frame's
-    people by box) names the people of every frame, or None to follow them frame by frame (`pose --align-to`)."""
+    people by box) names the people of every frame, or None to follow them frame by frame (`pose --align-to`);
+    `instances` are the model's own people of each frame, where the motion was rendered from a video."""
     from .pose.reference import reference_people
 
     found = reference_people(pose_model, reference.pixels, check.pose.min_score, check.pose.people,
@@ -232,8 +246,13 @@ def _align_people(check: MotionCheck, reference: Picture, motion: Picture, motio
     if not refs:
         raise InputError(f"{reference_path}: DensePose finds no person in the reference image (above --min-score "
                          f"{check.pose.min_score}); --align needs one to align the motion to")
-    split = frame_people(motion_working)
-    mots = _motion_people(motion, split, motion_working)
+    if instances is not None:
+        split = instances.people(check.align_frame)
+        mots = _instance_people(motion, split, instances.raw(check.align_frame)[instances.fit.source_box.slices()],
+                                motion_working)
+    else:
+        split = frame_people(motion_working)
+        mots = _motion_people(motion, split, motion_working)
     work_w = motion_working.shape[1]
     pairs = list(check.pairs) if check.pairs is not None else None
     if pairs is not None:
@@ -242,7 +261,8 @@ def _align_people(check: MotionCheck, reference: Picture, motion: Picture, motio
     paired = fit_pairs(refs, mots, pairs)
     owners = None if people is None else tuple(
         tuple(zip(boxes, names)) for boxes, names in zip(people, track_frames(people, check.align_frame)))
-    alignment = PeopleAlignment(paired.transforms, paired.order, split.boxes, gap_for(motion_working.shape), owners)
+    alignment = PeopleAlignment(paired.transforms, paired.order, split.boxes, gap_for(motion_working.shape), owners,
+                                instances)
     left = _unpaired_note(paired, len(mots), len(refs))
     if left:
         reporter.warn(f"--align: {left}")
@@ -255,6 +275,7 @@ def _align_people(check: MotionCheck, reference: Picture, motion: Picture, motio
               "people": {"motion": len(mots), "reference": len(refs),
                          "pairs": [[m + 1, r + 1] for m, r in paired.pairs],
                          "paired_by": "--align-pairs" if check.pairs is not None else "left to right",
+                         "found_by": "the model's instances" if instances is not None else "the render's labels",
                          "unpaired": left or None},
               "fits": [_person_record(m, paired, mots, refs, split, working_labels) for m in range(len(mots))],
               "drawing_order": [m + 1 for m in paired.order],
@@ -269,6 +290,17 @@ def _motion_people(motion: Picture, split, motion_working: np.ndarray) -> list:
     working frame joins them), in the working frame."""
     raw_labels = majority_filter(decode_labels(motion.pixels))
     raw = split_people(raw_labels, max(1, round(gap_for(motion_working.shape) / motion.frame.kx)))
+    if len(raw) == len(split):
+        return [measure(np.where(raw.mask(i), raw_labels, 0), motion.frame) for i in range(len(raw))]
+    working = majority_filter(decode_labels(motion_working))
+    return [measure(np.where(split.mask(i), working, 0)) for i in range(len(split))]
+
+
+def _instance_people(motion: Picture, split, raw_owners: np.ndarray, motion_working: np.ndarray) -> list:
+    """Each motion person of the anchor frame, cut out of the render at its own resolution by the model's own
+    instance map; in the working frame where the two disagree."""
+    raw_labels = majority_filter(decode_labels(motion.pixels))
+    raw = people_from_owners(raw_owners)
     if len(raw) == len(split):
         return [measure(np.where(raw.mask(i), raw_labels, 0), motion.frame) for i in range(len(raw))]
     working = majority_filter(decode_labels(motion_working))

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
+
 from .. import __version__
 from ..config import FrameSelection, sidecar_path
 from ..densepose import colourise
@@ -23,7 +25,7 @@ from ..people import count_runs
 from ..progress import Reporter
 from ..writer import FrameWriter, open_writer, write_json_atomic
 from .model import PoseModel
-from .render import render_frame
+from .render import render_labels
 from .settings import PoseSettings
 from .track import SteadyRenderer, frame_ranges
 
@@ -81,27 +83,36 @@ def open_video(video: Path, selection: FrameSelection = FrameSelection()) -> Mot
 
 
 def render_video(model: PoseModel, settings: PoseSettings, clip: MotionClip, writers: Sequence[FrameWriter],
-                 reporter: Reporter, transform=None) -> PoseStats:
+                 reporter: Reporter, transform=None, instances: FrameWriter | None = None) -> PoseStats:
     """Render every frame of `clip` into each writer; the caller closes (publishes) or aborts them.
 
-    `transform` (an `align.Similarity`, from `--align-to`) moves every rendered frame before it is written."""
+    `transform` (an `align.Similarity`, from `--align-to`) moves every rendered frame before it is written.
+    `instances`, if given, receives for every frame which person each pixel shows (`render.render_labels`'s
+    owners, as grey levels 0, 1, 2, ...): the model's instances, for `--align` with several people."""
     stats = PoseStats()
     reporter.phase("pose", len(clip))
     if settings.smooth is not None:
-        return _render_steady(model, settings, clip, writers, reporter, stats, transform)
+        return _render_steady(model, settings, clip, writers, reporter, stats, transform, instances)
 
     def rendered():
         for index, frame in enumerate(clip):
-            image, people = render_frame(model.detect(frame, _where(clip, index)), clip.width, clip.height,
-                                         settings.min_score, settings.people)
+            owners = np.zeros((clip.height, clip.width), np.uint8) if instances is not None else None
+            labels, people = render_labels(model.detect(frame, _where(clip, index)), clip.width, clip.height,
+                                           settings.min_score, settings.people, owners)
             stats.add(people)
-            yield image
+            _write_owners(instances, owners)
+            yield colourise(labels)
 
     for image in _placed(rendered(), transform):
         for writer in writers:
             writer.write(image)
         reporter.advance()
     return stats
+
+
+def _write_owners(instances: FrameWriter | None, owners: np.ndarray | None) -> None:
+    if instances is not None:
+        instances.write(np.repeat(owners[..., None], 3, axis=2))
 
 
 def _where(clip: MotionClip, index: int) -> str:
@@ -120,15 +131,18 @@ def _placed(images, transform):
 
 
 def _render_steady(model: PoseModel, settings: PoseSettings, clip: MotionClip, writers: Sequence[FrameWriter],
-                   reporter: Reporter, stats: PoseStats, transform=None) -> PoseStats:
+                   reporter: Reporter, stats: PoseStats, transform=None,
+                   instances: FrameWriter | None = None) -> PoseStats:
     """`--smooth`: each frame is written `look_ahead` frames after it is decoded (pose/track.py)."""
     stats.steadied = True
-    renderer = SteadyRenderer(settings.smooth, clip.width, clip.height, settings.min_score, settings.people)
+    renderer = SteadyRenderer(settings.smooth, clip.width, clip.height, settings.min_score, settings.people,
+                              owners=instances is not None)
     detections = (model.detect(frame, _where(clip, index)) for index, frame in enumerate(clip))
 
     def rendered():
         for steady in renderer.frames(detections):
             stats.add(steady.people, steady.filled)
+            _write_owners(instances, steady.owners)
             yield colourise(steady.labels)
 
     for image in _placed(rendered(), transform):
