@@ -9,10 +9,11 @@ import torch
 from diffusers import AutoencoderKL, ControlNetModel
 
 from magicanimate_cli.engine.loader import Components
-from magicanimate_cli.engine.models.appearance_encoder import build_appearance_encoder
 from magicanimate_cli.engine.models import sd15
+from magicanimate_cli.engine.models.appearance_encoder import build_appearance_encoder
 from magicanimate_cli.engine.models.clip_text import CLIPTextConfig, CLIPTextEncoder, EmptyPromptTokens
 from magicanimate_cli.engine.models.unet3d import TemporalUNet, TemporalUNetConfig
+
 
 def random_components(device: torch.device, dtype: torch.dtype, seed: int = 0) -> Components:
     torch.manual_seed(seed)
@@ -46,8 +47,8 @@ def add_model_arguments(parser) -> None:
 
 def animator_from_args(args):
     """An Animator on the chosen device: from a weights directory, or random at the released sizes."""
-    from magicanimate_cli.devices import resolve_device, resolve_dtype
     from magicanimate_cli.engine.pipeline import Animator
+    from magicanimate_cli.runtime.devices import resolve_device, resolve_dtype
 
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)

@@ -20,13 +20,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from magicanimate_cli.config import AnimateSettings  # noqa: E402
-from magicanimate_cli.demo_inputs import make_motion_frames, make_reference_image  # noqa: E402
 from full_size import add_model_arguments, animator_from_args  # noqa: E402
+
+from magicanimate_cli.animate.settings import AnimateSettings  # noqa: E402
+from magicanimate_cli.demo.inputs import make_motion_frames, make_reference_image  # noqa: E402
 from magicanimate_cli.long.job import LongRequest, run_long_job  # noqa: E402
 from magicanimate_cli.long.layout import Layout  # noqa: E402
-from magicanimate_cli.progress import Reporter  # noqa: E402
-from magicanimate_cli.writer import open_writer, write_image_atomic  # noqa: E402
+from magicanimate_cli.media.writer import open_writer, write_image_atomic  # noqa: E402
+from magicanimate_cli.runtime.progress import Reporter  # noqa: E402
 
 
 def peak_rss_gib() -> float:

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from magicanimate_cli.devices import resolve_device
 from magicanimate_cli.engine.pipeline import Animator
+from magicanimate_cli.runtime.devices import resolve_device
 
 CASES = Path(__file__).resolve().parent.parent / "tests" / "data" / "parity" / "cases"
 BUNDLE = Path(__file__).resolve().parent.parent / "tests" / "data" / "tiny-bundle"

@@ -42,7 +42,7 @@ def main() -> None:
 
     from gradio_client import Client, handle_file
 
-    from magicanimate_cli.demo_inputs import write_demo_inputs
+    from magicanimate_cli.demo.inputs import write_demo_inputs
 
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "magicanimate_cli", "serve", "--demo", "--devices", "cpu",

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from magicanimate_cli.align import fit_similarity
-from magicanimate_cli.demo_inputs import _pose, make_reference_image, render_labels
-from magicanimate_cli.densepose import BACKGROUND, colourise
-from magicanimate_cli.preview import compose_preview, preview_frames
-from magicanimate_cli.writer import write_image_atomic
+from magicanimate_cli.animate.preview import compose_preview, preview_frames
+from magicanimate_cli.demo.inputs import _pose, make_reference_image, render_labels
+from magicanimate_cli.media.writer import write_image_atomic
+from magicanimate_cli.motion.align import fit_similarity
+from magicanimate_cli.motion.palette import BACKGROUND, colourise
 
 SIZE = 512
 FRAMES = 9

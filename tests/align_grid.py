@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from magicanimate_cli.align import (AlignmentFit, FrameMap, apply_similarity, box_iou, decode_labels, fit_measured,
-                                    fit_similarity, majority_filter, measure, person_box)
-from magicanimate_cli.demo_inputs import _pose, render_labels
-from magicanimate_cli.densepose import colourise
-from magicanimate_cli.geometry import Box, resize
+from magicanimate_cli.demo.inputs import _pose, render_labels
+from magicanimate_cli.motion.align import (AlignmentFit, FrameMap, apply_similarity, box_iou, decode_labels,
+                                           fit_measured, fit_similarity, majority_filter, measure, person_box)
+from magicanimate_cli.motion.fit import Box, resize
+from magicanimate_cli.motion.palette import colourise
 
 PHOTO = 512
 RENDER_SIDE = 360

@@ -77,7 +77,7 @@ def start_paused_at(point: str, args: list, env: dict | None = None) -> subproce
     signal, so the test interrupts it exactly there, however loaded the machine. If the run ends without getting
     there, this fails with its stderr.
     """
-    from magicanimate_cli.testhooks import PAUSE_AT, PAUSE_READY
+    from magicanimate_cli.runtime.testhooks import PAUSE_AT, PAUSE_READY
 
     read_end, write_end = os.pipe()
     env = {**(os.environ if env is None else env), PAUSE_AT: point, PAUSE_READY: f"/dev/fd/{write_end}"}

@@ -60,7 +60,7 @@ def encode_video(
 
 def ordinary_video(path: Path, frames: int = 5, size: int = 128) -> Path:
     """An ordinary-looking video (a picture panning): what users pass instead of a DensePose render."""
-    from magicanimate_cli.demo_inputs import make_reference_image
+    from magicanimate_cli.demo.inputs import make_reference_image
 
     picture = make_reference_image(size)
     return encode_video(path, [np.roll(picture, 6 * i, axis=1) for i in range(frames)], 25)
@@ -68,7 +68,7 @@ def ordinary_video(path: Path, frames: int = 5, size: int = 128) -> Path:
 
 def frame_folder(path: Path, frames: list[np.ndarray], fps: Fraction | int = 25) -> Path:
     """A folder of PNG frames, written through the project's own (lossless) writer."""
-    from magicanimate_cli.writer import open_writer
+    from magicanimate_cli.media.writer import open_writer
 
     with open_writer(path, fps, frames[0].shape[1], frames[0].shape[0]) as writer:
         for frame in frames:

@@ -67,7 +67,7 @@ def free_port() -> int:
 
 def small_inputs(folder: Path, frames: int = 4, size: int = 128) -> tuple[Path, Path]:
     """The demo's synthetic reference and DensePose motion, small enough for a job of a few seconds."""
-    from magicanimate_cli.demo_inputs import write_demo_inputs
+    from magicanimate_cli.demo.inputs import write_demo_inputs
 
     inputs = write_demo_inputs(folder, size=size, frames=frames, seed=3)
     return inputs.reference, inputs.motion

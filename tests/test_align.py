@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
-from magicanimate_cli.align import (IDENTITY, Similarity, apply_similarity, box_iou, decode_labels, fit_similarity,
-                                    person_box)
-from magicanimate_cli.demo_inputs import _pose, render_labels
-from magicanimate_cli.densepose import colourise
-from magicanimate_cli.preview import preview_frames
+from magicanimate_cli.animate.preview import preview_frames
+from magicanimate_cli.demo.inputs import _pose, render_labels
+from magicanimate_cli.motion.align import (IDENTITY, Similarity, apply_similarity, box_iou, decode_labels,
+                                           fit_similarity, person_box)
+from magicanimate_cli.motion.palette import colourise
 
 FRAME = 512
 BASE = 256  # the motion's figure box side: body height 1 is this many pixels

@@ -10,18 +10,18 @@ import av
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-from magicanimate_cli.align import box_iou, decode_labels, majority_filter, person_box
-from magicanimate_cli.densepose import colourise
-from magicanimate_cli.engine.pipeline import Animator
-from magicanimate_cli.geometry import Box, fit_motion_frame, plan_fit
-from magicanimate_cli.media import open_motion
-from magicanimate_cli.pose.model import PoseModel
-from magicanimate_cli.pose.render import render_frame
 from conftest import run_cli as run
 from media_helpers import encode_video, save_image
+from PIL import Image
 from pose_standin import LABELS, RED, blob_frame
+
+from magicanimate_cli.engine.pipeline import Animator
+from magicanimate_cli.media.reader import open_motion
+from magicanimate_cli.motion.align import box_iou, decode_labels, majority_filter, person_box
+from magicanimate_cli.motion.densepose.model import PoseModel
+from magicanimate_cli.motion.densepose.render import render_frame
+from magicanimate_cli.motion.fit import Box, fit_motion_frame, plan_fit
+from magicanimate_cli.motion.palette import colourise
 
 SIZE = 128
 FAST = ["--size", str(SIZE), "--steps", "1", "--context-frames", "4", "--context-overlap", "1", "--seed", "5",

@@ -10,12 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from magicanimate_cli.align import box_iou
 from magicanimate_cli.engine.pipeline import Animator
-from magicanimate_cli.geometry import Box
-from magicanimate_cli.people import frame_people
-from magicanimate_cli.pose.model import PoseModel
-from magicanimate_cli.pose.render import render_frame
+from magicanimate_cli.motion.align import box_iou
+from magicanimate_cli.motion.densepose.model import PoseModel
+from magicanimate_cli.motion.densepose.render import render_frame
+from magicanimate_cli.motion.fit import Box
+from magicanimate_cli.motion.people import frame_people
 from conftest import run_cli as run
 from media_helpers import encode_video, save_image
 from pose_standin import GREEN, RED, blob_frame
@@ -148,7 +148,7 @@ def test_pose_align_to_pairs_the_people_of_the_render_like_animate(duet, tmp_pat
 
 def test_the_preview_the_alignment_and_the_run_decode_the_motion_once(duet, tiny_bundle, tmp_path, capsys,
                                                                      engine_frames, monkeypatch):
-    from magicanimate_cli.media import MotionClip
+    from magicanimate_cli.media.reader import MotionClip
 
     decoded: list[str] = []
     original = MotionClip.__iter__

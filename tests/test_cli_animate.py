@@ -15,15 +15,15 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
-from magicanimate_cli.config import AnimateSettings
-from magicanimate_cli.demo_inputs import make_motion_frames, make_reference_image
-from magicanimate_cli.densepose import BACKGROUND, colourise
-from magicanimate_cli.job import prepare_inputs
-from magicanimate_cli.media import open_motion
 from conftest import run_cli as run
 from conftest import start_paused_at
 from media_helpers import encode_video, ordinary_video, save_image, truncate
+
+from magicanimate_cli.animate.job import prepare_inputs
+from magicanimate_cli.animate.settings import AnimateSettings
+from magicanimate_cli.demo.inputs import make_motion_frames, make_reference_image
+from magicanimate_cli.media.reader import open_motion
+from magicanimate_cli.motion.palette import BACKGROUND, colourise
 
 MAGICANIMATE = [sys.executable, "-m", "magicanimate_cli"]
 FAST = ["--steps", "1", "--context-frames", "8", "--context-overlap", "2", "--seed", "3", "--quiet"]

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import run_cli as run
-from magicanimate_cli.media import open_motion
-from magicanimate_cli.model_guard import ModelRunError, failure_reason, running_model
 from media_helpers import encode_video, frame_folder
 from pose_standin import MARKER, FailingDensePose, WarningDensePose, moving_blobs, save_module
+
+from magicanimate_cli.media.reader import open_motion
+from magicanimate_cli.runtime.model_guard import ModelRunError, failure_reason, running_model
 
 COMMANDS_DIR = Path(__file__).resolve().parents[1] / "src" / "magicanimate_cli" / "commands"
 
@@ -107,7 +107,7 @@ def test_debug_shows_a_models_warning_once(models, tmp_path):
 
 
 def test_our_own_warnings_raised_while_a_model_runs_still_reach_the_user():
-    from magicanimate_cli import model_guard
+    from magicanimate_cli.runtime import model_guard
 
     ours = compile("import warnings\nwarnings.warn('ours', UserWarning)\n", model_guard.__file__, "exec")
     theirs = compile("import warnings\nwarnings.warn('theirs', UserWarning)\n", "/elsewhere/lib.py", "exec")
@@ -120,7 +120,7 @@ def test_our_own_warnings_raised_while_a_model_runs_still_reach_the_user():
 
 
 def test_our_own_errors_pass_through_the_guard_unchanged():
-    from magicanimate_cli.errors import InputError
+    from magicanimate_cli.runtime.errors import InputError
 
     with pytest.raises(InputError, match="^as it was$"):
         with running_model(Path("m.pt"), "frame 0"):
@@ -225,10 +225,11 @@ def test_a_word_outside_a_choice_is_a_usage_error_listing_the_choices(capsys):
 
 
 def test_the_command_lines_choice_words_equal_the_settings_own():
+    from typing import get_args
+
     from magicanimate_cli.commands import common, evaluate
     from magicanimate_cli.evaluation.device import DEVICE_CHOICES
-    from magicanimate_cli.pose.settings import PEOPLE_CHOICES
-    from typing import get_args
+    from magicanimate_cli.motion.densepose.settings import PEOPLE_CHOICES
 
     assert get_args(common.People) == PEOPLE_CHOICES
     assert evaluate.DEVICE_CHOICES == DEVICE_CHOICES

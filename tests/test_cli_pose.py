@@ -10,13 +10,13 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
 from conftest import run_cli as run
-from magicanimate_cli.densepose import BACKGROUND, PART_COLOURS
-from magicanimate_cli.demo_inputs import make_reference_image
-from magicanimate_cli.media import open_motion
 from media_helpers import encode_video, frame_folder, save_image, truncate
 from pose_standin import BLUE, GREEN, LABELS, RED, blob_frame, moving_blobs
+
+from magicanimate_cli.demo.inputs import make_reference_image
+from magicanimate_cli.media.reader import open_motion
+from magicanimate_cli.motion.palette import BACKGROUND, PART_COLOURS
 
 PALETTE = {tuple(int(v) for v in c) for c in PART_COLOURS}
 COLOUR = {person: tuple(int(v) for v in PART_COLOURS[label]) for person, label in LABELS.items()}
@@ -202,10 +202,10 @@ def test_frames_are_rendered_and_written_one_at_a_time(clips, pose_standin):
     """Memory stays flat: each frame is written before the next one is decoded."""
     import torch
 
-    from magicanimate_cli.pose.job import open_video, render_video
-    from magicanimate_cli.pose.model import PoseModel
-    from magicanimate_cli.pose.settings import PoseSettings
-    from magicanimate_cli.progress import Reporter
+    from magicanimate_cli.motion.densepose.model import PoseModel
+    from magicanimate_cli.motion.densepose.settings import PoseSettings
+    from magicanimate_cli.motion.densepose.video import open_video, render_video
+    from magicanimate_cli.runtime.progress import Reporter
 
     events: list[str] = []
 

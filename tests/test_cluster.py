@@ -15,16 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import run_cli as run
-from magicanimate_cli.batch import parse_shard, take_shard
-from magicanimate_cli.cluster import ClusterShare, cluster_share, device_for_share, resolve_shard
-from magicanimate_cli.demo_inputs import make_motion_frames, make_reference_image
-from magicanimate_cli.errors import SettingsError
-from magicanimate_cli.media import open_motion
-from magicanimate_cli.writer import open_writer
 from media_helpers import encode_video, save_image
 from pose_standin import moving_blobs
+
+from magicanimate_cli.animate.batch import parse_shard, take_shard
+from magicanimate_cli.demo.inputs import make_motion_frames, make_reference_image
+from magicanimate_cli.media.reader import open_motion
+from magicanimate_cli.media.writer import open_writer
+from magicanimate_cli.runtime.cluster import ClusterShare, cluster_share, device_for_share, resolve_shard
+from magicanimate_cli.runtime.errors import SettingsError
 
 LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
                       "MASTER_ADDR",

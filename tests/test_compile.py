@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import TINY_BUNDLE, run_cli
-from magicanimate_cli import Animator
-from magicanimate_cli.config import AnimateSettings
-from magicanimate_cli.demo_inputs import make_motion_frames, make_reference_image
-from magicanimate_cli.job import run_job
-from magicanimate_cli.progress import Reporter
 from media_helpers import encode_video, save_image
+
+from magicanimate_cli import Animator
+from magicanimate_cli.animate.job import run_job
+from magicanimate_cli.animate.settings import AnimateSettings
+from magicanimate_cli.demo.inputs import make_motion_frames, make_reference_image
+from magicanimate_cli.runtime.progress import Reporter
 
 
 class PhaseLog(Reporter):

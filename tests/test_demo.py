@@ -8,8 +8,8 @@ from fractions import Fraction
 
 import av
 
+from magicanimate_cli.demo.tiny_weights import build_tiny_weights
 from magicanimate_cli.engine.loader import check_weights
-from magicanimate_cli.tiny_weights import build_tiny_weights
 
 
 def _files(root):

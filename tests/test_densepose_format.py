@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from magicanimate_cli.demo_inputs import make_motion_frames, make_reference_image
-from magicanimate_cli.densepose import (
-    BACKGROUND,
-    CODING_NOISE,
-    PART_COLOURS,
-    VIRIDIS,
-    background_colour,
-    border_colour,
-    colourise,
-    looks_like_render,
-    part_levels,
-)
-from magicanimate_cli.media import open_motion
 from media_helpers import encode_video
+
+from magicanimate_cli.demo.inputs import make_motion_frames, make_reference_image
+from magicanimate_cli.media.reader import open_motion
+from magicanimate_cli.motion.palette import (BACKGROUND, CODING_NOISE, PART_COLOURS, VIRIDIS, background_colour,
+                                             border_colour, colourise, looks_like_render, part_levels)
 
 
 def test_viridis_table_is_opencvs():

@@ -23,17 +23,10 @@ from huggingface_hub import constants as hf_constants
 from safetensors.torch import load, load_file, save
 
 from magicanimate_cli.cli import main
-from magicanimate_cli.download import (
-    MA_REPO,
-    POSE_REPO,
-    SD_REPO,
-    STATE_DIR,
-    VAE_REPO,
-    HubAccess,
-    download_metric_weights,
-)
-from magicanimate_cli.errors import WeightsError
+from magicanimate_cli.download import (MA_REPO, POSE_REPO, SD_REPO, STATE_DIR, VAE_REPO, HubAccess,
+                                       download_metric_weights)
 from magicanimate_cli.evaluation.weights import METRIC_WEIGHT_FILES
+from magicanimate_cli.runtime.errors import WeightsError
 
 BUNDLE = Path(__file__).parent / "data" / "tiny-bundle"
 LAYOUT = {SD_REPO: "stable-diffusion-v1-5", VAE_REPO: "sd-vae-ft-mse", MA_REPO: "MagicAnimate"}
@@ -567,7 +560,7 @@ def test_animate_sidecar_names_the_commits_the_weights_came_from(downloaded, tmp
     from conftest import cli_exit_code
     from media_helpers import encode_video, save_image
 
-    from magicanimate_cli.demo_inputs import make_motion_frames, make_reference_image
+    from magicanimate_cli.demo.inputs import make_motion_frames, make_reference_image
 
     root, _ = downloaded
     ref = save_image(tmp_path / "ref.png", make_reference_image(128))

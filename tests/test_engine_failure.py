@@ -9,7 +9,7 @@ import pytest
 from magicanimate_cli.engine.models.reference_attention import ReferenceReadProcessor
 from magicanimate_cli.engine.sampler import EngineFailure
 from magicanimate_cli.engine.sampler_config import SamplerConfig
-from magicanimate_cli.errors import MagicAnimateError
+from magicanimate_cli.runtime.errors import MagicAnimateError
 
 
 class FailingAfter:

@@ -9,10 +9,10 @@ import pytest
 import torch
 from test_eval_support import save_random_lpips_weights
 
-from magicanimate_cli.errors import WeightsError
 from magicanimate_cli.evaluation import weights
 from magicanimate_cli.evaluation.networks import i3d, inception, lpips, resnet3d
 from magicanimate_cli.evaluation.networks.checkpoint import load_strict
+from magicanimate_cli.runtime.errors import WeightsError
 
 
 def _as_hara_checkpoint(state: dict[str, torch.Tensor]) -> dict:

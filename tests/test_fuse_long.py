@@ -19,18 +19,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from magicanimate_cli.config import AnimateSettings
-from magicanimate_cli.demo_inputs import make_motion_frames, make_reference_image
-from magicanimate_cli.job import prepare_inputs
-from magicanimate_cli.long.checkpoint import load_checkpoint
-from magicanimate_cli.long.job import open_long_inputs
-from magicanimate_cli.long.sampling import sample_long
-from magicanimate_cli.media import open_motion
-from magicanimate_cli.engine.sampler import SamplerConfig
 from conftest import cli_exit_code as exit_code
 from conftest import run_cli, start_paused_at
 from media_helpers import encode_video, ordinary_video, save_image
+
+from magicanimate_cli.animate.job import prepare_inputs
+from magicanimate_cli.animate.settings import AnimateSettings
+from magicanimate_cli.demo.inputs import make_motion_frames, make_reference_image
+from magicanimate_cli.engine.sampler import SamplerConfig
+from magicanimate_cli.long.checkpoint import load_checkpoint
+from magicanimate_cli.long.job import open_long_inputs
+from magicanimate_cli.long.sampling import sample_long
+from magicanimate_cli.media.reader import open_motion
 
 MAGICANIMATE = [sys.executable, "-m", "magicanimate_cli"]
 K, S, SEED = 8, 2, 3

@@ -7,16 +7,9 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from magicanimate_cli.densepose import BACKGROUND, PART_COLOURS, PARTS, colourise
-from magicanimate_cli.errors import SettingsError
-from magicanimate_cli.geometry import (
-    Box,
-    fit_motion_frame,
-    fit_reference,
-    plan_fit,
-    restore,
-    working_shape,
-)
+from magicanimate_cli.motion.fit import Box, fit_motion_frame, fit_reference, plan_fit, restore, working_shape
+from magicanimate_cli.motion.palette import BACKGROUND, PART_COLOURS, PARTS, colourise
+from magicanimate_cli.runtime.errors import SettingsError
 
 LANDSCAPE = (160, 90)
 PORTRAIT = (90, 160)

@@ -7,17 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_case
 from safetensors.torch import load_file, save_file
 
-from conftest import load_case
-from magicanimate_cli.errors import WeightsError
-from magicanimate_cli.engine.loader import (
-    WeightsLayout,
-    check_weights,
-    checkpoint_covers_unet,
-    load_components,
-    read_state_dict,
-)
+from magicanimate_cli.engine.loader import (WeightsLayout, check_weights, checkpoint_covers_unet, load_components,
+                                            read_state_dict)
+from magicanimate_cli.runtime.errors import WeightsError
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import torch
 from diffusers import ControlNetModel
 
 from magicanimate_cli.engine.loader import fill, on_meta
-from magicanimate_cli.engine.models.appearance_encoder import build_appearance_encoder
 from magicanimate_cli.engine.models import sd15
+from magicanimate_cli.engine.models.appearance_encoder import build_appearance_encoder
 from magicanimate_cli.engine.models.unet3d import TemporalUNet, TemporalUNetConfig
 
 MANIFESTS = Path(__file__).parent / "data" / "parity" / "manifest"
@@ -57,7 +57,7 @@ def test_a_missing_manifest_key_would_be_reported():
     manifest = _manifest("controlnet")
     manifest.pop(next(iter(manifest)))
     model = on_meta(lambda: ControlNetModel.from_config(SD15_CONTROLNET))
-    from magicanimate_cli.errors import WeightsError
+    from magicanimate_cli.runtime.errors import WeightsError
 
     with pytest.raises(WeightsError, match="missing keys"):
         _load_meta(model, manifest, "controlnet")

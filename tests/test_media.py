@@ -8,20 +8,14 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from media_helpers import encode_video, frame_index, indexed_frame, indexed_frames, save_image, truncate
 from PIL import Image
 
-from magicanimate_cli.demo_inputs import make_motion_frames, make_reference_image, write_demo_inputs
-from magicanimate_cli.densepose import BACKGROUND, PART_COLOURS, border_colour
-from magicanimate_cli.errors import InputError, SettingsError
-from magicanimate_cli.media import (
-    DEFAULT_FOLDER_FPS,
-    MotionClip,
-    load_reference,
-    natural_sort_key,
-    open_motion,
-    probe_motion,
-)
-from media_helpers import encode_video, frame_index, indexed_frame, indexed_frames, save_image, truncate
+from magicanimate_cli.demo.inputs import make_motion_frames, make_reference_image, write_demo_inputs
+from magicanimate_cli.media.reader import (DEFAULT_FOLDER_FPS, MotionClip, load_reference, natural_sort_key,
+                                           open_motion, probe_motion)
+from magicanimate_cli.motion.palette import BACKGROUND, PART_COLOURS, border_colour
+from magicanimate_cli.runtime.errors import InputError, SettingsError
 
 
 def assert_one_line_naming(error: pytest.ExceptionInfo, path: Path) -> None:

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from magicanimate_cli.align import FrameMap, Similarity, box_iou, measure, person_box
-from magicanimate_cli.demo_inputs import _pose, render_labels
-from magicanimate_cli.densepose import BACKGROUND, colourise
-from magicanimate_cli.geometry import Box
-from magicanimate_cli.people import (PeopleAlignment, components, count_runs, fit_pairs, frame_people, pair_people,
-                                     parse_pairs, split_people, track_frames)
+from magicanimate_cli.demo.inputs import _pose, render_labels
+from magicanimate_cli.motion.align import FrameMap, Similarity, box_iou, measure, person_box
+from magicanimate_cli.motion.fit import Box
+from magicanimate_cli.motion.palette import BACKGROUND, colourise
+from magicanimate_cli.motion.people import (PeopleAlignment, components, count_runs, fit_pairs, frame_people,
+                                            pair_people, parse_pairs, split_people, track_frames)
 
 FRAME = 256
 

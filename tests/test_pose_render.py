@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from magicanimate_cli.densepose import BACKGROUND, PART_COLOURS
-from magicanimate_cli.pose.model import Detections
-from magicanimate_cli.pose.render import drawing_order, person_labels, pixel_boxes, render_frame, render_labels
+from magicanimate_cli.motion.densepose.model import Detections
+from magicanimate_cli.motion.densepose.render import (drawing_order, person_labels, pixel_boxes, render_frame,
+                                                      render_labels)
+from magicanimate_cli.motion.palette import BACKGROUND, PART_COLOURS
 
 
 def one_label(label: int, size: int = 4, body: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

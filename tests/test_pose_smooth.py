@@ -11,16 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from conftest import run_cli as run
-from magicanimate_cli.demo_inputs import make_reference_image
-from magicanimate_cli.densepose import PART_COLOURS
-from magicanimate_cli.media import open_motion
-from magicanimate_cli.pose.model import Detections, PoseModel
-from magicanimate_cli.pose.render import render_frame
-from magicanimate_cli.pose.track import IdentityTracker, Observation, SmoothSettings, SteadyRenderer, fit_box
 from media_helpers import encode_video, frame_folder, save_image
 from pose_standin import GREEN, LABELS, RED, blob_frame, moving_blobs
+
+from magicanimate_cli.demo.inputs import make_reference_image
+from magicanimate_cli.media.reader import open_motion
+from magicanimate_cli.motion.densepose.model import Detections, PoseModel
+from magicanimate_cli.motion.densepose.render import render_frame
+from magicanimate_cli.motion.densepose.track import (IdentityTracker, Observation, SmoothSettings, SteadyRenderer,
+                                                     fit_box)
+from magicanimate_cli.motion.palette import PART_COLOURS
 
 ROOT = Path(__file__).resolve().parent.parent
 RED_COLOUR = tuple(int(v) for v in PART_COLOURS[LABELS[RED]])

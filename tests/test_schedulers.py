@@ -17,19 +17,19 @@ import diffusers
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli, start_paused_at
+from media_helpers import encode_video, save_image
 
-from magicanimate_cli.demo_inputs import make_motion_frames, make_reference_image
+from magicanimate_cli.animate.settings import AnimateSettings
+from magicanimate_cli.demo.inputs import make_motion_frames, make_reference_image
 from magicanimate_cli.engine.pipeline import initial_noise, run_generator
-from magicanimate_cli.config import AnimateSettings
 from magicanimate_cli.engine.sampler import (SamplerConfig, StepStats, guide, predict_windows, reference_features,
                                              start_scheduler, take_step)
 from magicanimate_cli.engine.schedulers import SCHEDULER_NAMES, load_scheduler_state, make_scheduler, scheduler_state
-from magicanimate_cli.errors import SettingsError
 from magicanimate_cli.long.checkpoint import Checkpoint, check_resumable, load_checkpoint, save_checkpoint
 from magicanimate_cli.long.job import open_long_inputs
 from magicanimate_cli.long.sampling import sample_long
-from conftest import run_cli, start_paused_at
-from media_helpers import encode_video, save_image
+from magicanimate_cli.runtime.errors import SettingsError
 
 K, SEED, STEPS, SIZE = 4, 5, 3, 128
 TRAINING = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "linear",

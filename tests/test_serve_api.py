@@ -17,11 +17,10 @@ from PIL import Image
 
 pytest.importorskip("gradio", reason="serve needs the [serve] extra (Gradio)")
 
+from conftest import run_cli  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 from gradio_client.utils import Status  # noqa: E402
-
-from conftest import run_cli  # noqa: E402
 from serve_helpers import WAIT, Gate, free_port, small_inputs  # noqa: E402
 
 MAX_FRAMES = 8
@@ -129,9 +128,10 @@ def test_a_video_that_cannot_be_decoded_is_named_as_the_user_named_it(server, in
 
 def test_render_first_says_how_to_get_the_densepose_model_and_previews_the_render_once_it_is_there(
         server, inputs, tmp_path, pose_standin):
-    from magicanimate_cli.pose.model import MODEL_FILES, MODEL_FOLDER
     from media_helpers import encode_video
     from pose_standin import moving_blobs
+
+    from magicanimate_cli.motion.densepose.model import MODEL_FILES, MODEL_FOLDER
 
     video = encode_video(tmp_path / "my dance.mp4", moving_blobs(4))
     session = client(server, tmp_path)

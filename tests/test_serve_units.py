@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
-from magicanimate_cli.errors import InputError, SettingsError
+
+from magicanimate_cli.runtime.errors import InputError, SettingsError
 from magicanimate_cli.serve.limits import Upload, check_frames, display_name, stage_upload, user_message
 from magicanimate_cli.serve.settings import ServeSettings, parse_devices, parse_duration
 from magicanimate_cli.serve.workspace import Workspace

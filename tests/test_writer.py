@@ -10,17 +10,12 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
-from magicanimate_cli.errors import OutputError, SettingsError
-from magicanimate_cli.media import open_motion
-from magicanimate_cli.writer import (
-    compose_grid,
-    open_grid_writer,
-    open_writer,
-    write_image_atomic,
-    write_json_atomic,
-)
 from media_helpers import frame_index, gif_delays_cs, indexed_frame, indexed_frames
+
+from magicanimate_cli.media.reader import open_motion
+from magicanimate_cli.media.writer import compose_grid, open_grid_writer, open_writer, write_image_atomic
+from magicanimate_cli.runtime.atomic import write_json_atomic
+from magicanimate_cli.runtime.errors import OutputError, SettingsError
 
 NTSC = Fraction(30000, 1001)
 

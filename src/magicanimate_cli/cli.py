@@ -8,7 +8,7 @@ import sys
 import typer
 
 from . import __version__
-from .errors import MagicAnimateError
+from .runtime.errors import MagicAnimateError
 
 app = typer.Typer(
     name="magicanimate",

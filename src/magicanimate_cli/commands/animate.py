@@ -8,10 +8,9 @@ from pathlib import Path
 
 import typer
 
-from ..config import AnimateSettings
-from ..errors import InputError, MagicAnimateError, SettingsError
-from .common import (animation_options, load_animator, make_reporter, pose_request,
-                     settings_from_options, usage)
+from ..animate.settings import AnimateSettings
+from ..runtime.errors import InputError, MagicAnimateError, SettingsError
+from .common import animation_options, load_animator, make_reporter, pose_request, settings_from_options, usage
 
 HELP = ("Animate REFERENCE (an image) along MOTION (a DensePose video or frame folder) into OUTPUT.\n\n"
         "Batch: REFERENCE and MOTION folders animate every pair into the folder OUTPUT; --pairs CSV -o OUT_DIR "
@@ -20,8 +19,8 @@ HELP = ("Animate REFERENCE (an image) along MOTION (a DensePose video or frame f
 
 def animate(**options) -> None:
     """Animate REFERENCE (an image) along MOTION (a DensePose video or frame folder) into OUTPUT."""
-    from ..cluster import resolve_shard_from_process, share_record
-    from ..preflight import motion_check
+    from ..animate.preflight import motion_check
+    from ..runtime.cluster import resolve_shard_from_process, share_record
 
     share = share_record(options["shard"])
     options["shard"], options["device"] = resolve_shard_from_process(options["shard"], options["device"])
@@ -42,8 +41,8 @@ def run_command(settings: AnimateSettings, reference: Path | None, motion: Path 
     """Single item or batch; `pose` (a PoseRequest) renders each motion from an ordinary video first; `check` (a
     preflight.MotionCheck) aligns and previews the motion; `share` is `--shard auto`'s resolved share, recorded
     in the batch's --json and in each item's sidecar."""
-    from ..preflight import check_preview_path
-    from ..batch import cross_product, parse_shard, read_pairs, take_shard
+    from ..animate.batch import cross_product, parse_shard, read_pairs, take_shard
+    from ..animate.preflight import check_preview_path
 
     batch = pairs is not None or (reference is not None and reference.is_dir())
     if not batch:
@@ -73,9 +72,10 @@ def _check_exists(path: Path, what: str) -> None:
 
 def _run_single(settings: AnimateSettings, reference: Path, motion: Path, output: Path, quiet: bool,
                 as_json: bool, pose=None, check=None) -> None:
-    from ..job import check_output_writable, pick_seed, run_job
-    from ..pose.motion import animation_motion
-    from ..preflight import check_motion, load_pose_model_for
+    from ..animate.job import pick_seed, run_job
+    from ..animate.preflight import check_motion, load_pose_model_for
+    from ..animate.rendered_motion import animation_motion
+    from ..media.files import check_output_writable
 
     settings = pick_seed(settings)
     check_output_writable(output)
@@ -115,9 +115,9 @@ def _report_preview(checked, as_json: bool, quiet: bool) -> None:
 
 def _run_batch(settings, items, skip_existing: bool, quiet: bool, as_json: bool, pose=None, check=None,
                share: dict | None = None) -> None:
-    from ..job import pick_seed, run_job
-    from ..pose.motion import animation_motion
-    from ..preflight import check_motion, load_pose_model_for
+    from ..animate.job import pick_seed, run_job
+    from ..animate.preflight import check_motion, load_pose_model_for
+    from ..animate.rendered_motion import animation_motion
 
     only = check is not None and check.preview_only
     settings = pick_seed(settings)  # one seed for the whole batch: every item is reproducible with it

@@ -16,11 +16,12 @@ from typing import Literal, Optional
 import typer
 from typer.core import TyperCommand
 
-from ..config import (BATCH_FORMATS, DTYPE_CHOICES, FIT_CHOICES, FUSION_CHOICES, NOISE_CHOICES, AnimateSettings,
-                      FrameSelection, default_weights_dir)
+from ..animate.settings import BATCH_FORMATS, DTYPE_CHOICES, FIT_CHOICES, FUSION_CHOICES, NOISE_CHOICES, AnimateSettings
 from ..engine.schedulers import DEFAULT_SCHEDULER, SCHEDULER_NAMES
-from ..errors import SettingsError
-from ..pose.loading import load_pose_model, pose_settings  # noqa: F401  (the commands' way to the model)
+from ..media.reader import FrameSelection
+from ..motion.densepose.loading import load_pose_model, pose_settings  # noqa: F401  (the commands' way to the model)
+from ..runtime.errors import SettingsError
+from ..runtime.home import default_weights_dir
 
 Fit = Literal[FIT_CHOICES]
 Dtype = Literal[DTYPE_CHOICES]
@@ -83,7 +84,7 @@ JSON_HELP = "Print one machine-readable summary line to stdout."
 
 def smooth_settings(smooth: bool, radius: int | None, fill_gap: int | None):
     """SmoothSettings for --smooth (None without it); its tuning options alone are refused."""
-    from ..pose.track import SmoothSettings
+    from ..motion.densepose.track import SmoothSettings
 
     if not smooth:
         named = [n for n, v in (("--smooth-radius", radius), ("--fill-gap", fill_gap)) if v is not None]
@@ -97,7 +98,7 @@ def smooth_settings(smooth: bool, radius: int | None, fill_gap: int | None):
 
 def make_reporter(quiet: bool, as_json: bool):
     """The progress display: none with --quiet or --json (stdout then carries only the summary line)."""
-    from ..progress import Reporter, RichReporter
+    from ..runtime.progress import Reporter, RichReporter
 
     return Reporter() if (quiet or as_json) else RichReporter()
 
@@ -191,7 +192,7 @@ def settings_from_options(**o) -> AnimateSettings:
 
 def pose_request(settings: AnimateSettings, **o):
     """`--motion-from-video` and its options as a PoseRequest, or None; the pose options alone are refused."""
-    from ..pose.motion import PoseRequest
+    from ..animate.rendered_motion import PoseRequest
 
     if not o["motion_from_video"]:
         if o["save_pose"] is not None:
@@ -207,8 +208,8 @@ def pose_request(settings: AnimateSettings, **o):
 
 def load_animator(settings: AnimateSettings, reporter):
     """Load the models once (the expensive part); checks the window length against the loaded model."""
-    from ..devices import resolve_device, resolve_dtype
     from ..engine.pipeline import Animator
+    from ..runtime.devices import resolve_device, resolve_dtype
 
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)

@@ -10,18 +10,11 @@ from typing import Literal
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from rich.progress import (BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn,
+                           TransferSpeedColumn)
 from rich.table import Table
 
-from ..errors import SettingsError, WeightsError
+from ..runtime.errors import SettingsError, WeightsError
 
 _STATUS_TEXT = {
     "fetch": "to fetch",
@@ -139,8 +132,9 @@ def _summary(report) -> str:
 
 def _check(root: Path, metrics: bool, pose: str | None) -> None:
     from ..download import check_directory, check_metric_weights
+    from ..evaluation.weights import METRIC_WEIGHT_FILES
 
-    problems = check_metric_weights(root) if metrics else check_directory(root, pose)
+    problems = check_metric_weights(root, METRIC_WEIGHT_FILES) if metrics else check_directory(root, pose)
     what = "metric weight files" if metrics else "weights directory"
     if problems:
         out = _console()
@@ -155,7 +149,7 @@ def _check(root: Path, metrics: bool, pose: str | None) -> None:
 
 def _echo_sources(root: Path) -> None:
     """Name the commit each part came from, as `download-weights` recorded it."""
-    from ..sources_manifest import MANIFEST, source_summary
+    from ..engine.sources import MANIFEST, source_summary
 
     sources = source_summary(root)
     if not sources:
@@ -209,16 +203,10 @@ def download_weights(
                                             "publisher \\[default: the publishers' URLs]"),
 ) -> None:
     """Fetch the weights MagicAnimate needs from the Hugging Face Hub (resumable, checked, atomic)."""
-    from ..download import (
-        POSE_MODELS,
-        DownloadSettings,
-        HubAccess,
-        default_sources,
-        download_metric_weights,
-        parse_revisions,
-    )
+    from ..download import POSE_MODELS, DownloadSettings, HubAccess, default_sources, download_metric_weights
     from ..download import download_weights as fetch
-    from ..evaluation.weights import default_weights_dir
+    from ..download import parse_revisions
+    from ..evaluation.weights import METRIC_WEIGHT_FILES, default_weights_dir
 
     root = (directory if directory is not None else default_weights_dir()).expanduser()
     if check and dry_run:
@@ -237,7 +225,8 @@ def download_weights(
         return
     access = HubAccess.from_env(token=token)
     if metrics:
-        _report(partial(download_metric_weights, root, access, metrics_mirror, dry_run=dry_run), "Metric weights")
+        _report(partial(download_metric_weights, root, access, metrics_mirror, dry_run=dry_run,
+                        specs=METRIC_WEIGHT_FILES), "Metric weights")
         return
     repos = {"sd": sd_repo, "vae": vae_repo, "magicanimate": magicanimate_repo}
     revisions = parse_revisions(revision)

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from ..config import AnimateSettings
-from ..errors import InputError, SettingsError
+from ..animate.settings import AnimateSettings
+from ..runtime.errors import InputError, SettingsError
 from .common import (Fusion, Noise, animation_options, flag, load_animator, load_pose_model, make_reporter,
                      pose_request, settings_from_options, usage)
 
@@ -112,7 +112,7 @@ def fuse_long(**options: Any) -> None:
     if pose is not None and group is not None:
         raise SettingsError("--motion-from-video renders the motion once, before the processes start; under "
                             "torchrun render it first with `magicanimate pose` (or use --nproc)")
-    from ..preflight import check_preview_path, motion_check
+    from ..animate.preflight import check_preview_path, motion_check
 
     check = motion_check(settings, **options)
     if check is not None:
@@ -136,14 +136,14 @@ fuse_long.__doc__ = HELP
 @contextmanager
 def _motion_rendered(launch: Launch, pose) -> Iterator[Launch]:
     """With --motion-from-video: the launch reading the video's DensePose render (removed afterwards)."""
-    from ..pose.motion import animation_motion
+    from ..animate.rendered_motion import animation_motion
 
     if pose is None:
         yield launch
         return
     request = launch.request
     if pose.save is not None:
-        from ..job import check_output_writable
+        from ..media.files import check_output_writable
 
         check_output_writable(pose.save)
     with ExitStack() as stack:
@@ -157,7 +157,7 @@ def _motion_rendered(launch: Launch, pose) -> Iterator[Launch]:
 def _motion_checked(launch: Launch, check, pose, writes: bool, motion_name: Path) -> Launch | None:
     """With --align or --preview: fit the alignment and write the preview once, before any process starts;
     None after --preview-only."""
-    from ..preflight import check_motion, load_pose_model_for
+    from ..animate.preflight import check_motion, load_pose_model_for
 
     if check is None:
         return launch
@@ -179,15 +179,15 @@ def _motion_checked(launch: Launch, check, pose, writes: bool, motion_name: Path
 
 def _check_devices(settings: AnimateSettings, processes: int) -> None:
     """Refuse a device that cannot hold `processes` processes before any of them starts."""
-    from ..devices import resolve_device
     from ..long.distributed import RankGroup, rank_device
+    from ..runtime.devices import resolve_device
 
     last = processes - 1
     rank_device(resolve_device(settings.device), RankGroup(last, processes, last))
 
 
 def _probe_frames(settings: AnimateSettings, motion: Path) -> int:
-    from ..media import open_motion
+    from ..media.reader import open_motion
 
     sel = settings.selection
     return len(open_motion(motion, start=sel.start, max_frames=sel.max_frames, stride=sel.stride))
@@ -211,11 +211,12 @@ def _prepare(settings: AnimateSettings, options: dict[str, Any], writes: bool, p
     Under torchrun every process gets here; only the one that writes checks the output folder (by creating a
     file there), and the seed is settled among them once they have joined (`run_process`).
     """
-    from ..devices import dtype_name, resolve_device, resolve_dtype
-    from ..job import check_output_writable, pick_seed
+    from ..animate.job import pick_seed
     from ..long.checkpoint import check_resumable, load_checkpoint
     from ..long.fingerprint import pose_fingerprint, run_fingerprint
     from ..long.job import LongRequest
+    from ..media.files import check_output_writable
+    from ..runtime.devices import dtype_name, resolve_device, resolve_dtype
 
     reference, motion, output = options["reference"], options["motion"], options["output"]
     for path, what in ((reference, "reference image"), (motion, "motion")):
@@ -248,9 +249,9 @@ def _prepare(settings: AnimateSettings, options: dict[str, Any], writes: bool, p
 
 def run_process(launch: Launch, group: RankGroup | None) -> None:
     """One process of the run (the only one without --nproc/torchrun): load, sample its share, maybe write."""
-    from ..devices import resolve_device
     from ..long.distributed import agree, joined, rank_device
     from ..long.job import run_long_job
+    from ..runtime.devices import resolve_device
 
     settings = launch.request.settings
     device = resolve_device(settings.device)

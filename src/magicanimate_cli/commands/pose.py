@@ -12,8 +12,8 @@ from typing import Optional
 
 import typer
 
-from ..config import FrameSelection
-from ..errors import InputError, MagicAnimateError, SettingsError
+from ..media.reader import FrameSelection
+from ..runtime.errors import InputError, MagicAnimateError, SettingsError
 from .common import (CRF_OPTION, DEVICE_OPTION, FILL_GAP_OPTION, FORMAT_OPTION, FRAME_STRIDE_OPTION, JSON_HELP,
                      MAX_FRAMES_OPTION, MIN_SCORE_OPTION, PEOPLE_OPTION, POSE_MODEL_OPTION, QUIET_HELP, SHARD_OPTION,
                      SMOOTH_OPTION, SMOOTH_RADIUS_OPTION, START_OPTION, WEIGHTS_DEFAULT, BatchFormat, People, flag,
@@ -58,7 +58,7 @@ def pose(
     fill_gap: Optional[int] = FILL_GAP_OPTION,
 ) -> None:
     """Render VIDEO as DensePose in MagicAnimate's format."""
-    from ..cluster import resolve_shard_from_process, share_record
+    from ..runtime.cluster import resolve_shard_from_process, share_record
 
     share = share_record(shard)
     shard, device = resolve_shard_from_process(shard, device)
@@ -71,7 +71,7 @@ def pose(
         raise InputError(f"{align_to}: --align-to reference image not found")
     if align_frame != 0 and align_to is None:
         raise SettingsError("--align-frame chooses the frame --align-to matches; add --align-to")
-    from ..preflight import align_pairs as read_pairs
+    from ..animate.preflight import align_pairs as read_pairs
 
     pairs = read_pairs(align_pairs, align_to is not None, "--align-to")
     if _is_batch(video):
@@ -84,14 +84,14 @@ def pose(
 
 def _is_batch(video: Path) -> bool:
     """A folder holding frame images is one clip; a folder without any is a batch of videos and frame folders."""
-    from ..media import list_frame_files
+    from ..media.reader import list_frame_files
 
     return video.is_dir() and not list_frame_files(video)
 
 
 def _run_single(settings, selection: FrameSelection, video: Path, output: Path, quiet: bool, as_json: bool,
                 align_to: Path | None = None, align_frame: int = 0, pairs=None) -> None:
-    from ..job import check_output_writable
+    from ..media.files import check_output_writable
     from ..pose.job import run_pose_job
 
     check_output_writable(output)
@@ -99,7 +99,7 @@ def _run_single(settings, selection: FrameSelection, video: Path, output: Path, 
         model, load_s = load_pose_model(settings, reporter)
         transform, alignment = None, None
         if align_to is not None:
-            from ..preflight import align_video_render
+            from ..animate.preflight import align_video_render
 
             transform, alignment = align_video_render(model, settings, video, align_to, align_frame, selection,
                                                       pairs, reporter)
@@ -119,7 +119,7 @@ def _run_batch(settings, selection: FrameSelection, folder: Path, out_dir: Path,
     """Every video and frame folder in `folder` → `out_dir/<name>-pose.<format>`; failures are reported, the rest
     go on, and the exit code says whether any failed. `share` (`--shard auto`'s) goes into --json and each
     sidecar."""
-    from ..batch import list_motions, parse_shard, take_shard
+    from ..animate.batch import list_motions, parse_shard, take_shard
     from ..pose.job import run_pose_job
 
     videos = list_motions(folder)

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from ..errors import SettingsError
+from ..runtime.errors import SettingsError
 from .common import WEIGHTS_DEFAULT, Dtype, flag
 
 HELP = ("Serve the web page: upload a photo and a motion, preview, animate (Gradio; jobs queue, one per device). "
@@ -33,7 +33,7 @@ def serve(
     max_frames: int = typer.Option(300, "--max-frames", help="Most motion frames one job animates."),
 ) -> None:
     """Serve the web page until Ctrl-C; everything it wrote is removed at exit."""
-    from ..config import default_weights_dir
+    from ..runtime.home import default_weights_dir
     from ..serve.settings import ServeSettings, parse_devices, parse_duration
 
     if importlib.util.find_spec("gradio") is None:

@@ -42,21 +42,10 @@ from .hub_errors import FileFailed, hub_error
 from .metric_weights import check_metric_weights, download_metric_weights
 from .plan import DownloadReport, PlannedFile, plan_weights
 from .records import STATE_DIR, Records
-from .settings import (
-    DEFAULT_ENDPOINT,
-    MA_REPO,
-    POSE_MODELS,
-    POSE_REPO,
-    SD_REPO,
-    VAE_REPO,
-    VARIANTS,
-    DownloadSettings,
-    HubAccess,
-    Source,
-    default_sources,
-    parse_revisions,
-)
+from .settings import (DEFAULT_ENDPOINT, MA_REPO, POSE_MODELS, POSE_REPO, SD_REPO, VAE_REPO, VARIANTS, DownloadSettings,
+                       HubAccess, default_sources, parse_revisions)
 from .sizes import human
+from .source import Source
 from .transfer import Observer
 
 __all__ = [

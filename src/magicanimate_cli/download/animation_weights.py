@@ -7,15 +7,16 @@ does not already carry every UNet weight, which only that checkpoint, once on di
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 from ..engine.loader import SD_DIR, TEMPORAL_CKPT
-from ..errors import WeightsError
+from ..runtime.errors import WeightsError
 from .check import check_directory
 from .plan import DownloadReport, PlannedFile, plan_weights
-from .records import finish_state, record_placed_sources
+from .records import file_digest, finish_state
 from .settings import DownloadSettings
 from .sizes import check_space, human
 from .transfer import Observer, acquire_lock, hub_request_headers, raise_failures, run_plan
@@ -102,3 +103,23 @@ def _offline(settings: DownloadSettings, observer: Observer) -> DownloadReport:
                            f"{problems[0]}" + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""))
     observer.note(f"HF_HUB_OFFLINE is set: nothing fetched; {settings.root} already holds everything the engine loads")
     return DownloadReport(settings.root, [])
+
+
+def record_placed_sources(root: Path, plan: Sequence[PlannedFile]) -> Path:
+    """Write `.magicanimate/sources.json` for the repositories of this run: commit, and each file in place.
+
+    LFS files are recorded with the sha256 the hub listed (they were checked against it before placing); small
+    files, checked by git blob id, are hashed here (kilobytes). A skipped SD 1.5 unet is not listed.
+    """
+    from ..engine.sources import record_sources
+
+    updates: dict[str, dict] = {}
+    for item in plan:
+        if item.source is None or not (root / item.local).is_file():
+            continue
+        entry = updates.setdefault(item.source.key, {"repo": item.source.repo_id, "requested": item.source.revision,
+                                                     "commit": item.commit, "files": {}})
+        digest = item.digest if item.digest and item.digest.startswith("sha256:") else file_digest(root / item.local,
+                                                                                                    "sha256")
+        entry["files"][item.local] = {"bytes": (root / item.local).stat().st_size, "sha256": digest.partition(":")[2]}
+    return record_sources(root, updates)

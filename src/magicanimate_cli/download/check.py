@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..pose.model import MODEL_FILES as POSE_MODELS, MODEL_FOLDER as POSE_DIR
+from ..motion.densepose.model import MODEL_FILES as POSE_MODELS
+from ..motion.densepose.model import MODEL_FOLDER as POSE_DIR
 from .records import Records
 
 

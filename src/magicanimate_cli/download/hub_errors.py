@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import SettingsError, WeightsError
+from ..runtime.errors import SettingsError, WeightsError
 from .sizes import human
 
 if TYPE_CHECKING:
@@ -25,14 +25,8 @@ def hub_error(exc: Exception, where: str, access: HubAccess, url: str | None = N
               resumable: Path | None = None) -> Exception:
     """One line for a failed hub call: the token for 401/403, the name of what is missing for 404."""
     import httpx2
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        OfflineModeIsEnabled,
-        RemoteEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, OfflineModeIsEnabled, RemoteEntryNotFoundError,
+                                        RepositoryNotFoundError, RevisionNotFoundError)
 
     if isinstance(exc, (WeightsError, SettingsError, FileFailed)):
         return exc

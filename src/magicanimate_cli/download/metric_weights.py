@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..errors import WeightsError
+from ..runtime.errors import WeightsError
 from .plan import DownloadReport, PlannedFile, classify
 from .records import Records, finish_state
 from .settings import DEFAULT_ENDPOINT, LIBRARY, HubAccess
@@ -31,14 +31,12 @@ def metric_url(spec: Any, mirror: str | None, access: HubAccess) -> str:
 
 
 def download_metric_weights(root: Path, access: HubAccess, mirror: str | None = None,
-                            observer: Observer | None = None, dry_run: bool = False,
-                            specs: Sequence[Any] | None = None) -> DownloadReport:
-    """Fetch the evaluation networks' weight files into `<root>/metrics/` (resumed, checked, placed atomically)."""
-    from ..evaluation.weights import METRIC_WEIGHT_FILES
-
+                            observer: Observer | None = None, dry_run: bool = False, *,
+                            specs: Sequence[Any]) -> DownloadReport:
+    """Fetch the evaluation networks' weight files (`specs`, which the eval feature lists) into `<root>/metrics/`
+    (resumed, checked, placed atomically)."""
     observer = observer or Observer()
     root = Path(root).expanduser()
-    specs = METRIC_WEIGHT_FILES if specs is None else specs
     records = Records(root, persist=not dry_run)
     plan = []
     for spec in specs:
@@ -74,14 +72,12 @@ def download_metric_weights(root: Path, access: HubAccess, mirror: str | None = 
     return report
 
 
-def check_metric_weights(root: Path, specs: Sequence[Any] | None = None) -> list[str]:
-    """Missing or wrongly sized metric weight files, without the network."""
-    from ..evaluation.weights import METRIC_WEIGHT_FILES
-
+def check_metric_weights(root: Path, specs: Sequence[Any]) -> list[str]:
+    """Missing or wrongly sized metric weight files (`specs`), without the network."""
     root = Path(root).expanduser()
     records = Records(root)
     problems = []
-    for spec in METRIC_WEIGHT_FILES if specs is None else specs:
+    for spec in specs:
         path = spec.path(root)
         local = Path(spec.relative_path).as_posix()
         if not path.is_file():

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import __version__
-from ..errors import WeightsError
+from ..runtime.errors import WeightsError
 from .hub_errors import hub_error
 from .records import Records, digestless_key, in_place, partial_path
 from .selection import list_repository, select
@@ -20,7 +20,8 @@ from .settings import LIBRARY
 
 if TYPE_CHECKING:
     from .selection import RemoteFile
-    from .settings import DownloadSettings, HubAccess, Source
+    from .settings import DownloadSettings, HubAccess
+    from .source import Source
 
 
 @dataclass

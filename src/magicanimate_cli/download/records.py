@@ -11,12 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .plan import PlannedFile
 
 STATE_DIR = ".magicanimate-download"
 
@@ -94,25 +89,6 @@ def in_place(root: Path, local: str, digest: str | None, size: int | None, recor
 def digestless_key(local: str) -> str:
     return "path:" + hashlib.sha1(local.encode()).hexdigest()
 
-
-def record_placed_sources(root: Path, plan: Sequence[PlannedFile]) -> Path:
-    """Write `.magicanimate/sources.json` for the repositories of this run: commit, and each file in place.
-
-    LFS files are recorded with the sha256 the hub listed (they were checked against it before placing); small
-    files, checked by git blob id, are hashed here (kilobytes). A skipped SD 1.5 unet is not listed.
-    """
-    from ..sources_manifest import record_sources
-
-    updates: dict[str, dict] = {}
-    for item in plan:
-        if item.source is None or not (root / item.local).is_file():
-            continue
-        entry = updates.setdefault(item.source.key, {"repo": item.source.repo_id, "requested": item.source.revision,
-                                                     "commit": item.commit, "files": {}})
-        digest = item.digest if item.digest and item.digest.startswith("sha256:") else file_digest(root / item.local,
-                                                                                                    "sha256")
-        entry["files"][item.local] = {"bytes": (root / item.local).stat().st_size, "sha256": digest.partition(":")[2]}
-    return record_sources(root, updates)
 
 
 def finish_state(root: Path) -> None:

@@ -11,13 +11,11 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..engine.loader import DIFFUSERS_WEIGHTS, MA_DIR, TEMPORAL_CKPT, TRANSFORMERS_WEIGHTS
-from ..errors import WeightsError
-
-if TYPE_CHECKING:
-    from .settings import Source
+from ..runtime.errors import WeightsError
+from .source import Source
 
 
 @dataclass(frozen=True)

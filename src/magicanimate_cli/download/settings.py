@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..engine.loader import MA_DIR, SD_DIR, VAE_DIR
-from ..errors import SettingsError
-from ..pose.model import MODEL_FILES as POSE_MODELS, MODEL_FOLDER as POSE_DIR  # where `magicanimate pose` reads
+from ..motion.densepose.model import MODEL_FILES as POSE_MODELS  # where `magicanimate pose` reads
+from ..motion.densepose.model import MODEL_FOLDER as POSE_DIR
+from ..runtime.errors import SettingsError
 from .selection import NEEDS, Need
+from .source import Source
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 SD_REPO = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -29,19 +31,6 @@ SOURCE_KEYS = (*ANIMATION_KEYS, "densepose")
 LIBRARY = "magicanimate-cli"
 _TRUTHY = {"1", "true", "yes", "on"}
 
-
-@dataclass(frozen=True)
-class Source:
-    """One hub repository at one revision, and the folder of the layout it fills."""
-
-    key: str
-    repo_id: str
-    revision: str
-    subdir: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.repo_id}@{self.revision}"
 
 
 def default_sources() -> dict[str, Source]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..errors import WeightsError
+from ..runtime.errors import WeightsError
 
 
 def check_space(root: Path, needed: int) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..errors import WeightsError
+from ..runtime.errors import WeightsError
 from .hub_errors import FileFailed, hub_error
 from .records import Records, digestless_key, file_digest, partial_path, state_dir
 from .settings import LIBRARY

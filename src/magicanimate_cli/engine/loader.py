@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import WeightsError, missing_weights
-from ..torch_files import load_torch_file
+from ..runtime.errors import WeightsError, missing_weights
+from ..runtime.torch_files import load_torch_file
 
 SD_DIR = "stable-diffusion-v1-5"
 VAE_DIR = "sd-vae-ft-mse"
@@ -476,3 +476,5 @@ def checkpoint_covers_unet(root: Path | str) -> bool:
     """
     layout = WeightsLayout(Path(root).expanduser())
     return plan_temporal(layout, checkpoint_shapes(layout.temporal_checkpoint)).covers_unet
+
+

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import MagicAnimateError
-from ..model_guard import ModelRunError, failure_reason
+from ..runtime.errors import MagicAnimateError
+from ..runtime.model_guard import ModelRunError, failure_reason
 from .models.reference_attention import ReferenceBank
 from .sampler_config import SamplerConfig
 from .schedulers import ANCESTRAL, load_scheduler_state, make_scheduler

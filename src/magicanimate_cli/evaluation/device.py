@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import SettingsError
+from ..runtime.errors import SettingsError
 
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 

@@ -14,7 +14,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from ..errors import InputError
+from ..runtime.errors import InputError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".gif", ".m4v"})

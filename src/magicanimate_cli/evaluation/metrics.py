@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import SettingsError
+from ..runtime.errors import SettingsError
 from .weights import DOWNLOAD_COMMAND, files_for_metric, require_file
 
 ALIGN_CHOICES = ("strict", "truncate")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from ..errors import OutputError
+from ..runtime.errors import OutputError
 from .metrics import FRAME_METRICS, HIGHER_IS_BETTER, METRICS
 from .runner import EvalReport
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import InputError
-from ..model_guard import running_model
+from ..runtime.errors import InputError
+from ..runtime.model_guard import running_model
 from . import pixels
 from .features import ClipFeatures, FrameFeatures
 from .frames import VideoPair, pair_inputs

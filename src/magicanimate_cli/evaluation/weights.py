@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import WeightsError
+from ..runtime.errors import WeightsError
 
 METRICS_SUBDIR = "metrics"
 """Metric weights sit in `<weights_dir>/metrics/`, apart from the animation model's files."""

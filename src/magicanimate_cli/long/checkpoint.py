@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 from ..engine.schedulers import STATELESS
-from ..errors import InputError, OutputError, SettingsError
-from ..testhooks import pause_point
+from ..runtime.errors import InputError, OutputError, SettingsError
+from ..runtime.testhooks import pause_point
 
 FORMAT = "magicanimate-cli/fuse-long-checkpoint"
 VERSION = 2

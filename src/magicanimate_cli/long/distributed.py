@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ..errors import MagicAnimateError, SettingsError
+from ..runtime.errors import MagicAnimateError, SettingsError
 
 
 @dataclass(frozen=True)

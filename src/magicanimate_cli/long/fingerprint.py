@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ..config import AnimateSettings
-from ..media import list_frame_files
+from ..animate.settings import AnimateSettings
+from ..media.reader import list_frame_files
 
 _CHUNK = 1 << 20
 
@@ -55,7 +55,7 @@ def run_fingerprint(settings: AnimateSettings, dtype: str, frames: int, referenc
 
 def pose_fingerprint(settings) -> dict[str, str]:
     """With --motion-from-video: the DensePose model file and the options that decide the render."""
-    from ..pose.model import model_path
+    from ..motion.densepose.model import model_path
 
     fingerprint = {"pose-model": file_digest(model_path(settings.model, settings.weights)),
                    "min-score": repr(float(settings.min_score)), "people": settings.people}

@@ -18,7 +18,7 @@ from types import TracebackType
 
 import numpy as np
 
-from ..errors import OutputError
+from ..runtime.errors import OutputError
 
 
 class FrameStore:

@@ -12,11 +12,12 @@ from collections.abc import Container
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import AnimateSettings, sidecar_path
-from ..job import JobResult, PreparedInputs, compile_for_shape, prepare_inputs, write_sidecar, write_video
-from ..media import open_motion
-from ..progress import Reporter
+from ..animate.job import JobResult, PreparedInputs, compile_for_shape, prepare_inputs, write_sidecar, write_video
+from ..animate.settings import AnimateSettings
 from ..engine.sampler import SamplerConfig
+from ..media.files import sidecar_path
+from ..media.reader import open_motion
+from ..runtime.progress import Reporter
 from .checkpoint import CheckpointWriter, check_resumable, load_checkpoint
 from .distributed import RankGroup
 from .frames import FrameStore, source_index

@@ -8,58 +8,21 @@ failure or Ctrl-C leaves no partial file) and gets a JSON sidecar.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
-
 from .. import __version__
-from ..config import FrameSelection, sidecar_path
-from ..densepose import colourise
-from ..job import check_output_writable, runtime_versions
-from ..media import MotionClip, open_motion
-from ..people import count_runs
-from ..progress import Reporter
-from ..writer import FrameWriter, open_writer, write_json_atomic
-from .model import PoseModel
-from .render import render_labels
-from .settings import PoseSettings
-from .track import SteadyRenderer, frame_ranges
-
-
-@dataclass
-class PoseStats:
-    """How many people the render shows: worth a glance when a clip comes out empty."""
-
-    frames: int = 0
-    frames_without_people: int = 0
-    most_people: int = 0
-    steadied: bool = False  # with --smooth, the record also says which frames were filled or are still empty
-    filled_frames: list[int] = field(default_factory=list)
-    empty_frames: list[int] = field(default_factory=list)
-    counts: list[int] = field(default_factory=list)  # people drawn on each frame
-
-    def add(self, people: int, filled: int = 0) -> None:
-        if people == 0:
-            self.empty_frames.append(self.frames)
-        if filled:
-            self.filled_frames.append(self.frames)
-        self.counts.append(people)
-        self.frames += 1
-        self.frames_without_people += people == 0
-        self.most_people = max(self.most_people, people)
-
-    def record(self) -> dict:
-        record = {"frames": self.frames, "frames_without_people": self.frames_without_people,
-                  "most_people_in_a_frame": self.most_people, "people_per_frame": count_runs(self.counts)}
-        if self.steadied:
-            record["frames_filled"] = len(self.filled_frames)
-            record["filled_at"] = frame_ranges(self.filled_frames)
-            record["without_people_at"] = frame_ranges(self.empty_frames)
-        return record
+from ..media.files import check_output_writable, sidecar_path
+from ..media.reader import FrameSelection
+from ..media.writer import open_writer
+from ..motion.densepose.model import PoseModel
+from ..motion.densepose.settings import PoseSettings
+from ..motion.densepose.video import PoseStats, open_video, render_video, source_record
+from ..runtime.atomic import write_json_atomic
+from ..runtime.progress import Reporter
+from ..runtime.versions import runtime_versions
 
 
 @dataclass
@@ -76,80 +39,6 @@ class PoseResult:
                 "fps": str(self.fps), "width": self.size[0], "height": self.size[1],
                 "frames_without_people": self.stats.frames_without_people, "timings": self.timings}
 
-
-def open_video(video: Path, selection: FrameSelection = FrameSelection()) -> MotionClip:
-    """The input, read exactly as `animate` reads a motion (video file or frame folder)."""
-    return open_motion(video, start=selection.start, max_frames=selection.max_frames, stride=selection.stride)
-
-
-def render_video(model: PoseModel, settings: PoseSettings, clip: MotionClip, writers: Sequence[FrameWriter],
-                 reporter: Reporter, transform=None, instances: FrameWriter | None = None) -> PoseStats:
-    """Render every frame of `clip` into each writer; the caller closes (publishes) or aborts them.
-
-    `transform` (an `align.Similarity`, from `--align-to`) moves every rendered frame before it is written.
-    `instances`, if given, receives for every frame which person each pixel shows (`render.render_labels`'s
-    owners, as grey levels 0, 1, 2, ...): the model's instances, for `--align` with several people."""
-    stats = PoseStats()
-    reporter.phase("pose", len(clip))
-    if settings.smooth is not None:
-        return _render_steady(model, settings, clip, writers, reporter, stats, transform, instances)
-
-    def rendered():
-        for index, frame in enumerate(clip):
-            owners = np.zeros((clip.height, clip.width), np.uint8) if instances is not None else None
-            labels, people = render_labels(model.detect(frame, _where(clip, index)), clip.width, clip.height,
-                                           settings.min_score, settings.people, owners)
-            stats.add(people)
-            _write_owners(instances, owners)
-            yield colourise(labels)
-
-    for image in _placed(rendered(), transform):
-        for writer in writers:
-            writer.write(image)
-        reporter.advance()
-    return stats
-
-
-def _write_owners(instances: FrameWriter | None, owners: np.ndarray | None) -> None:
-    if instances is not None:
-        instances.write(np.repeat(owners[..., None], 3, axis=2))
-
-
-def _where(clip: MotionClip, index: int) -> str:
-    """The frame a model failure names: its index in the source video."""
-    return f"frame {clip.source_indices[index]} of {clip.path}"
-
-
-def _placed(images, transform):
-    """The rendered frames moved by `--align-to`'s transform (`align.Similarity` or, with several people,
-    `people.PeopleAlignment`), or as they are."""
-    if transform is None:
-        return images
-    from ..densepose import BACKGROUND
-
-    return transform.moving(images, BACKGROUND)
-
-
-def _render_steady(model: PoseModel, settings: PoseSettings, clip: MotionClip, writers: Sequence[FrameWriter],
-                   reporter: Reporter, stats: PoseStats, transform=None,
-                   instances: FrameWriter | None = None) -> PoseStats:
-    """`--smooth`: each frame is written `look_ahead` frames after it is decoded (pose/track.py)."""
-    stats.steadied = True
-    renderer = SteadyRenderer(settings.smooth, clip.width, clip.height, settings.min_score, settings.people,
-                              owners=instances is not None)
-    detections = (model.detect(frame, _where(clip, index)) for index, frame in enumerate(clip))
-
-    def rendered():
-        for steady in renderer.frames(detections):
-            stats.add(steady.people, steady.filled)
-            _write_owners(instances, steady.owners)
-            yield colourise(steady.labels)
-
-    for image in _placed(rendered(), transform):
-        for writer in writers:
-            writer.write(image)
-        reporter.advance()
-    return stats
 
 
 def run_pose_job(model: PoseModel, settings: PoseSettings, video: Path, output: Path, reporter: Reporter,
@@ -185,7 +74,3 @@ def run_pose_job(model: PoseModel, settings: PoseSettings, video: Path, output: 
     return result
 
 
-def source_record(video: Path, clip: MotionClip) -> dict:
-    """What a sidecar says about the video a render came from."""
-    return {"video": str(video), "frames": len(clip), "width": clip.width, "height": clip.height,
-            "fps": str(clip.fps), "start": clip.start, "stride": clip.stride}

@@ -11,7 +11,7 @@ import logging
 
 import gradio as gr
 
-from ..config import AnimateSettings
+from ..animate.settings import AnimateSettings
 from .runner import JobCancelled, JobFailed, JobSpec, Runner
 
 log = logging.getLogger("magicanimate_cli.serve")

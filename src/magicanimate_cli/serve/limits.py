@@ -14,8 +14,8 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import IMAGE_SUFFIXES, MOTION_SUFFIXES
-from ..errors import InputError, SettingsError
+from ..media.files import IMAGE_SUFFIXES, MOTION_SUFFIXES
+from ..runtime.errors import InputError, SettingsError
 
 NAME_LIMIT = 80
 
@@ -59,7 +59,7 @@ def stage_upload(upload: str | Path | None, folder: Path, role: str, what: str) 
 
 def check_reference(upload: Upload) -> None:
     """The command line's image checks (format, damage, size), before the job waits for a device."""
-    from ..media import load_reference
+    from ..media.reader import load_reference
 
     load_reference(upload.path)
 
@@ -77,7 +77,7 @@ def check_frames(frames: int | None, limit: int) -> int:
 
 def check_motion_upload(upload: Upload, frames: int) -> int:
     """The command line's motion checks (a decodable video with frames); returns the frames that will be used."""
-    from ..media import open_motion
+    from ..media.reader import open_motion
 
     if upload.path.suffix in IMAGE_SUFFIXES:
         raise InputError(f"{upload.path}: is a single image; the motion must be a video")

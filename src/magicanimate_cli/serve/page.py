@@ -11,8 +11,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..config import FIT_CHOICES, IMAGE_SUFFIXES, MOTION_SUFFIXES
+from ..animate.settings import FIT_CHOICES
 from ..engine.schedulers import DEFAULT_SCHEDULER, SCHEDULER_NAMES
+from ..media.files import IMAGE_SUFFIXES, MOTION_SUFFIXES
 from .handlers import Handlers
 from .settings import ServeSettings
 

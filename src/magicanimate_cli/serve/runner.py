@@ -17,9 +17,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from ..config import AnimateSettings, FrameSelection
-from ..errors import MagicAnimateError, WeightsError
-from ..progress import Reporter
+from ..animate.settings import AnimateSettings
+from ..media.reader import FrameSelection
+from ..runtime.errors import MagicAnimateError, WeightsError
+from ..runtime.progress import Reporter
 from .heap import release_freed_memory
 from .limits import Upload, check_frames, check_motion_upload, check_reference, stage_upload, user_message
 from .settings import ServeSettings
@@ -165,8 +166,8 @@ class ModelCache:
         return self._loaded(("animator", slot), lambda: self._load_animator(slot.device))
 
     def _load_animator(self, device: str):
-        from ..devices import resolve_device, resolve_dtype
         from ..engine.pipeline import Animator
+        from ..runtime.devices import resolve_device, resolve_dtype
 
         torch_device = resolve_device(device)
         log.info("loading weights from %s on %s", self.weights, torch_device)
@@ -174,7 +175,7 @@ class ModelCache:
                                         dtype=resolve_dtype(self.dtype, torch_device))
 
     def pose_model(self, user: Slot | str, settings):
-        from ..pose.loading import load_pose_model
+        from ..motion.densepose.loading import load_pose_model
 
         _require_pose_model(settings)
         return self._loaded(("pose", user), lambda: load_pose_model(settings, Reporter())[0])
@@ -183,7 +184,7 @@ class ModelCache:
 def _require_pose_model(settings) -> None:
     """A missing DensePose model, said to the page's user: the command line's message offers --pose-model, which
     the page does not have; only whoever runs the server can fetch the model."""
-    from ..pose.model import model_file
+    from ..motion.densepose.model import model_file
 
     path = model_file(settings.model, settings.weights)
     if not path.is_file():
@@ -231,8 +232,8 @@ class Runner:
 
     def pose_settings(self, device: str, smooth: bool):
         """The DensePose settings of `pose`'s defaults (the page offers only smoothing)."""
-        from ..pose.loading import pose_settings
-        from ..pose.track import SmoothSettings
+        from ..motion.densepose.loading import pose_settings
+        from ..motion.densepose.track import SmoothSettings
 
         return pose_settings(POSE_MODEL, self.settings.weights, device, MIN_SCORE, "all", 18,
                              SmoothSettings() if smooth else None)
@@ -256,7 +257,7 @@ class Runner:
     def _prepare(self, folder: Path, uploads: list[Upload], reference, motion,
                  spec: JobSpec) -> tuple[Upload, Upload, AnimateSettings]:
         """Stage and check both uploads and the settings, as the command line would, before any device is used."""
-        from ..job import pick_seed
+        from ..animate.job import pick_seed
 
         frames = check_frames(spec.frames, self.settings.max_frames)
         uploads.append(stage_upload(reference, folder, "reference", "reference image"))
@@ -271,8 +272,8 @@ class Runner:
 
     def preview(self, reference, motion, spec: JobSpec) -> Path:
         """The fit/alignment picture (preflight's `--preview`), without the diffusion model."""
-        from ..preflight import MotionCheck, check_motion
-        from ..pose.motion import PoseRequest, animation_motion
+        from ..animate.preflight import MotionCheck, check_motion
+        from ..animate.rendered_motion import PoseRequest, animation_motion
 
         with self._job() as (folder, uploads):
             ref, mot, settings = self._prepare(folder, uploads, reference, motion, spec)
@@ -297,9 +298,9 @@ class Runner:
 
     def _run(self, folder: Path, ref: Upload, mot: Upload, slot: Slot, settings: AnimateSettings, spec: JobSpec,
              reporter: PageReporter) -> JobOutcome:
-        from ..job import run_job
-        from ..pose.motion import PoseRequest, animation_motion
-        from ..preflight import MotionCheck, check_motion
+        from ..animate.job import run_job
+        from ..animate.preflight import MotionCheck, check_motion
+        from ..animate.rendered_motion import PoseRequest, animation_motion
 
         pose = self.pose_settings(settings.device, spec.smooth) if spec.needs_pose_model else None
         model = self.models.pose_model(slot, pose) if pose is not None else None

@@ -14,7 +14,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..errors import WeightsError
+from ..runtime.errors import WeightsError
 from .runner import Hooks, Runner
 from .settings import ServeSettings
 from .workspace import Sweeper, Workspace
@@ -60,8 +60,8 @@ def gradio_environment(workspace: Workspace) -> Iterator[None]:
 
 def prepare_demo(workspace: Workspace) -> tuple[Path, tuple[Path, Path]]:
     """--demo: the tiny embedded model (as `make demo` builds it) and the synthetic inputs, in the workspace."""
-    from ..demo_inputs import write_demo_inputs
-    from ..tiny_weights import build_tiny_weights
+    from ..demo.inputs import write_demo_inputs
+    from ..demo.tiny_weights import build_tiny_weights
 
     build_tiny_weights(workspace.weights, seed=0)
     inputs = write_demo_inputs(workspace.examples, size=DEMO_SIZE, frames=DEMO_FRAMES, seed=0)

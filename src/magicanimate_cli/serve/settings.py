@@ -6,8 +6,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import DTYPE_CHOICES, default_weights_dir
-from ..errors import SettingsError
+from ..animate.settings import DTYPE_CHOICES
+from ..runtime.errors import SettingsError
+from ..runtime.home import default_weights_dir
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ...errors import WeightsError
-from ...torch_files import load_torch_file
+from ...runtime.errors import WeightsError
+from ...runtime.torch_files import load_torch_file
 
 _OPTIONAL_SUFFIX = "num_batches_tracked"  # absent from files saved before PyTorch 0.4.1; unused in eval
 

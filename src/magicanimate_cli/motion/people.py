@@ -21,7 +21,7 @@ from PIL import Image
 
 from .align import (HEAD_PARTS, TORSO_PARTS, AlignmentFit, Measured, Similarity, apply_similarity, box_iou,
                     decode_labels, fit_measured)
-from .geometry import Box, Fit, fit_motion_frame
+from .fit import Box, Fit, fit_motion_frame
 
 GAP_SHARE = 0.012
 """Body regions closer than this share of the frame's larger side (6 px at 512², at least 1 px) are one

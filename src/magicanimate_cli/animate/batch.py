@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from .config import IMAGE_SUFFIXES, MOTION_SUFFIXES
-from .errors import InputError, SettingsError
-from .media import natural_sort_key
+from ..media.files import IMAGE_SUFFIXES, MOTION_SUFFIXES
+from ..media.reader import natural_sort_key
+from ..runtime.errors import InputError, SettingsError
 
 T = TypeVar("T")
 

@@ -13,17 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .align import (FrameMap, Similarity, apply_similarity, box_record, decode_labels, fit_measured,
-                    majority_filter, measure, person_box)
-from .config import AnimateSettings, FrameSelection
-from .errors import InputError, SettingsError, WeightsError
+from ..media.reader import FrameSelection, load_reference, open_motion
+from ..motion.align import (FrameMap, Similarity, apply_similarity, box_record, decode_labels, fit_measured,
+                            majority_filter, measure, person_box)
+from ..motion.fit import Box, plan_fit
+from ..motion.people import (InstanceMaps, PeopleAlignment, count_runs, fit_pairs, frame_people, gap_for,
+                             pair_people, parse_pairs, people_from_owners, split_people, track_frames)
+from ..runtime.errors import InputError, SettingsError, WeightsError
+from ..runtime.progress import Reporter
 from .job import prepare_inputs
-from .geometry import Box, plan_fit
-from .media import load_reference, open_motion
-from .people import (InstanceMaps, PeopleAlignment, count_runs, fit_pairs, frame_people, gap_for, pair_people,
-                     parse_pairs, people_from_owners, split_people, track_frames)
 from .preview import compose_preview, preview_frames
-from .progress import Reporter
+from .settings import AnimateSettings
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class MotionCheck:
 
 def motion_check(settings: AnimateSettings, **o) -> MotionCheck | None:
     """The checked options, or None when none was given (then the run is exactly what it was without them)."""
-    from .pose.loading import pose_settings
+    from ..motion.densepose.loading import pose_settings
 
     align, frame, preview, only = o["align"], o["align_frame"], o["preview"], o["preview_only"]
     if frame != 0 and not align:
@@ -83,7 +83,7 @@ def check_preview_path(path: Path | None, batch: bool) -> None:
 
 def load_pose_model_for(pose, check: MotionCheck | None, reporter: Reporter):
     """The DensePose model when --motion-from-video (`pose`) or --align needs it, else None."""
-    from .pose.loading import load_pose_model
+    from ..motion.densepose.loading import load_pose_model
 
     if pose is not None:
         return load_pose_model(pose.settings, reporter)[0]
@@ -167,7 +167,7 @@ def check_motion(check: MotionCheck | None, settings: AnimateSettings, reference
                                               reference_path, name, pose_model, reporter, instances)
         record["people_per_frame"] = count_runs([len(frame) for frame in people])
     if preview_path is not None:
-        from .writer import write_image_atomic
+        from ..media.writer import write_image_atomic
 
         shown = {i: inputs.motion[i] for i in preview_frames(count)}
         write_image_atomic(preview_path, compose_preview(inputs.reference, shown, transform, background))
@@ -188,7 +188,7 @@ def _align(check: MotionCheck, reference: Picture, motion: Picture, motion_worki
            reference_path: Path, motion_name, pose_model) -> tuple[Similarity, dict]:
     """Fit the motion's person onto the reference person, each measured in its own picture (`Picture`), and
     describe the fit in working pixels; `motion_working` is the anchor frame as the engine receives it."""
-    from .pose.reference import reference_person
+    from ..motion.densepose.reference import reference_person
 
     ref_labels = reference_person(pose_model, reference.pixels, check.pose.min_score, check.pose.people,
                                   f"the reference image {reference_path}")
@@ -217,8 +217,8 @@ def _align(check: MotionCheck, reference: Picture, motion: Picture, motion_worki
 
 def _instance_files(motion_path: Path) -> tuple[str, ...] | None:
     """The owner maps of a render `--motion-from-video` made (pose.motion.instance_maps), or None."""
-    from .media import list_frame_files
-    from .pose.motion import instance_maps
+    from ..media.reader import list_frame_files
+    from .rendered_motion import instance_maps
 
     folder = instance_maps(Path(motion_path))
     return None if folder is None else tuple(str(f) for f in list_frame_files(folder))
@@ -238,7 +238,7 @@ def _align_people(check: MotionCheck, reference: Picture, motion: Picture, motio
     pictures, paired (left to right, or `--align-pairs`), one similarity per pair; `people` (each frame's
     people by box) names the people of every frame, or None to follow them frame by frame (`pose --align-to`);
     `instances` are the model's own people of each frame, where the motion was rendered from a video."""
-    from .pose.reference import reference_people
+    from ..motion.densepose.reference import reference_people
 
     found = reference_people(pose_model, reference.pixels, check.pose.min_score, check.pose.people,
                              f"the reference image {reference_path}")
@@ -347,7 +347,7 @@ def _person_record(m: int, paired, mots, refs, split, working_labels: np.ndarray
 
 def letterbox_box(width: int, height: int, frame_w: int, frame_h: int) -> Box:
     """Where a width×height picture lands when fitted inside a frame_w×frame_h frame keeping its aspect."""
-    from .geometry import _fit_inside
+    from ..motion.fit import _fit_inside
 
     w, h = _fit_inside(width, height, frame_w, frame_h)
     return Box((frame_w - w) // 2, (frame_h - h) // 2, w, h)
@@ -360,9 +360,9 @@ def align_video_render(model, settings, video: Path, reference_path: Path, frame
     `video` onto the person of the reference, letterboxed into the video's frame (the reference is measured at
     its own resolution and its numbers mapped into that frame); with several people in that frame, one per
     person, paired as `animate --align` pairs them (a `people.PeopleAlignment`)."""
-    from .densepose import colourise
-    from .pose.job import open_video
-    from .pose.render import render_labels
+    from ..motion.densepose.render import render_labels
+    from ..motion.densepose.video import open_video
+    from ..motion.palette import colourise
 
     clip = open_video(video, selection)
     if not 0 <= frame < len(clip):

@@ -37,7 +37,7 @@ def record_sources(root: Path, updates: Mapping[str, Mapping[str, Any]]) -> Path
 
     Sources not in `updates` keep their entries: a run without `--pose` does not forget the pose model's origin.
     """
-    from .writer import write_json_atomic
+    from ..runtime.atomic import write_json_atomic
 
     sources = {**read_sources(root), **{k: dict(v) for k, v in updates.items()}}
     record = {"version": VERSION, "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .densepose import colourise
-from .writer import open_writer, write_image_atomic
+from ..media.writer import open_writer, write_image_atomic
+from ..motion.palette import colourise
 
 Point = tuple[float, float]
 

@@ -6,11 +6,10 @@ renamed at the end, so an error or Ctrl-C never leaves a partial file.
 
 from __future__ import annotations
 
-import platform
 import secrets
 import time
-from contextlib import ExitStack
 from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from itertools import chain
@@ -18,14 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .config import AnimateSettings, grid_path, output_kind, sidecar_path
-from .densepose import BACKGROUND, background_colour, looks_like_render
-from .errors import OutputError
-from .geometry import fit_motion_frame, fit_reference, plan_fit, restore, working_shape
-from .media import load_reference, open_motion
-from .progress import Reporter
-from .testhooks import pause_point
+from .. import __version__
+from ..media.files import check_output_writable, grid_path, sidecar_path
+from ..media.reader import load_reference, open_motion
+from ..motion.fit import fit_motion_frame, fit_reference, plan_fit, restore, working_shape
+from ..motion.palette import BACKGROUND, background_colour, looks_like_render
+from ..runtime.progress import Reporter
+from ..runtime.testhooks import pause_point
+from ..runtime.versions import runtime_versions
+from .settings import AnimateSettings
 
 
 @dataclass
@@ -43,21 +43,6 @@ class JobResult:
                 "fps": str(self.fps), "width": self.size[0], "height": self.size[1], "seed": self.seed,
                 "timings": self.timings}
 
-
-def check_output_writable(output: Path) -> None:
-    """Fail before the long part if the output cannot be created there."""
-    output_kind(output)
-    folder = output.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{folder}: cannot create the output folder ({exc.strerror or exc})") from None
-    probe = folder / f".{output.name}.write-test"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise OutputError(f"{folder}: output folder is not writable ({exc.strerror or exc})") from None
 
 
 def pick_seed(settings: AnimateSettings) -> AnimateSettings:
@@ -149,7 +134,7 @@ def run_job(animator, settings: AnimateSettings, reference_path: Path, motion_pa
             transform=None, prepared: PreparedInputs | None = None) -> JobResult:
     """Animate one reference along one motion and write `output` (+ grid and sidecar); `transform` is --align's;
     `prepared` are the inputs the preflight (`preflight.check_motion`) read already, not yet moved."""
-    from .engine.windows import padded_length
+    from ..engine.windows import padded_length
 
     t0 = time.perf_counter()
     settings = pick_seed(settings)
@@ -188,7 +173,7 @@ def compile_for_shape(animator, shape: tuple[int, ...], config, reporter: Report
 def write_video(animator, latents, inputs: PreparedInputs, settings: AnimateSettings, output: Path,
                  reporter: Reporter) -> tuple[int, int]:
     """Decode in batches and encode as we go; the grid (if asked) is written alongside."""
-    from .writer import open_grid_writer, open_writer
+    from ..media.writer import open_grid_writer, open_writer
 
     fit = inputs.fit
     full_frame = settings.fit == "crop"  # the output keeps the motion's aspect: unanimated margins stay black
@@ -221,11 +206,11 @@ def write_sidecar(result: JobResult, animator, settings: AnimateSettings, inputs
     its `inputs` entries replace those of the inputs section (e.g. the video a temporary motion came from)."""
     import diffusers
 
-    from .devices import dtype_name
-    from .engine.loader import weight_files
-    from .engine.schedulers import scheduler_record
-    from .sources_manifest import source_summary
-    from .writer import write_json_atomic
+    from ..engine.loader import weight_files
+    from ..engine.schedulers import scheduler_record
+    from ..engine.sources import source_summary
+    from ..runtime.atomic import write_json_atomic
+    from ..runtime.devices import dtype_name
 
     record = {
         "magicanimate_cli": __version__,
@@ -247,10 +232,3 @@ def write_sidecar(result: JobResult, animator, settings: AnimateSettings, inputs
     write_json_atomic(result.sidecar, record)
 
 
-def runtime_versions() -> dict[str, str]:
-    """The versions every sidecar records: what decoded, computed and encoded the frames."""
-    import av
-    import torch
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "av": av.__version__}

@@ -17,13 +17,14 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..config import AnimateSettings, FrameSelection
-from ..errors import OutputError
-from ..progress import Reporter
-from ..writer import open_writer
-from .job import open_video, render_video, source_record
-from .model import PoseModel
-from .settings import PoseSettings
+from ..media.reader import FrameSelection
+from ..media.writer import open_writer
+from ..motion.densepose.model import PoseModel
+from ..motion.densepose.settings import PoseSettings
+from ..motion.densepose.video import open_video, render_video, source_record
+from ..runtime.errors import OutputError
+from ..runtime.progress import Reporter
+from .settings import AnimateSettings
 
 
 INSTANCES = "instances"

@@ -34,9 +34,10 @@ import av
 import numpy as np
 from PIL import Image
 
-from .errors import OutputError, SettingsError
-from .geometry import resize, to_uint8
-from .media import FRAME_FOLDER_SIDECAR
+from ..motion.fit import resize, to_uint8
+from ..runtime.atomic import default_permissions, make_folder, one_line, remove_file, temp_file, write_atomic
+from ..runtime.errors import OutputError, SettingsError
+from .reader import FRAME_FOLDER_SIDECAR
 
 DEFAULT_CRF = 18
 """x264's "visually lossless" quality; also used as VP9's crf (its scale runs to 63, so this is high quality there)."""
@@ -101,7 +102,7 @@ class FrameWriter(ABC):
             self._write_frame(pixels)
         except (OSError, av.FFmpegError) as exc:
             self.abort()
-            raise OutputError(f"{self.path}: cannot write frame {self.frames_written} ({_one_line(exc)})") from None
+            raise OutputError(f"{self.path}: cannot write frame {self.frames_written} ({one_line(exc)})") from None
         self.frames_written += 1
 
     def close(self) -> Path:
@@ -118,7 +119,7 @@ class FrameWriter(ABC):
             self._publish()
         except (OSError, av.FFmpegError) as exc:
             self.abort()
-            raise OutputError(f"{self.path}: cannot finish the output ({_one_line(exc)})") from None
+            raise OutputError(f"{self.path}: cannot finish the output ({one_line(exc)})") from None
         except BaseException:  # Ctrl-C while finishing: still leave no temporary behind
             self.abort()
             raise
@@ -179,14 +180,14 @@ class VideoFileWriter(FrameWriter):
         super().__init__(path, fps, width, height)
         self.spec = spec
         self.encoded_size = (width + width % 2, height + height % 2) if spec.even_size else (width, height)
-        self._temp = _temp_file(path)
-        self._remove_temporary_later(_remove_file, self._temp)
+        self._temp = temp_file(path)
+        self._remove_temporary_later(remove_file, self._temp)
         try:
             self._container = av.open(str(self._temp), mode="w", format=spec.container, options=spec.container_options)
             self._stream = self._add_stream(crf)
         except (OSError, av.FFmpegError, ValueError) as exc:
             self._cleanup()
-            raise OutputError(f"{path}: cannot start the {spec.container} encoder ({_one_line(exc)})") from None
+            raise OutputError(f"{path}: cannot start the {spec.container} encoder ({one_line(exc)})") from None
 
     def _add_stream(self, crf: int) -> av.video.stream.VideoStream:
         stream = self._container.add_stream(self.spec.codec, rate=self.fps)
@@ -274,9 +275,9 @@ class PngFolderWriter(FrameWriter):
         _check_replaceable_folder(path)
         try:
             self._temp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
-            _default_permissions(self._temp, 0o777)
+            default_permissions(self._temp, 0o777)
         except OSError as exc:
-            raise OutputError(f"{path.parent}: cannot write in the output folder ({_one_line(exc)})") from None
+            raise OutputError(f"{path.parent}: cannot write in the output folder ({one_line(exc)})") from None
         self._remove_temporary_later(_remove_tree, self._temp)
 
     def _write_frame(self, pixels: np.ndarray) -> None:
@@ -348,7 +349,7 @@ def open_writer(
     if not as_folder and spec is None:
         known = ", ".join(VIDEO_FORMATS)
         raise OutputError(f"{target}: unknown output type {target.suffix!r}; use {known} or a folder for PNG frames")
-    _make_folder(target.parent)
+    make_folder(target.parent)
     if spec is None:
         return PngFolderWriter(target, rate, width, height)
     if spec.max_crf is not None and not 0 <= crf <= spec.max_crf:
@@ -374,39 +375,6 @@ def _check_fps(fps: Fraction | int | str) -> Fraction:
         rate = rate.limit_denominator(100_000)
     return rate
 
-
-def _make_folder(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{folder}: cannot create the output folder ({_one_line(exc)})") from None
-    if not folder.is_dir():
-        raise OutputError(f"{folder}: cannot create the output folder (a file has that name)")
-
-
-def _temp_file(path: Path) -> Path:
-    """A hidden, unique temporary beside `path`, so the final rename stays on one file system."""
-    try:
-        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial" + path.suffix)
-    except OSError as exc:
-        raise OutputError(f"{path.parent}: cannot write in the output folder ({_one_line(exc)})") from None
-    os.close(handle)
-    _default_permissions(Path(name), 0o666)
-    return Path(name)
-
-
-def _default_permissions(path: Path, mode: int) -> None:
-    """Temporaries are created private (0600/0700); the final file should get the usual umask'd mode."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, mode & ~umask)
-
-
-def _remove_file(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
 
 
 def _remove_tree(path: Path) -> None:
@@ -492,16 +460,6 @@ def open_grid_writer(
 # --------------------------------------------------------------------------- small files
 
 
-def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
-    """Write JSON via a temporary and a rename, so readers never see half a sidecar.
-
-    Fractions are written as "num/den" strings (exact, and what `Fraction(str)` reads back);
-    paths as strings; numpy values as Python numbers or lists.
-    """
-    target = Path(path)
-    text = json.dumps(obj, indent=2, default=_json_value, ensure_ascii=False) + "\n"
-    return _write_atomic(target, lambda temp: temp.write_text(text, encoding="utf-8"))
-
 
 def write_image_atomic(path: str | os.PathLike[str], image: np.ndarray) -> Path:
     """Save one RGB picture (format from the suffix, e.g. .png) via a temporary and a rename."""
@@ -510,35 +468,7 @@ def write_image_atomic(path: str | os.PathLike[str], image: np.ndarray) -> Path:
     file_format = Image.registered_extensions().get(target.suffix.lower())
     if file_format is None:
         raise OutputError(f"{target}: unknown image type {target.suffix!r}")
-    return _write_atomic(target, lambda temp: Image.fromarray(pixels).save(temp, format=file_format))
+    return write_atomic(target, lambda temp: Image.fromarray(pixels).save(temp, format=file_format))
 
 
-def _write_atomic(target: Path, write: Any) -> Path:
-    _make_folder(target.parent)
-    temp = _temp_file(target)
-    try:
-        write(temp)
-        os.replace(temp, target)
-    except OSError as exc:
-        _remove_file(temp)
-        raise OutputError(f"{target}: cannot write the file ({_one_line(exc)})") from None
-    except BaseException:
-        _remove_file(temp)
-        raise
-    return target
 
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, Fraction):
-        return f"{value.numerator}/{value.denominator}"
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

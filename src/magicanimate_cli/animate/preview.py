@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .align import decode_labels
-from .geometry import resize
+from ..motion.align import decode_labels
+from ..motion.fit import resize
 
 PANEL_HEIGHT = 192
 """Panels are scaled to this height: enough to judge a silhouette, small enough for a quick look."""

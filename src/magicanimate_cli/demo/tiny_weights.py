@@ -14,8 +14,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from .engine.loader import MA_DIR, SD_DIR, VAE_DIR
-from .engine.models import sd15
+from ..engine.loader import MA_DIR, SD_DIR, VAE_DIR
+from ..engine.models import sd15
 
 WIDTHS = [32, 32, 32, 32]
 
@@ -79,9 +79,9 @@ def build_tiny_weights(root: str | Path, seed: int = 0) -> Path:
     """Write a complete tiny weights directory under `root` and return it."""
     from diffusers import AutoencoderKL, ControlNetModel
 
-    from .engine.models.appearance_encoder import build_appearance_encoder
-    from .engine.models.clip_text import CLIPTextConfig, CLIPTextEncoder
-    from .engine.models.unet3d import TemporalUNet, TemporalUNetConfig
+    from ..engine.models.appearance_encoder import build_appearance_encoder
+    from ..engine.models.clip_text import CLIPTextConfig, CLIPTextEncoder
+    from ..engine.models.unet3d import TemporalUNet, TemporalUNetConfig
 
     root = Path(root)
     sd, ma = root / SD_DIR, root / MA_DIR

@@ -26,8 +26,8 @@ import av
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .densepose import BACKGROUND as DENSEPOSE_BACKGROUND
-from .errors import InputError, SettingsError
+from ..motion.palette import BACKGROUND as DENSEPOSE_BACKGROUND
+from ..runtime.errors import InputError, SettingsError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
 """File suffixes taken as frames when the motion is a folder."""
@@ -600,3 +600,10 @@ def _ffmpeg_reason(exc: BaseException) -> str:
 
 def _one_line(exc: BaseException | str) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+@dataclass(frozen=True)
+class FrameSelection:
+    start: int = 0
+    max_frames: int | None = None
+    stride: int = 1

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .demo_inputs import write_demo_inputs
-from .engine.loader import check_weights
+from ..engine.loader import check_weights
+from .inputs import write_demo_inputs
 from .tiny_weights import build_tiny_weights
 
 

@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from .errors import SettingsError
+from ..media.reader import FrameSelection
+from ..runtime.errors import SettingsError
+from ..runtime.home import default_weights_dir
 
 MAX_CONTEXT_FRAMES = 24
 """The released motion module's position table has 24 rows: no window may be longer."""
 
-VIDEO_SUFFIXES = (".mp4", ".webm", ".gif")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-MOTION_SUFFIXES = (".mp4", ".mov", ".webm", ".avi", ".gif", ".mkv")
-
-
-def default_weights_dir() -> Path:
-    """`$MAGICANIMATE_HOME`, else `~/.cache/magicanimate` — where download-weights puts the release."""
-    home = os.environ.get("MAGICANIMATE_HOME")
-    return Path(home).expanduser() if home else Path.home() / ".cache" / "magicanimate"
-
-
-@dataclass(frozen=True)
-class FrameSelection:
-    start: int = 0
-    max_frames: int | None = None
-    stride: int = 1
 
 
 FIT_CHOICES = ("pad", "crop", "stretch")
@@ -89,7 +74,7 @@ class AnimateSettings:
             raise SettingsError(f"--noise must be shared or independent (got {self.noise})")
         if self.fusion not in FUSION_CHOICES:
             raise SettingsError(f"--fusion must be mean, pyramid or none (got {self.fusion})")
-        from .engine.schedulers import SCHEDULER_NAMES
+        from ..engine.schedulers import SCHEDULER_NAMES
 
         if self.scheduler not in SCHEDULER_NAMES:
             raise SettingsError(f"--scheduler must be one of {', '.join(SCHEDULER_NAMES)} (got {self.scheduler})")
@@ -104,7 +89,7 @@ class AnimateSettings:
 
     def sampler_config(self):
         """What the denoising loop is asked to do (engine.sampler_config.SamplerConfig, importable without torch)."""
-        from .engine.sampler_config import SamplerConfig
+        from ..engine.sampler_config import SamplerConfig
 
         return SamplerConfig(self.steps, self.guidance, self.context_frames, self.context_overlap, self.wrap,
                              self.fusion, scheduler=self.scheduler)
@@ -117,25 +102,4 @@ class AnimateSettings:
         return data
 
 
-def output_kind(path: Path) -> str:
-    """`video` for .mp4/.webm/.gif, `frames` for a folder of PNGs; anything else is refused up front."""
-    text = str(path)
-    if path.is_dir() or text.endswith(("/", os.sep)) or path.suffix == "":
-        return "frames"
-    if path.suffix.lower() in VIDEO_SUFFIXES:
-        return "video"
-    raise SettingsError(
-        f"{path}: cannot write {path.suffix!r} files; use .mp4, .webm, .gif or a folder for PNG frames"
-    )
 
-
-def sidecar_path(output: Path) -> Path:
-    """OUTPUT.json beside the output (out.mp4 → out.mp4.json, frames/ → frames.json)."""
-    return output.parent / f"{output.name}.json"
-
-
-def grid_path(output: Path) -> Path:
-    """Where `--grid` writes the reference | motion | result video (out.mp4 → out.grid.mp4)."""
-    if output_kind(output) == "frames":
-        return output.parent / f"{output.name}-grid"
-    return output.with_name(f"{output.stem}.grid{output.suffix}")

@@ -23,8 +23,8 @@ from typing import Literal, get_args
 import numpy as np
 from PIL import Image
 
-from .densepose import BACKGROUND
-from .errors import SettingsError
+from ..runtime.errors import SettingsError
+from .palette import BACKGROUND
 
 FitMode = Literal["pad", "crop", "stretch"]
 FIT_MODES: tuple[str, ...] = get_args(FitMode)

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .densepose import PART_COLOURS, PARTS
-from .geometry import Box
+from .fit import Box
+from .palette import PART_COLOURS, PARTS
 
 HEAD_PARTS = (23, 24)
 TORSO_PARTS = (1, 2)
