@@ -48,8 +48,8 @@ def duet(tmp_path_factory, pose_standin):
     than the photos'), and photos of two people: the big one left, and the same photo with the two swapped."""
     root = tmp_path_factory.mktemp("duet")
     model = PoseModel.load(pose_standin["model"], torch.device("cpu"))
-    frames = [render_frame(model.detect(blob_frame(SIZE, SIZE, {GREEN: (8 + i, 40, 24, 60), RED: (70 - i, 12, 30, 80)})),
-                           SIZE, SIZE, 0.5, "all")[0] for i in range(5)]
+    blobs = [{GREEN: (8 + i, 40, 24, 60), RED: (70 - i, 12, 30, 80)} for i in range(5)]
+    frames = [render_frame(model.detect(blob_frame(SIZE, SIZE, b)), SIZE, SIZE, 0.5, "all")[0] for b in blobs]
     swapped = {RED: (160 - BIG[0] - BIG[2], BIG[1], BIG[2], BIG[3]),
                GREEN: (160 - SMALL[0] - SMALL[2], SMALL[1], SMALL[2], SMALL[3])}
     return {"motion": encode_video(root / "duet.mp4", frames, 25), "model": pose_standin["model"],

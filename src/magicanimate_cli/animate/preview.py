@@ -2,8 +2,8 @@
 
 Each column is one motion frame (the first, the quarter points and the last). The top row draws that frame's
 silhouette over the reference in the working frame as the motion came (red); with `--align` a second row draws
-it where the alignment moves it (green; with several people, each person in its own colour); the last row is the motion frame itself, as the engine will receive
-it. A user sees at a glance whether the fit, the alignment and the render are right.
+it where the alignment moves it (green; with several people, each person in its own colour); the last row is
+the motion frame itself, as the engine will receive it. A user sees at a glance whether the fit, the alignment and the render are right.
 """
 
 from __future__ import annotations

@@ -61,8 +61,9 @@ FRAME_STRIDE_OPTION = typer.Option(1, "--frame-stride", help="Use every N-th fra
 
 # --- the DensePose model options: pose, and animate / fuse-long with --motion-from-video ------------------------
 POSE_MODEL_OPTION = typer.Option(
-    "r50", "--pose-model", metavar="<r50|r101|file>", help="r50 | r101 (files in <weights>/DensePose/, see download-weights --pose), or a "
-                                "TorchScript file with the same contract.")
+    "r50", "--pose-model", metavar="<r50|r101|file>",
+    help="r50 | r101 (files in <weights>/DensePose/, see download-weights --pose), or a TorchScript file with the "
+         "same contract.")
 MIN_SCORE_OPTION = typer.Option(0.8, "--min-score", help="Draw people detected with a score above this.")
 PEOPLE_OPTION = typer.Option("all", "--people", help="Draw every person, or only the one with the largest box.")
 SMOOTH_OPTION = typer.Option(False, "--smooth/--no-smooth", help="Steady the render: follow each person, smooth its "
@@ -74,9 +75,9 @@ FILL_GAP_OPTION = typer.Option(None, "--fill-gap", show_default="3",
 DEVICE_OPTION = typer.Option("auto", metavar="<device>", help="auto | cuda | cuda:N | mps | cpu.")
 CRF_OPTION = typer.Option(18, help="Video quality for mp4/webm (lower is better).")
 SKIP_EXISTING_HELP = "Batch: skip items whose output exists."
-SHARD_OPTION = typer.Option(None, metavar="<I/N|auto>", show_default="all", help="Batch: run only share I of N (I/N, 1-based); auto: "
-                                                           "this process's share and GPU under torchrun or Slurm "
-                                                           "(docs/cluster.md).")
+SHARD_OPTION = typer.Option(None, metavar="<I/N|auto>", show_default="all",
+                            help="Batch: run only share I of N (I/N, 1-based); auto: this process's share and GPU "
+                                 "under torchrun or Slurm (docs/cluster.md).")
 FORMAT_OPTION = typer.Option("mp4", "--format", help="Batch: output type.")
 QUIET_HELP = "No progress display."
 JSON_HELP = "Print one machine-readable summary line to stdout."
@@ -119,7 +120,8 @@ def animation_options(
     start: int = START_OPTION,
     max_frames: Optional[int] = MAX_FRAMES_OPTION,
     frame_stride: int = FRAME_STRIDE_OPTION,
-    fps: Optional[str] = typer.Option(None, metavar="<rate>", show_default="the motion's", help="Output frame rate, e.g. 25 or 30000/1001."),
+    fps: Optional[str] = typer.Option(None, metavar="<rate>", show_default="the motion's",
+                                      help="Output frame rate, e.g. 25 or 30000/1001."),
     steps: int = typer.Option(25, help="DDIM steps."),
     guidance: float = typer.Option(7.5, help="Classifier-free guidance scale (appearance)."),
     seed: Optional[int] = typer.Option(None, show_default="random, printed and recorded", help="Random seed."),

@@ -164,11 +164,13 @@ def download_weights(
     directory: Path = typer.Option(None, "--dir", show_default=False,
                                    help="Weights directory to fill \\[default: $MAGICANIMATE_HOME, else "
                                         "~/.cache/magicanimate]"),
-    sd_repo: str = typer.Option("stable-diffusion-v1-5/stable-diffusion-v1-5", "--sd-repo", metavar="<repo>", show_default=True,
+    sd_repo: str = typer.Option("stable-diffusion-v1-5/stable-diffusion-v1-5", "--sd-repo", metavar="<repo>",
+                                show_default=True,
                                 help="Stable Diffusion 1.5 repository (unet, text_encoder, tokenizer, scheduler)."),
     vae_repo: str = typer.Option("stabilityai/sd-vae-ft-mse", "--vae-repo", metavar="<repo>", show_default=True,
                                  help="VAE repository."),
-    magicanimate_repo: str = typer.Option("zcxu-eric/MagicAnimate", "--magicanimate-repo", metavar="<repo>", show_default=True,
+    magicanimate_repo: str = typer.Option("zcxu-eric/MagicAnimate", "--magicanimate-repo",
+                                          metavar="<repo>", show_default=True,
                                           help="MagicAnimate repository (appearance encoder, controlnet, "
                                                "temporal attention)."),
     revision: list[str] = typer.Option(
