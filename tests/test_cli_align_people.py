@@ -199,3 +199,19 @@ def test_with_motion_from_video_the_models_instances_tell_touching_dancers_apart
     boxes = sorted(people_boxes(engine_frames[0][0]), key=lambda b: b.left)
     assert len(boxes) == 2
     assert box_iou(boxes[0], working_box(BIG)) >= 0.85 and box_iou(boxes[1], working_box(SMALL)) >= 0.9
+
+
+def test_fuse_long_moves_each_dancer_as_animate_does(duet, tiny_bundle, tmp_path, capsys, engine_frames, monkeypatch):
+    import magicanimate_cli.long.job as long_job
+
+    def long_sample(animator, reference, motion, *rest, **kw):
+        engine_frames.append(np.stack([motion[i] for i in range(len(motion))]))
+        raise Captured
+
+    monkeypatch.setattr(long_job, "sample_long", long_sample)
+    for command in ("animate", "fuse-long"):
+        argv = animate(duet, tiny_bundle, tmp_path / command, duet["photo"], "--debug")
+        with pytest.raises(Captured):
+            run([command, *argv[1:]], capsys)
+    animate_frames, long_frames = engine_frames
+    assert np.array_equal(animate_frames, long_frames[:len(animate_frames)])
