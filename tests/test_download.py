@@ -23,8 +23,8 @@ from huggingface_hub import constants as hf_constants
 from safetensors.torch import load, load_file, save
 
 from magicanimate_cli.cli import main
-from magicanimate_cli.download import (MA_REPO, POSE_REPO, SD_REPO, STATE_DIR, VAE_REPO, HubAccess,
-                                       download_metric_weights)
+from magicanimate_cli.download import (MA_REPO, MOTION_MODULE_REPO, POSE_REPO, SD_REPO, STATE_DIR, VAE_REPO,
+                                       HubAccess, download_metric_weights)
 from magicanimate_cli.evaluation.weights import METRIC_WEIGHT_FILES
 from magicanimate_cli.runtime.errors import WeightsError
 
@@ -37,6 +37,7 @@ CONTROLNET = "densepose_controlnet/diffusion_pytorch_model.safetensors"
 TOKEN = "hf_test_secret"
 MA_COMMIT = "3d80ae8c50b289e55ee68deecc83afaab9c6a382"  # what `main` resolves to on this hub
 POSE_R50, POSE_R101 = "densepose_r50_fpn_dl.torchscript", "densepose_r101_fpn_dl.torchscript"
+MOTION_MODULE = "mm_sd_v15.ckpt"
 
 # Per repository: what the engine loads with the default settings (the tiny SD unet also has a .bin).
 EXPECTED = {
@@ -119,7 +120,17 @@ def served() -> dict[str, dict[str, bytes]]:
     magic["README.md"] = b"# MagicAnimate\n"
     pose = {"README.md": b"DensePose TorchScript\n", ".gitattributes": b"*.torchscript filter=lfs\n",
             POSE_R50: torchscript_file(2), POSE_R101: torchscript_file(3)}
-    return {SD_REPO: sd, VAE_REPO: vae, MA_REPO: magic, POSE_REPO: pose}
+    animatediff = {"README.md": b"# AnimateDiff\n", MOTION_MODULE: motion_module_file(),
+                   "mm_sd_v14.ckpt": os.urandom(20_000), "mm_sd_v15_v2.ckpt": os.urandom(20_000)}
+    return {SD_REPO: sd, VAE_REPO: vae, MA_REPO: magic, POSE_REPO: pose, MOTION_MODULE_REPO: animatediff}
+
+
+def motion_module_file() -> bytes:
+    """A motion module as AnimateDiff saves one: the motion-module entries of a temporal UNet, and a step count."""
+    entries = torch.load(BUNDLE / "MagicAnimate" / CKPT, map_location="cpu", weights_only=True)
+    buffer = io.BytesIO()
+    torch.save({"global_step": 5, **{k: v for k, v in entries.items() if "motion_modules." in k}}, buffer)
+    return buffer.getvalue()
 
 
 def torchscript_file(width: int) -> bytes:
@@ -141,7 +152,8 @@ def make_hub(served: dict[str, dict[str, bytes]], magicanimate: dict[str, bytes 
         else:
             files[MA_REPO][path] = data
     return FakeHub({SD_REPO: FakeRepo(files[SD_REPO]), VAE_REPO: FakeRepo(files[VAE_REPO]),
-                    MA_REPO: FakeRepo(files[MA_REPO], commit=MA_COMMIT), POSE_REPO: FakeRepo(files[POSE_REPO])})
+                    MA_REPO: FakeRepo(files[MA_REPO], commit=MA_COMMIT), POSE_REPO: FakeRepo(files[POSE_REPO]),
+                    MOTION_MODULE_REPO: FakeRepo(files[MOTION_MODULE_REPO])})
 
 
 @pytest.fixture
@@ -471,9 +483,10 @@ def test_help_lists_every_option_with_its_default():
     text = " ".join(out.split())
     assert code == 0
     for option in ("--dir", "--sd-repo", "--vae-repo", "--magicanimate-repo", "--revision", "--variant", "--token",
-                   "--check", "--dry-run", "--pose", "--pose-backbone", "--metrics", "--metrics-mirror"):
+                   "--check", "--dry-run", "--pose", "--pose-backbone", "--motion-module", "--metrics",
+                   "--metrics-mirror"):
         assert option in text
-    assert text.count("[default:") == 13
+    assert text.count("[default:") == 14
 
 
 # ---------------------------------------------------------------------------------------------- --pose
@@ -572,3 +585,51 @@ def test_animate_sidecar_names_the_commits_the_weights_came_from(downloaded, tmp
     sources = json.loads((tmp_path / "out.mp4.json").read_text())["weights_sources"]
     assert sources["magicanimate"] == {"repo": MA_REPO, "requested": "main", "commit": MA_COMMIT}
     assert set(sources) == {"sd", "vae", "magicanimate"}
+
+
+# ---------------------------------------------------------------------------------------------- --motion-module
+
+
+def test_motion_module_places_animatediffs_file_verified_and_records_its_source(shared_hub, served, tmp_path):
+    code, out, err = run_cli(shared_hub, "--dir", tmp_path, "--motion-module")
+    assert code == 0, err
+    data = served[MOTION_MODULE_REPO][MOTION_MODULE]
+    assert local_files(tmp_path) == expected_local() | {f"animatediff/{MOTION_MODULE}"}  # not v14 nor v15_v2
+    assert (tmp_path / "animatediff" / MOTION_MODULE).read_bytes() == data
+    assert f"animatediff/{MOTION_MODULE}" in out
+    entry = json.loads((tmp_path / ".magicanimate" / "sources.json").read_text())["sources"]["animatediff"]
+    assert (entry["repo"], entry["requested"]) == (MOTION_MODULE_REPO, "main")
+    assert entry["files"] == {f"animatediff/{MOTION_MODULE}": {"bytes": len(data),
+                                                                "sha256": hashlib.sha256(data).hexdigest()}}
+    code, out, err = run_cli(None, "--dir", tmp_path, "--check", "--motion-module")
+    assert code == 0, err
+    assert "(with the AnimateDiff motion module)" in out and f"animatediff: {MOTION_MODULE_REPO}@main" in out
+
+
+def test_motion_module_check_names_a_missing_truncated_or_foreign_file(copy_of_downloaded):
+    root = copy_of_downloaded
+    module = root / "animatediff" / MOTION_MODULE
+    code, _, err = run_cli(None, "--dir", root, "--check", "--motion-module")
+    assert code != 0 and f"{module}: file not found; run `magicanimate download-weights --motion-module`" in err
+    module.parent.mkdir()
+    data = motion_module_file()
+    module.write_bytes(data[: len(data) // 2])
+    code, _, err = run_cli(None, "--dir", root, "--check", "--motion-module")
+    assert code != 0 and f"{module}: cannot read the weights" in err
+    torch.save({"conv_in.weight": torch.zeros(2, 2)}, module)
+    code, _, err = run_cli(None, "--dir", root, "--check", "--motion-module")
+    assert code != 0 and f"{module}: holds no motion-module weights" in err
+
+
+def test_motion_module_dry_run_lists_it_and_revision_pins_its_repository(hub, tmp_path):
+    code, out, err = run_cli(hub, "--dir", tmp_path, "--motion-module", "--dry-run", "--revision", "animatediff=v9")
+    assert code != 0 and f"{MOTION_MODULE_REPO}@v9: revision not found" in err
+    code, out, err = run_cli(hub, "--dir", tmp_path, "--motion-module", "--dry-run")
+    assert code == 0, err
+    assert f"animatediff/{MOTION_MODULE}" in out and "mm_sd_v14" not in out
+    assert hub.file_requests() == []
+
+
+def test_motion_module_with_metrics_is_refused(tmp_path):
+    code, _, err = run_cli(None, "--dir", tmp_path, "--motion-module", "--metrics")
+    assert code != 0 and "--motion-module and --metrics: fetch one kind at a time" in err

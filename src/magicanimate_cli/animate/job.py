@@ -208,7 +208,6 @@ def write_sidecar(result: JobResult, animator, settings: AnimateSettings, inputs
 
     from ..engine.loader import weight_files
     from ..engine.schedulers import scheduler_record
-    from ..engine.sources import source_summary
     from ..runtime.atomic import write_json_atomic
     from ..runtime.devices import dtype_name
 
@@ -220,8 +219,9 @@ def write_sidecar(result: JobResult, animator, settings: AnimateSettings, inputs
         "output": {"path": str(result.output), "frames": result.frames, "fps": str(result.fps),
                    "width": result.size[0], "height": result.size[1],
                    "grid": str(grid_path(result.output)) if settings.grid else None},
-        "weights": [_file_record(p) for p in weight_files(settings.weights)],
-        "weights_sources": source_summary(settings.weights) or None,  # repository commits, when download-weights
+        "weights": [_file_record(p) for p in weight_files(settings.weights, settings.animation_weights)],
+        "animation_weights": None if settings.animation_weights is None else str(settings.animation_weights),
+        "weights_sources": _sources(settings) or None,  # repository commits, when download-weights
         "device": str(animator.device),
         "dtype": dtype_name(animator.dtype),
         "scheduler": scheduler_record(settings.scheduler),
@@ -232,3 +232,12 @@ def write_sidecar(result: JobResult, animator, settings: AnimateSettings, inputs
     write_json_atomic(result.sidecar, record)
 
 
+def _sources(settings: AnimateSettings) -> dict:
+    """The commits `download-weights` recorded for the parts this run read: with --animation-weights the
+    MagicAnimate part came from elsewhere, so the recorded release commit would misname it."""
+    from ..engine.sources import source_summary
+
+    sources = source_summary(settings.weights)
+    if settings.animation_weights is not None:
+        sources.pop("magicanimate", None)
+    return sources

@@ -46,6 +46,7 @@ class AnimateSettings:
     device: str = "auto"
     dtype: str = "auto"
     weights: Path = field(default_factory=default_weights_dir)
+    animation_weights: Path | None = None  # a MagicAnimate/-layout folder replacing <weights>/MagicAnimate/
     crf: int = 18
     grid: bool = False
     low_vram: bool = False
@@ -98,6 +99,7 @@ class AnimateSettings:
         """JSON-ready form for sidecars."""
         data = asdict(self)
         data["weights"] = str(self.weights)
+        data["animation_weights"] = None if self.animation_weights is None else str(self.animation_weights)
         data["fps"] = None if self.fps is None else str(self.fps)
         return data
 

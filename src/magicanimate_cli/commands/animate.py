@@ -10,7 +10,8 @@ import typer
 
 from ..animate.settings import AnimateSettings
 from ..runtime.errors import InputError, MagicAnimateError, SettingsError
-from .common import animation_options, load_animator, make_reporter, pose_request, settings_from_options, usage
+from .common import (animation_options, check_animation_weights, load_animator, make_reporter, pose_request,
+                     settings_from_options, usage)
 
 HELP = ("Animate REFERENCE (an image) along MOTION (a DensePose video or frame folder) into OUTPUT.\n\n"
         "Batch: REFERENCE and MOTION folders animate every pair into the folder OUTPUT; --pairs CSV -o OUT_DIR "
@@ -25,6 +26,7 @@ def animate(**options) -> None:
     share = share_record(options["shard"])
     options["shard"], options["device"] = resolve_shard_from_process(options["shard"], options["device"])
     settings = settings_from_options(**options)
+    check_animation_weights(settings)
     pose = pose_request(settings, **options)
     check = motion_check(settings, **options)
     run_command(settings, options["reference"], options["motion"], options["output"], options["pairs"],

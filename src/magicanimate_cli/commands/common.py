@@ -79,6 +79,10 @@ SHARD_OPTION = typer.Option(None, metavar="<I/N|auto>", show_default="all",
                             help="Batch: run only share I of N (I/N, 1-based); auto: this process's share and GPU "
                                  "under torchrun or Slurm (docs/cluster.md).")
 FORMAT_OPTION = typer.Option("mp4", "--format", help="Batch: output type.")
+ANIMATION_WEIGHTS_OPTION = typer.Option(
+    None, "--animation-weights", show_default="<weights>/MagicAnimate",
+    help="A folder in the MagicAnimate/ layout (appearance_encoder/, densepose_controlnet/, temporal_attention/) "
+         "to use instead, e.g. a fine-tuned model; SD 1.5 and the VAE still come from --weights.")
 QUIET_HELP = "No progress display."
 JSON_HELP = "Print one machine-readable summary line to stdout."
 
@@ -131,6 +135,7 @@ def animation_options(
     dtype: Dtype = typer.Option("auto", help="Model precision (auto: fp16 on CUDA, fp32 elsewhere)."),
     weights: Optional[Path] = typer.Option(None, show_default=WEIGHTS_DEFAULT,
                                            help="Weights folder in the official layout (see download-weights)."),
+    animation_weights: Optional[Path] = ANIMATION_WEIGHTS_OPTION,
     crf: int = CRF_OPTION,
     low_vram: bool = flag("--low-vram", "Fit 8 GB cards at 512²: the VAE waits in host memory while denoising and "
                                         "the guidance copies run one at a time (same output, somewhat slower)."),
@@ -184,12 +189,23 @@ def settings_from_options(**o) -> AnimateSettings:
         selection=FrameSelection(o["start"], o["max_frames"], o["frame_stride"]), fps=fps,
         steps=o["steps"], guidance=o["guidance"], seed=o["seed"], context_frames=o["context_frames"],
         context_overlap=o["context_overlap"], device=o["device"], dtype=o["dtype"],
-        weights=Path(o["weights"]).expanduser() if o["weights"] else default_weights_dir(), crf=o["crf"],
+        weights=Path(o["weights"]).expanduser() if o["weights"] else default_weights_dir(),
+        animation_weights=Path(o["animation_weights"]).expanduser() if o.get("animation_weights") else None,
+        crf=o["crf"],
         grid=o["grid"], low_vram=o["low_vram"], compile=o["compile"],
         **{k: o[k] for k in ("wrap", "noise", "fusion", "scheduler") if k in o},
     )
     settings.validate()
     return settings
+
+
+def check_animation_weights(settings: AnimateSettings) -> None:
+    """An --animation-weights folder that lacks a part is refused before any input is read or rendered (imports
+    torch, so `fuse-long --plan` calls it only when it runs)."""
+    if settings.animation_weights is not None:
+        from ..engine.loader import weights_layout
+
+        weights_layout(settings.weights, settings.animation_weights).check_animation_folder()
 
 
 def pose_request(settings: AnimateSettings, **o):
@@ -217,7 +233,10 @@ def load_animator(settings: AnimateSettings, reporter):
     dtype = resolve_dtype(settings.dtype, device)
     reporter.note(f"loading weights from {settings.weights} on {device} ({str(dtype).replace('torch.', '')})")
     started = time.perf_counter()
-    animator = Animator.from_pretrained(settings.weights, device=device, dtype=dtype, low_vram=settings.low_vram)
+    if settings.animation_weights is not None:
+        reporter.note(f"animation weights (MagicAnimate part) from {settings.animation_weights}")
+    animator = Animator.from_pretrained(settings.weights, device=device, dtype=dtype, low_vram=settings.low_vram,
+                                        animation_weights=settings.animation_weights)
     if settings.compile:
         animator.compile()
     if settings.context_frames > animator.max_context_frames:

@@ -130,11 +130,12 @@ def _summary(report) -> str:
     return f"Transferred {human(report.transferred)} ({placed} files) into {report.root}"
 
 
-def _check(root: Path, metrics: bool, pose: str | None) -> None:
+def _check(root: Path, metrics: bool, pose: str | None, motion_module: bool = False) -> None:
     from ..download import check_directory, check_metric_weights
     from ..evaluation.weights import METRIC_WEIGHT_FILES
 
-    problems = check_metric_weights(root, METRIC_WEIGHT_FILES) if metrics else check_directory(root, pose)
+    problems = (check_metric_weights(root, METRIC_WEIGHT_FILES) if metrics
+                else check_directory(root, pose, motion_module))
     what = "metric weight files" if metrics else "weights directory"
     if problems:
         out = _console()
@@ -142,7 +143,8 @@ def _check(root: Path, metrics: bool, pose: str | None) -> None:
             out.print(f"✗ {problem}", highlight=False, soft_wrap=True)
         raise WeightsError(f"{root}: {len(problems)} problem(s) with the {what}; first: {problems[0]}")
     typer.echo(f"✓ {root}: the {what} is complete" + ("" if metrics else " and the engine can load it")
-               + (" (with the DensePose model)" if pose and not metrics else ""))
+               + (" (with the DensePose model)" if pose and not metrics else "")
+               + (" (with the AnimateDiff motion module)" if motion_module and not metrics else ""))
     if not metrics:
         _echo_sources(root)
 
@@ -175,7 +177,8 @@ def download_weights(
                                                "temporal attention)."),
     revision: list[str] = typer.Option(
         [], "--revision", show_default=False, metavar="PART=REV",
-        help="Revision (branch, tag or commit) of one repository, PART one of sd, vae, magicanimate, densepose; "
+        help="Revision (branch, tag or commit) of one repository, PART one of sd, vae, magicanimate, densepose, "
+             "animatediff; "
              "repeatable; the commit each resolves to is recorded in <dir>/.magicanimate/sources.json "
              "\\[default: main for each]"),
     variant: Literal["fp32", "fp16"] = typer.Option("fp32", "--variant", show_default=True,
@@ -197,6 +200,10 @@ def download_weights(
     pose_backbone: Literal["r50", "r101"] = typer.Option("r50", "--pose-backbone", show_default=True,
                                       help="With --pose: r50 (densepose_r50_fpn_dl.torchscript, 265 MB) or r101 "
                                            "(densepose_r101_fpn_dl.torchscript, 342 MB)."),
+    motion_module: bool = typer.Option(False, "--motion-module", show_default=False,
+                                       help="Also fetch AnimateDiff's motion module mm_sd_v15.ckpt (guoyww/animatediff, "
+                                            "1.7 GB), the temporal layers MagicAnimate's training started from, into "
+                                            "<dir>/animatediff/ (with --check: verify it too) \\[default: off]"),
     metrics: bool = typer.Option(False, "--metrics", show_default=False,
                                  help="Fetch (or with --check, verify) the evaluation metric weights into "
                                       "<dir>/metrics/ instead of the animation weights \\[default: off]"),
@@ -220,10 +227,10 @@ def download_weights(
         raise SettingsError(f"--pose-backbone {pose_backbone}: choose one of {', '.join(POSE_MODELS)}")
     if backbone != "r50" and not pose:
         raise SettingsError(f"--pose-backbone {backbone} applies only with --pose")
-    if pose and metrics:
-        raise SettingsError("--pose and --metrics: fetch one kind at a time")
+    if (pose or motion_module) and metrics:
+        raise SettingsError(f"{'--pose' if pose else '--motion-module'} and --metrics: fetch one kind at a time")
     if check:
-        _check(root, metrics, backbone if pose else None)
+        _check(root, metrics, backbone if pose else None, motion_module)
         return
     access = HubAccess.from_env(token=token)
     if metrics:
@@ -235,7 +242,7 @@ def download_weights(
     sources = {k: replace(s, repo_id=repos.get(k, s.repo_id), revision=revisions.get(k, s.revision))
                for k, s in default_sources().items()}
     settings = DownloadSettings(root=root, sources=sources, variant=variant.lower(), access=access,
-                                pose=backbone if pose else None)
+                                pose=backbone if pose else None, motion_module=motion_module)
     _report(partial(fetch, settings, dry_run=dry_run), "Weights")
 
 

@@ -20,8 +20,8 @@ import typer
 
 from ..animate.settings import AnimateSettings
 from ..runtime.errors import InputError, SettingsError
-from .common import (Fusion, Noise, animation_options, flag, load_animator, load_pose_model, make_reporter,
-                     pose_request, settings_from_options, usage)
+from .common import (Fusion, Noise, animation_options, check_animation_weights, flag, load_animator,
+                     load_pose_model, make_reporter, pose_request, settings_from_options, usage)
 
 if TYPE_CHECKING:
     from ..long.distributed import RankGroup
@@ -99,6 +99,7 @@ def fuse_long(**options: Any) -> None:
         return
     if options["output"] is None:
         raise SettingsError("-o/--output is required (only --plan runs without it)")
+    check_animation_weights(settings)
     from ..long.distributed import group_from_environment, launch_local
 
     group = group_from_environment()

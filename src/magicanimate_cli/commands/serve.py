@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from ..runtime.errors import SettingsError
-from .common import WEIGHTS_DEFAULT, Dtype, flag
+from .common import ANIMATION_WEIGHTS_OPTION, WEIGHTS_DEFAULT, Dtype, flag
 
 HELP = ("Serve the web page: upload a photo and a motion, preview, animate (Gradio; jobs queue, one per device). "
         "Binds 127.0.0.1 unless --host says otherwise (docs/serve.md).")
@@ -19,6 +19,7 @@ HELP = ("Serve the web page: upload a photo and a motion, preview, animate (Grad
 def serve(
     weights: Optional[Path] = typer.Option(None, show_default=WEIGHTS_DEFAULT,
                                            help="Weights folder in the official layout (see download-weights)."),
+    animation_weights: Optional[Path] = ANIMATION_WEIGHTS_OPTION,
     host: str = typer.Option("127.0.0.1", metavar="<address>",
                              help="Address to listen on; 0.0.0.0 exposes the page to the network "
                                   "(docs/serve.md says what that means)."),
@@ -41,8 +42,9 @@ def serve(
         raise SettingsError("serve needs Gradio, the [serve] extra: pip install 'magicanimate-cli[serve]'")
     from ..serve.server import serving
 
-    settings = ServeSettings(weights=weights.expanduser() if weights else default_weights_dir(), host=host,
-                             port=port, demo=demo, devices=parse_devices(devices), dtype=dtype,
+    settings = ServeSettings(weights=weights.expanduser() if weights else default_weights_dir(),
+                             animation_weights=animation_weights.expanduser() if animation_weights else None,
+                             host=host, port=port, demo=demo, devices=parse_devices(devices), dtype=dtype,
                              keep_results=parse_duration(keep_results), max_upload_mb=max_upload_mb,
                              max_frames=max_frames)
     signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop cleans up like Ctrl-C

@@ -59,6 +59,9 @@ class DataLayout:
 
 
 def _names(folder: Path, suffix: str) -> list[str]:
+    """Hidden files and folders are not data: the writers' temporaries (`.NAME.mp4.*.partial.mp4`, left behind
+    by a run that was killed, or being written by one still running) end in the same suffix."""
     if not folder.is_dir():
         return []
-    return sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob(f"*{suffix}") if p.is_file())
+    return sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob(f"*{suffix}")
+                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))

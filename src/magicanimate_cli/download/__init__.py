@@ -4,6 +4,7 @@
     <root>/sd-vae-ft-mse/          config.json and the weights
     <root>/MagicAnimate/           appearance_encoder/, densepose_controlnet/, temporal_attention/
     <root>/DensePose/              the DensePose TorchScript model, only with `--pose` (for `magicanimate pose`)
+    <root>/animatediff/            AnimateDiff's mm_sd_v15.ckpt, only with `--motion-module` (a start for training)
 
 Only the files the engine reads are fetched, chosen from each repository's listing (never the single-file
 checkpoints, the SD 1.5 VAE or the safety checker). The SD 1.5 unet weights are fetched last, and only when the
@@ -37,13 +38,13 @@ One module per part, each importable on its own; this package re-exports what th
 from __future__ import annotations
 
 from .animation_weights import download_weights
-from .check import check_directory, check_pose_model, pose_model_path
+from .check import check_directory, check_motion_module, check_pose_model, pose_model_path
 from .hub_errors import FileFailed, hub_error
 from .metric_weights import check_metric_weights, download_metric_weights
 from .plan import DownloadReport, PlannedFile, plan_weights
 from .records import STATE_DIR, Records
-from .settings import (DEFAULT_ENDPOINT, MA_REPO, POSE_MODELS, POSE_REPO, SD_REPO, VAE_REPO, VARIANTS, DownloadSettings,
-                       HubAccess, default_sources, parse_revisions)
+from .settings import (DEFAULT_ENDPOINT, MA_REPO, MOTION_MODULE_REPO, POSE_MODELS, POSE_REPO, SD_REPO, VAE_REPO,
+                       VARIANTS, DownloadSettings, HubAccess, default_sources, parse_revisions)
 from .sizes import human
 from .source import Source
 from .transfer import Observer

@@ -54,6 +54,10 @@ def download_weights(settings: DownloadSettings, observer: Observer | None = Non
     raise_failures(report)
     record_placed_sources(root, plan)
     problems = check_weights(root)
+    if settings.motion_module:
+        from .check import check_motion_module
+
+        problems += check_motion_module(root)
     if problems:
         raise WeightsError(f"{root}: fetched, but the engine cannot load it: {problems[0]}"
                            + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""))
@@ -97,7 +101,7 @@ def _decide_unet_if_known(plan: list[PlannedFile], root: Path) -> None:
 
 def _offline(settings: DownloadSettings, observer: Observer) -> DownloadReport:
     """HF_HUB_OFFLINE: nothing can be fetched; succeed only if the directory already loads."""
-    problems = check_directory(settings.root, settings.pose)
+    problems = check_directory(settings.root, settings.pose, settings.motion_module)
     if problems:
         raise WeightsError(f"HF_HUB_OFFLINE is set, so nothing can be fetched, and {settings.root} is incomplete: "
                            f"{problems[0]}" + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""))

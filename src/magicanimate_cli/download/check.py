@@ -36,11 +36,29 @@ def check_pose_model(root: Path, backbone: str) -> list[str]:
     return []
 
 
-def check_directory(root: Path, pose: str | None = None) -> list[str]:
+def check_motion_module(root: Path) -> list[str]:
+    """AnimateDiff's motion module is in place, readable, and holds motion-module weights; no network."""
+    from ..engine.loader import MOTION_MODULE, checkpoint_shapes
+    from ..runtime.errors import WeightsError
+
+    path = Path(root).expanduser() / MOTION_MODULE
+    if not path.is_file():
+        return [f"{path}: file not found; run `magicanimate download-weights --motion-module`"]
+    try:
+        keys = checkpoint_shapes(path)
+    except WeightsError as exc:
+        return [str(exc)]
+    if not any("motion_modules." in key for key in keys):
+        return [f"{path}: holds no motion-module weights (no `motion_modules.` key among its {len(keys)} entries); "
+                "is it AnimateDiff's mm_sd_v15.ckpt?"]
+    return []
+
+
+def check_directory(root: Path, pose: str | None = None, motion_module: bool = False) -> list[str]:
     """Problems with a weights directory, without the network: the engine's own check, plus recorded sizes.
 
     The recorded sizes catch a truncated file the engine's header check cannot see (a tokenizer file, say).
-    With `pose` (a backbone), the DensePose model must be there too.
+    With `pose` (a backbone), the DensePose model must be there too; with `motion_module`, AnimateDiff's.
     """
     from ..engine.loader import check_weights
 
@@ -48,6 +66,8 @@ def check_directory(root: Path, pose: str | None = None) -> list[str]:
     problems = check_weights(root)
     if pose is not None:
         problems += check_pose_model(root, pose)
+    if motion_module:
+        problems += check_motion_module(root)
     records = Records(root)
     for local, record in sorted(records.files.items()):
         path = root / local

@@ -8,11 +8,12 @@ offline switch are read from the environment when a command runs, never at impor
 from __future__ import annotations
 
 import os
+import posixpath
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..engine.loader import MA_DIR, SD_DIR, VAE_DIR
+from ..engine.loader import MA_DIR, MOTION_MODULE, SD_DIR, VAE_DIR
 from ..motion.densepose.model import MODEL_FILES as POSE_MODELS  # where `magicanimate pose` reads
 from ..motion.densepose.model import MODEL_FOLDER as POSE_DIR
 from ..runtime.errors import SettingsError
@@ -24,10 +25,12 @@ SD_REPO = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 VAE_REPO = "stabilityai/sd-vae-ft-mse"
 MA_REPO = "zcxu-eric/MagicAnimate"
 POSE_REPO = "LayerNorm/DensePose-TorchScript-with-hint-image"
+MOTION_MODULE_REPO = "guoyww/animatediff"
+MOTION_MODULE_DIR, MOTION_MODULE_FILE = posixpath.split(MOTION_MODULE)
 
 VARIANTS = ("fp32", "fp16")
 ANIMATION_KEYS = ("sd", "vae", "magicanimate")
-SOURCE_KEYS = (*ANIMATION_KEYS, "densepose")
+SOURCE_KEYS = (*ANIMATION_KEYS, "densepose", "animatediff")
 LIBRARY = "magicanimate-cli"
 _TRUTHY = {"1", "true", "yes", "on"}
 
@@ -39,11 +42,12 @@ def default_sources() -> dict[str, Source]:
         "vae": Source("vae", VAE_REPO, "main", VAE_DIR),
         "magicanimate": Source("magicanimate", MA_REPO, "main", MA_DIR),
         "densepose": Source("densepose", POSE_REPO, "main", POSE_DIR),
+        "animatediff": Source("animatediff", MOTION_MODULE_REPO, "main", MOTION_MODULE_DIR),
     }
 
 
 def parse_revisions(values: Iterable[str]) -> dict[str, str]:
-    """`--revision PART=REV` values (PART one of sd, vae, magicanimate, densepose) as a mapping."""
+    """`--revision PART=REV` values (PART one of sd, vae, magicanimate, densepose, animatediff) as a mapping."""
     out: dict[str, str] = {}
     for value in values:
         key, sep, rev = value.partition("=")
@@ -80,6 +84,7 @@ class DownloadSettings:
     variant: str = "fp32"
     access: HubAccess = field(default_factory=HubAccess)
     pose: str | None = None  # a key of POSE_MODELS: also fetch that DensePose model
+    motion_module: bool = False  # also fetch AnimateDiff's mm_sd_v15.ckpt (a start for `train --stage 2`)
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -89,8 +94,13 @@ class DownloadSettings:
 
     @property
     def keys(self) -> tuple[str, ...]:
-        """The sources this run reads: the animation weights, and the pose model when asked for."""
-        return ANIMATION_KEYS + (("densepose",) if self.pose else ())
+        """The sources this run reads: the animation weights, and the pose model and motion module when asked."""
+        return ANIMATION_KEYS + (("densepose",) if self.pose else ()) + (("animatediff",) if self.motion_module
+                                                                         else ())
 
     def needs(self, key: str) -> tuple["Need", ...]:
-        return (Need((POSE_MODELS[self.pose or "r50"],)),) if key == "densepose" else NEEDS[key]
+        if key == "densepose":
+            return (Need((POSE_MODELS[self.pose or "r50"],)),)
+        if key == "animatediff":
+            return (Need((MOTION_MODULE_FILE,)),)
+        return NEEDS[key]

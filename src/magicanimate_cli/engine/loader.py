@@ -5,6 +5,11 @@
     <root>/MagicAnimate/{appearance_encoder,densepose_controlnet}/
     <root>/MagicAnimate/temporal_attention/temporal_attention.ckpt
 
+`animation_weights` (the command line's `--animation-weights`) names a folder in the `MagicAnimate/` layout
+(`appearance_encoder/`, `densepose_controlnet/`, `temporal_attention/temporal_attention.ckpt`) that replaces
+`<root>/MagicAnimate/`, e.g. a training run's export; SD 1.5 and the VAE still come from `<root>`, so a fine-tuned
+model needs no copy of the base.
+
 Every model is built on the meta device and filled from its file with `assign=True`, so no memory is spent
 on random initialisation and memory-mapped tensors are not copied. Nothing is dropped silently: a missing,
 unexpected or mis-shaped key is an error naming the file and the first offending keys.
@@ -28,6 +33,9 @@ SD_DIR = "stable-diffusion-v1-5"
 VAE_DIR = "sd-vae-ft-mse"
 MA_DIR = "MagicAnimate"
 TEMPORAL_CKPT = f"{MA_DIR}/temporal_attention/temporal_attention.ckpt"
+MOTION_MODULE = "animatediff/mm_sd_v15.ckpt"
+"""AnimateDiff's motion module, where `download-weights --motion-module` puts it: the temporal layers MagicAnimate
+started its second training stage from (not read by the engine; `train --stage 2` can start from it)."""
 
 DIFFUSERS_WEIGHTS = (
     "diffusion_pytorch_model.safetensors",
@@ -38,11 +46,20 @@ DIFFUSERS_WEIGHTS = (
 TRANSFORMERS_WEIGHTS = ("model.safetensors", "model.fp16.safetensors", "pytorch_model.bin", "pytorch_model.fp16.bin")
 
 
+ANIMATION_PARTS = ("appearance_encoder", "densepose_controlnet", "temporal_attention/temporal_attention.ckpt")
+"""What a folder in the `MagicAnimate/` layout holds (the parts `--animation-weights` must have)."""
+
+
 @dataclass(frozen=True)
 class WeightsLayout:
-    """Where each part of the release lives under one root folder."""
+    """Where each part of the release lives: under one root folder, the MagicAnimate part optionally elsewhere."""
 
     root: Path
+    animation: Path | None = None  # a folder in the MagicAnimate/ layout replacing <root>/MagicAnimate/
+
+    @property
+    def animation_root(self) -> Path:
+        return self.animation if self.animation is not None else self.root / MA_DIR
 
     @property
     def unet(self) -> Path:
@@ -66,15 +83,37 @@ class WeightsLayout:
 
     @property
     def appearance_encoder(self) -> Path:
-        return self.root / MA_DIR / "appearance_encoder"
+        return self.animation_root / ANIMATION_PARTS[0]
 
     @property
     def controlnet(self) -> Path:
-        return self.root / MA_DIR / "densepose_controlnet"
+        return self.animation_root / ANIMATION_PARTS[1]
 
     @property
     def temporal_checkpoint(self) -> Path:
-        return self.root / TEMPORAL_CKPT
+        return self.animation_root / ANIMATION_PARTS[2]
+
+    @property
+    def motion_module(self) -> Path:
+        return self.root / MOTION_MODULE
+
+    def check_animation_folder(self) -> None:
+        """An `--animation-weights` folder must exist and hold every part; the error names the folder and the
+        part (the missing-file error of the root's own parts suggests download-weights, which cannot help here)."""
+        if self.animation is None:
+            return
+        if not self.animation.is_dir():
+            raise WeightsError(f"{self.animation}: --animation-weights folder not found")
+        for part in ANIMATION_PARTS:
+            if not (self.animation / part).exists():
+                raise WeightsError(f"{self.animation}: --animation-weights folder lacks {part} (a folder in the "
+                                   f"MagicAnimate/ layout holds {', '.join(ANIMATION_PARTS)})")
+
+
+def weights_layout(root: Path | str, animation_weights: Path | str | None = None) -> WeightsLayout:
+    """The layout of `root`, with the MagicAnimate part from `animation_weights` when it is given."""
+    animation = Path(animation_weights).expanduser() if animation_weights is not None else None
+    return WeightsLayout(Path(root).expanduser(), animation)
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -387,12 +426,14 @@ def _ready(model: nn.Module, source: Path, device: torch.device | str, dtype: to
     return nn.Module.to(model, device=device, dtype=dtype).eval().requires_grad_(False)
 
 
-def load_components(root: Path | str, device: torch.device | str = "cpu",
-                    dtype: torch.dtype = torch.float32) -> Components:
-    """Build and fill every network from a weights directory in the official layout."""
-    layout = WeightsLayout(Path(root).expanduser())
+def load_components(root: Path | str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                    animation_weights: Path | str | None = None) -> Components:
+    """Build and fill every network from a weights directory in the official layout (its MagicAnimate part from
+    `animation_weights` when given)."""
+    layout = weights_layout(root, animation_weights)
     if not layout.root.is_dir():
         raise WeightsError(f"{layout.root}: weights directory not found; run `magicanimate download-weights`")
+    layout.check_animation_folder()
     # The scheduler folder is not read: the sampler uses DDIM exactly as MagicAnimate configures it.
     tokens = _prompt_tokens(layout)
     text_encoder = _ready(_text_encoder(layout), layout.text_encoder, device, dtype)
@@ -404,9 +445,9 @@ def load_components(root: Path | str, device: torch.device | str = "cpu",
     return Components(unet, appearance, controlnet, vae, text_encoder, tokens)
 
 
-def weight_files(root: Path | str) -> list[Path]:
+def weight_files(root: Path | str, animation_weights: Path | str | None = None) -> list[Path]:
     """The files `load_components` reads, for records (sidecars) and checks."""
-    layout = WeightsLayout(Path(root).expanduser())
+    layout = weights_layout(root, animation_weights)
     files = [layout.tokenizer / "vocab.json",
              layout.unet / "config.json", layout.temporal_checkpoint]
     for folder, names in [(layout.text_encoder, TRANSFORMERS_WEIGHTS), (layout.appearance_encoder, DIFFUSERS_WEIGHTS),
@@ -419,16 +460,32 @@ def weight_files(root: Path | str) -> list[Path]:
     return files
 
 
-def check_weights(root: Path | str) -> list[str]:
+def animation_files(root: Path | str, animation_weights: Path | str | None = None) -> list[Path]:
+    """The files of the MagicAnimate part that `load_components` reads (configs, weights, the temporal checkpoint):
+    what identifies the animation weights of a run."""
+    layout = weights_layout(root, animation_weights)
+    layout.check_animation_folder()
+    files = []
+    for folder in (layout.appearance_encoder, layout.controlnet):
+        files += [folder / "config.json", find_weights_file(folder, DIFFUSERS_WEIGHTS)]
+    return [*files, layout.temporal_checkpoint]
+
+
+def check_weights(root: Path | str, animation_weights: Path | str | None = None) -> list[str]:
     """Problems with a weights directory, found without loading tensors; empty when it would load.
 
     Checks that every file is present, that safetensors headers are readable, and that the names and shapes of
-    the tensors are exactly what the models built from the directory's configs expect.
+    the tensors are exactly what the models built from the directory's configs expect. With `animation_weights`
+    the MagicAnimate part is checked in that folder instead.
     """
     from .models.clip_text import CLIPTextConfig, CLIPTextEncoder
 
-    layout = WeightsLayout(Path(root).expanduser())
+    layout = weights_layout(root, animation_weights)
     problems: list[str] = []
+    try:
+        layout.check_animation_folder()
+    except WeightsError as exc:
+        return [str(exc)]
 
     def attempt(step: Callable[[], None]) -> None:
         try:
@@ -467,14 +524,14 @@ def check_weights(root: Path | str) -> list[str]:
     return problems
 
 
-def checkpoint_covers_unet(root: Path | str) -> bool:
+def checkpoint_covers_unet(root: Path | str, animation_weights: Path | str | None = None) -> bool:
     """Whether `temporal_attention.ckpt` sets every UNet key, so SD 1.5's unet weights are not needed.
 
     Decided by the official loader's rule (`temporal_keys`): a full UNet saved with `unet.` prefixes contributes
     only its motion modules, so it does not cover the UNet. Reads only key names and shapes (memory-mapped);
     needs `unet/config.json` and the checkpoint.
     """
-    layout = WeightsLayout(Path(root).expanduser())
+    layout = weights_layout(root, animation_weights)
     return plan_temporal(layout, checkpoint_shapes(layout.temporal_checkpoint)).covers_unet
 
 

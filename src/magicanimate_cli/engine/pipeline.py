@@ -87,8 +87,11 @@ class Animator:
 
     @classmethod
     def from_pretrained(cls, weights_dir: str | Path, device: torch.device | str = "cpu",
-                        dtype: torch.dtype = torch.float32, low_vram: bool = False) -> "Animator":
-        return cls(load_components(weights_dir, device, dtype), device, dtype, low_vram)
+                        dtype: torch.dtype = torch.float32, low_vram: bool = False,
+                        animation_weights: str | Path | None = None) -> "Animator":
+        """Load a weights folder in the official layout; `animation_weights`, a folder in the `MagicAnimate/`
+        layout (a fine-tuned model, a training run's export), replaces its MagicAnimate part."""
+        return cls(load_components(weights_dir, device, dtype, animation_weights), device, dtype, low_vram)
 
     def compile(self, backend: str = "inductor") -> None:
         """torch.compile what runs every window: the UNet's prefix and suffix, the ControlNet, the VAE decoder.

@@ -50,7 +50,23 @@ def run_fingerprint(settings: AnimateSettings, dtype: str, frames: int, referenc
         "dtype": dtype,
         "reference": file_digest(reference), "motion": motion_digest(motion),
     }
-    return fingerprint, {"reference": str(reference), "motion": str(motion)}
+    labels = {"reference": str(reference), "motion": str(motion)}
+    if settings.animation_weights is not None:  # only then, so checkpoints of runs without it still resume
+        fingerprint["animation-weights"] = animation_weights_digest(settings)
+        labels["animation-weights"] = str(settings.animation_weights)
+    return fingerprint, labels
+
+
+def animation_weights_digest(settings: AnimateSettings) -> str:
+    """`--animation-weights`: the names and bytes of the files the engine reads from that folder, so a resume
+    with another fine-tune (or the same folder retrained in place) is refused."""
+    from ..engine.loader import animation_files
+
+    root = settings.animation_weights
+    digest = hashlib.sha256()
+    for path in animation_files(settings.weights, root):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + file_digest(path).encode() + b"\n")
+    return f"sha256:{digest.hexdigest()}"
 
 
 def pose_fingerprint(settings) -> dict[str, str]:

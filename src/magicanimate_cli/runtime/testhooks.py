@@ -10,6 +10,7 @@ KeyboardInterrupt there as it would anywhere (Ctrl-C), SIGKILL ends it. The poin
 
     encode        the first output frame has gone to the encoder: a partial output file exists
     checkpoint:N  (fuse-long) the checkpoint after step N has been saved
+    train-step:N  (train) step N's metrics line is written, its checkpoint (if due) not yet
 
 Unset, a point costs one dictionary lookup. Nothing else in the package reads these variables.
 """

@@ -148,8 +148,8 @@ class ModelCache:
     a model with a running job).
     """
 
-    def __init__(self, weights: Path, dtype: str) -> None:
-        self.weights, self.dtype = weights, dtype
+    def __init__(self, weights: Path, dtype: str, animation_weights: Path | None = None) -> None:
+        self.weights, self.dtype, self.animation_weights = weights, dtype, animation_weights
         self._models: dict[tuple[str, object], object] = {}
         self._locks: dict[tuple[str, object], threading.Lock] = {}
         self._lock = threading.Lock()
@@ -172,7 +172,8 @@ class ModelCache:
         torch_device = resolve_device(device)
         log.info("loading weights from %s on %s", self.weights, torch_device)
         return Animator.from_pretrained(self.weights, device=torch_device,
-                                        dtype=resolve_dtype(self.dtype, torch_device))
+                                        dtype=resolve_dtype(self.dtype, torch_device),
+                                        animation_weights=self.animation_weights)
 
     def pose_model(self, user: Slot | str, settings):
         from ..motion.densepose.loading import load_pose_model
@@ -227,7 +228,7 @@ class Runner:
         self.settings, self.workspace = settings, workspace
         self.hooks = hooks or NoHooks()
         self.pool = DevicePool(settings.devices)
-        self.models = ModelCache(settings.weights, settings.dtype)
+        self.models = ModelCache(settings.weights, settings.dtype, settings.animation_weights)
         self.cancels = CancelBoard()
 
     def pose_settings(self, device: str, smooth: bool):
@@ -263,7 +264,8 @@ class Runner:
         uploads.append(stage_upload(reference, folder, "reference", "reference image"))
         uploads.append(stage_upload(motion, folder, "motion", "motion video"))
         reference_upload, motion_upload = uploads
-        settings = replace(spec.settings, weights=self.settings.weights, dtype=self.settings.dtype,
+        settings = replace(spec.settings, weights=self.settings.weights,
+                           animation_weights=self.settings.animation_weights, dtype=self.settings.dtype,
                            selection=FrameSelection(0, frames, 1))
         settings.validate()
         check_reference(reference_upload)

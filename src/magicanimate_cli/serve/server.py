@@ -68,11 +68,11 @@ def prepare_demo(workspace: Workspace) -> tuple[Path, tuple[Path, Path]]:
     return workspace.weights, (inputs.reference, inputs.motion)
 
 
-def check_weights_folder(weights: Path) -> None:
+def check_weights_folder(weights: Path, animation_weights: Path | None = None) -> None:
     """Refuse to start on a weights folder that would not load (the first problem, as one line)."""
     from ..engine.loader import check_weights
 
-    problems = check_weights(weights)
+    problems = check_weights(weights, animation_weights)
     if problems:
         raise WeightsError(problems[0])
 
@@ -89,7 +89,7 @@ def serving(settings: ServeSettings, hooks: Hooks | None = None,
         if settings.demo:
             weights, examples = prepare_demo(workspace)
             settings = replace(settings, weights=weights)
-        check_weights_folder(settings.weights)
+        check_weights_folder(settings.weights, settings.animation_weights)
         stack.enter_context(gradio_environment(workspace))
         from .handlers import Handlers
         from .page import build_page, theme

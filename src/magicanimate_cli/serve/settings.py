@@ -37,6 +37,7 @@ class ServeSettings:
     """The server's settings; `devices` run one job each (the CPU may be named more than once, for tests)."""
 
     weights: Path = field(default_factory=default_weights_dir)
+    animation_weights: Path | None = None  # --animation-weights: replaces <weights>/MagicAnimate/
     host: str = "127.0.0.1"
     port: int = 7860
     demo: bool = False
@@ -50,6 +51,9 @@ class ServeSettings:
 
     def validate(self) -> None:
         """Refuse settings that cannot work, before the workspace or any model exists."""
+        if self.demo and self.animation_weights is not None:
+            raise SettingsError("--animation-weights replaces the MagicAnimate part of --weights; --demo serves "
+                                "the embedded tiny model instead, leave one out")
         if not 0 < self.port < 65536:
             raise SettingsError(f"--port must be between 1 and 65535 (got {self.port})")
         if self.keep_results <= 0:
