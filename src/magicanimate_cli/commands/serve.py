@@ -20,16 +20,17 @@ def serve(
     weights: Optional[Path] = typer.Option(None, show_default=WEIGHTS_DEFAULT,
                                            help="Weights folder in the official layout (see download-weights)."),
     animation_weights: Optional[Path] = ANIMATION_WEIGHTS_OPTION,
-    host: str = typer.Option("127.0.0.1", help="Address to listen on; 0.0.0.0 exposes the page to the network "
-                                               "(docs/serve.md says what that means)."),
+    host: str = typer.Option("127.0.0.1", metavar="<address>",
+                             help="Address to listen on; 0.0.0.0 exposes the page to the network "
+                                  "(docs/serve.md says what that means)."),
     port: int = typer.Option(7860, help="Port to listen on."),
     demo: bool = flag("--demo", "Serve the tiny embedded model with the synthetic demo inputs as examples (no "
                                 "weights needed; its output is not a picture of anything)."),
-    devices: str = typer.Option("auto", "--devices", help="Devices, comma-separated (cuda:0,cuda:1): each runs "
-                                                          "one job at a time."),
+    devices: str = typer.Option("auto", "--devices", metavar="<device,...>",
+                                help="Devices, comma-separated (cuda:0,cuda:1): each runs one job at a time."),
     dtype: Dtype = typer.Option("auto", help="Model precision (auto: fp16 on CUDA, fp32 elsewhere)."),
-    keep_results: str = typer.Option("1h", "--keep-results", help="How long a finished job's files stay "
-                                                                  "downloadable (90s, 30m, 1h, 2d)."),
+    keep_results: str = typer.Option("1h", "--keep-results", metavar="<duration>",
+                                     help="How long a finished job's files stay downloadable (90s, 30m, 1h, 2d)."),
     max_upload_mb: int = typer.Option(200, "--max-upload-mb", help="Largest upload accepted, in MB (of 1024² bytes)."),
     max_frames: int = typer.Option(300, "--max-frames", help="Most motion frames one job animates."),
     max_job_seconds: Optional[float] = typer.Option(None, "--max-job-seconds",

@@ -12,6 +12,7 @@ KeyboardInterrupt there as it would anywhere (Ctrl-C), SIGKILL ends it. The poin
     checkpoint:N  (fuse-long) the checkpoint after step N has been saved
     serve:window  (serve) a job's denoising window has finished; the job waits there until it is cancelled
                   (Cancel, its page closed, the server stopping: SIGTERM/SIGINT), announcing every arrival
+    train-step:N  (train) step N's metrics line is written, its checkpoint (if due) not yet
 
 Signals reach only a process's main thread, so a point on a worker thread (`hold_point`) waits for an event
 that the run sets when it is cancelled, instead of for the signal itself.

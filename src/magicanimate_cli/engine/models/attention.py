@@ -15,18 +15,28 @@ def attend(attn: Attention, hidden_states: torch.Tensor, context: torch.Tensor,
             shared: torch.Tensor | None = None) -> torch.Tensor:
     """Multi-head attention of `hidden_states` over `context` with `attn`'s projections (no residual).
 
-    `shared` (1, m, c) are tokens every row also attends to, after its own context tokens. Their keys and values
+    `shared` (s, m, c) are tokens every row also attends to, after its own context tokens. Their keys and values
     are projected once and broadcast over the rows: the same numbers as projecting them for every frame, at
-    1/rows of the cost (the reference tokens are the same for every frame of a window).
+    1/rows of the cost (the reference tokens are the same for every frame of a window). With s > 1 (training:
+    one reference per video of a batch), each shared row serves the rows/s consecutive rows of its video.
     """
     b = hidden_states.shape[0]
     q = attn.to_q(hidden_states)
     k = attn.to_k(context)
     v = attn.to_v(context)
     if shared is not None:
-        k = torch.cat([k, attn.to_k(shared).expand(b, -1, -1)], dim=1)
-        v = torch.cat([v, attn.to_v(shared).expand(b, -1, -1)], dim=1)
+        k = torch.cat([k, _serve_rows(attn.to_k(shared), b)], dim=1)
+        v = torch.cat([v, _serve_rows(attn.to_v(shared), b)], dim=1)
     return _project_out(attn, q, k, v)
+
+
+def _serve_rows(shared: torch.Tensor, rows: int) -> torch.Tensor:
+    """(s, m, c) projected shared tokens for `rows` rows: broadcast when s is 1, else s groups of rows/s rows."""
+    if shared.shape[0] == 1:
+        return shared.expand(rows, -1, -1)
+    if rows % shared.shape[0]:
+        raise ValueError(f"{rows} rows cannot share {shared.shape[0]} reference rows evenly")
+    return shared.repeat_interleave(rows // shared.shape[0], dim=0)
 
 
 def _project_out(attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

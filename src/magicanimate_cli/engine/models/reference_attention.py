@@ -43,6 +43,10 @@ class ReferenceBank:
     def clear(self) -> None:
         self.features = [None] * self.size
 
+    def store(self, index: int, hidden_states: torch.Tensor) -> None:
+        """Keep a writer's input: the first row (inference encodes one reference per step)."""
+        self.features[index] = hidden_states[:1]
+
     @property
     def complete(self) -> bool:
         return all(f is not None for f in self.features)
@@ -56,7 +60,7 @@ class ReferenceWriteProcessor:
 
     def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states=None,
                  attention_mask=None, temb=None, **kwargs) -> torch.Tensor:
-        self.bank.features[self.index] = hidden_states[:1]
+        self.bank.store(self.index, hidden_states)
         return attend(attn, hidden_states, hidden_states)
 
 
@@ -81,6 +85,50 @@ class ReferenceReadProcessor:
             return out_cond
         uncond = hidden_states[:split]
         return torch.cat([attend(attn, uncond, uncond), out_cond], dim=0)
+
+
+@dataclass
+class SampleReferenceBank(ReferenceBank):
+    """Reference features for a training batch: one (b, tokens, channels) tensor per reading block, one row per
+    sample (each video of the batch has its own reference), kept with their autograd history.
+
+    `keep` (b,) bool says which samples see their reference; the others get plain self-attention, exactly what
+    inference's unconditional guidance copy computes. Dropping is a selection, never a skipped module: every
+    sample and every process runs the same graph.
+    """
+
+    keep: torch.Tensor | None = None
+
+    def store(self, index: int, hidden_states: torch.Tensor) -> None:
+        self.features[index] = hidden_states
+
+
+class SampleReferenceReadProcessor:
+    """Training-side reading: self-attention over [own tokens, own sample's reference tokens], per sample.
+
+    The hidden states hold b·f rows (frames folded into the batch, row-major); each sample's reference serves its
+    f rows. Rows of samples whose `keep` is False take the plain self-attention instead (the same arithmetic as
+    `ReferenceReadProcessor`'s unconditional rows). When any sample is dropped both are computed for every row and
+    one is selected: the reference path (and so the appearance encoder) is in every step's graph whoever is
+    dropped, and every parameter takes part in every step on every process. The plain attention, which uses the
+    same projections, is skipped only when no sample needs it.
+    """
+
+    def __init__(self, bank: SampleReferenceBank, index: int) -> None:
+        self.bank, self.index = bank, index
+
+    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states=None,
+                 attention_mask=None, temb=None, **kwargs) -> torch.Tensor:
+        reference = self.bank.features[self.index]
+        if reference is None:
+            raise RuntimeError("the appearance encoder has not filled the training reference bank")
+        with_reference = attend(attn, hidden_states, hidden_states, shared=reference.to(hidden_states.dtype))
+        keep = self.bank.keep
+        if keep is None or bool(keep.all()):  # nobody dropped: the plain attention would be selected nowhere
+            return with_reference
+        plain = attend(attn, hidden_states, hidden_states)
+        rows = keep.to(hidden_states.device).repeat_interleave(hidden_states.shape[0] // keep.shape[0])
+        return torch.where(rows[:, None, None], with_reference, plain)
 
 
 def reference_blocks(model: nn.Module) -> list[nn.Module]:
@@ -112,7 +160,7 @@ class BankOnlyTransformerBlock(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         if self.bank is not None:
-            self.bank.features[self.index] = self.norm1(hidden_states)[:1]
+            self.bank.store(self.index, self.norm1(hidden_states))
         return hidden_states
 
 
@@ -129,3 +177,9 @@ def attach_reader(unet: nn.Module, bank: ReferenceBank) -> None:
     """Make the denoising UNet's mid/up self-attention read from `bank`."""
     for index, block in enumerate(reference_blocks(unet)):
         block.attn1.set_processor(ReferenceReadProcessor(bank, index))
+
+
+def attach_sample_reader(unet: nn.Module, bank: SampleReferenceBank) -> None:
+    """Make the denoising UNet's mid/up self-attention read per-sample references from `bank` (training)."""
+    for index, block in enumerate(reference_blocks(unet)):
+        block.attn1.set_processor(SampleReferenceReadProcessor(bank, index))

@@ -1,0 +1,105 @@
+"""RUN/checkpoints/step-N/: everything needed to continue a run exactly, written atomically.
+
+A checkpoint holds the trainable weights (only they change; the frozen ones are re-read from their files), the
+optimizer's state, the learning-rate schedule's, the run's random generator and torch's global one, and the step
+count, which fixes the data position (sampling is a pure function of seed, epoch and index). It is written to a
+hidden temporary folder and renamed into place, so a folder named step-N is always complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..runtime.errors import OutputError, SettingsError
+
+CHECKPOINTS = "checkpoints"
+FORMAT = 1
+PIECES = frozenset({"weights", "optimizer", "lr_schedule", "rng"})
+"""What a checkpoint restores; `restore` takes a subset (e.g. weights alone to warm-start)."""
+
+
+@dataclass
+class TrainerState:
+    """The mutable state of a run, as the loop holds it."""
+
+    step: int
+    trainable: dict[str, torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    lr_schedule: object
+    generator: torch.Generator
+
+
+def checkpoint_dir(run: Path, step: int) -> Path:
+    return Path(run) / CHECKPOINTS / f"step-{step}"
+
+
+def save(run: Path, state: TrainerState, keep: int) -> Path:
+    """Write step-N atomically, then remove all but the `keep` newest."""
+    folder = checkpoint_dir(run, state.step)
+    temp = folder.with_name(f".tmp-{folder.name}")
+    shutil.rmtree(temp, ignore_errors=True)
+    try:
+        temp.mkdir(parents=True)
+        save_file({k: v.detach().to("cpu").contiguous() for k, v in state.trainable.items()},
+                  str(temp / "trainable.safetensors"))
+        torch.save(state.optimizer.state_dict(), temp / "optimizer.pt")
+        torch.save(state.lr_schedule.state_dict(), temp / "lr_schedule.pt")
+        torch.save({"generator": state.generator.get_state(), "torch": torch.get_rng_state()}, temp / "rng.pt")
+        (temp / "state.json").write_text(json.dumps({"format": FORMAT, "step": state.step}) + "\n")
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(temp, folder)
+    except OSError as exc:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise OutputError(f"{folder}: cannot write the checkpoint ({' '.join(str(exc).split())})") from None
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    for old in complete_checkpoints(run)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def complete_checkpoints(run: Path) -> list[Path]:
+    """step-N folders, oldest first (temporary ones are never named step-N)."""
+    root = Path(run) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and (p / "state.json").is_file()]
+    return sorted(found, key=lambda p: int(p.name.split("-", 1)[1]))
+
+
+def latest(run: Path) -> Path | None:
+    done = complete_checkpoints(run)
+    return done[-1] if done else None
+
+
+def restore(folder: Path, state: TrainerState, pieces: frozenset[str] = PIECES) -> int:
+    """Put a checkpoint's `pieces` back into `state`; returns the step it was taken at."""
+    info = json.loads((folder / "state.json").read_text())
+    if info.get("format") != FORMAT:
+        raise SettingsError(f"{folder}: checkpoint format {info.get('format')}, this version reads {FORMAT}")
+    if "weights" in pieces:
+        saved = load_file(str(folder / "trainable.safetensors"))
+        if set(saved) != set(state.trainable):
+            raise SettingsError(f"{folder}: its trainable tensors are not this run's (another stage or model)")
+        with torch.no_grad():
+            for name, param in state.trainable.items():
+                param.copy_(saved[name])
+    if "optimizer" in pieces:
+        state.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    if "lr_schedule" in pieces:
+        state.lr_schedule.load_state_dict(torch.load(folder / "lr_schedule.pt", weights_only=True))
+    if "rng" in pieces:
+        rng = torch.load(folder / "rng.pt", weights_only=True)
+        state.generator.set_state(rng["generator"])
+        torch.set_rng_state(rng["torch"])
+    state.step = int(info["step"])
+    return state.step

@@ -1,0 +1,72 @@
+"""RUN/export/: the trained model in the released `MagicAnimate/` layout.
+
+    export/appearance_encoder/{config.json, diffusion_pytorch_model.safetensors}
+    export/densepose_controlnet/{config.json, diffusion_pytorch_model.safetensors}
+    export/temporal_attention/temporal_attention.ckpt
+
+Each file holds exactly the released file's keys (tests check them against the release's manifests), so the
+official code, ComfyUI wrappers and `animate --animation-weights` read it as they read the release. Written into
+a hidden temporary folder and renamed into place: an export is never half there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from ..runtime.errors import OutputError
+from .model import APPEARANCE_DIR, CONTROLNET_DIR, MOTION, TEMPORAL_FILE, TrainingModel
+
+EXPORT = "export"
+WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
+
+
+def export_states(model: TrainingModel, motion_state: dict[str, torch.Tensor] | None
+                  ) -> dict[str, dict[str, torch.Tensor]]:
+    """The three released files' tensors: part -> state dict. The temporal file is left out when the run has no
+    temporal layers (a stage-1 run started without any)."""
+    states = {APPEARANCE_DIR: dict(model.appearance_encoder.state_dict()),
+              CONTROLNET_DIR: dict(model.controlnet.state_dict())}
+    unet_motion = {k: v for k, v in model.unet.state_dict().items() if MOTION in k}
+    motion = unet_motion or motion_state
+    if motion:
+        states[TEMPORAL_FILE] = dict(motion)
+    return states
+
+
+def write_export(run: Path, model: TrainingModel, motion_state: dict[str, torch.Tensor] | None,
+                 appearance_config: dict, controlnet_config: dict, record: dict) -> Path:
+    """Write RUN/export atomically (replacing an earlier one); `record` goes to export/training.json."""
+    target = Path(run) / EXPORT
+    temp = target.with_name(f".tmp-{EXPORT}")
+    shutil.rmtree(temp, ignore_errors=True)
+    try:
+        for part, state in export_states(model, motion_state).items():
+            tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}
+            if part == TEMPORAL_FILE:
+                (temp / part).parent.mkdir(parents=True)
+                torch.save(tensors, temp / part)
+                continue
+            (temp / part).mkdir(parents=True)
+            config = appearance_config if part == APPEARANCE_DIR else controlnet_config
+            (temp / part / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+            save_file(tensors, str(temp / part / WEIGHTS_FILE))
+        (temp / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+        old = target.with_name(f".old-{EXPORT}")
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():
+            os.replace(target, old)
+        os.replace(temp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise OutputError(f"{target}: cannot write the export ({' '.join(str(exc).split())})") from None
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    return target

@@ -1,0 +1,64 @@
+"""RUN/metrics.jsonl: one JSON object per optimizer step, appended as the run goes.
+
+Only values that follow from the run's settings and data are written (no timings), so an interrupted and resumed
+run writes the same file, byte for byte, as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..runtime.atomic import write_atomic
+
+METRICS = "metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    step: int  # 1-based: optimizer steps done after this one
+    loss: float
+    lr: float
+    branch: str
+    grad_norm: float
+    epoch: int
+    samples: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+
+class MetricsLog:
+    """Appends records; on resume drops what a killed run wrote after its last checkpoint."""
+
+    def __init__(self, run: Path) -> None:
+        self.path = Path(run) / METRICS
+
+    def truncate_after(self, step: int) -> None:
+        """Keep the records of steps <= `step` (atomically: temp file, then rename)."""
+        if not self.path.is_file():
+            return
+        kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and _step(line) is not None and _step(line) <= step]
+        text = "".join(f"{line}\n" for line in kept)
+        write_atomic(self.path, lambda temp: temp.write_text(text, encoding="utf-8"))
+
+    def append(self, record: StepRecord | dict) -> None:
+        line = record.line() if isinstance(record, StepRecord) else json.dumps(record, ensure_ascii=False)
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+            handle.flush()
+
+    def records(self) -> list[dict]:
+        if not self.path.is_file():
+            return []
+        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _step(line: str) -> int | None:
+    """A record's step; a half-written last line (the run was killed mid-write) has none and is dropped."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None

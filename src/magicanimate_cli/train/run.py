@@ -1,0 +1,156 @@
+"""A training run from start to export: the RUN folder, resuming, and what the run records.
+
+    RUN/config.json        every resolved setting, the noise schedule, fingerprints of the data and weights
+    RUN/metrics.jsonl      one object per optimizer step (metrics.py)
+    RUN/checkpoints/       step-N folders (checkpoint.py)
+    RUN/export/            the released layout (export.py)
+
+Everything that can be wrong with the inputs is found before the RUN folder is touched: a bad setting, DATA,
+`--from` folder or weights file leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..engine.loader import WeightsLayout
+from ..runtime.atomic import write_json_atomic
+from ..runtime.errors import InputError, OutputError, SettingsError
+from . import checkpoint
+from .batches import FrameSource
+from .export import write_export
+from .loop import OnStep, Outcome, Trainer, run_loop
+from .metrics import MetricsLog
+from .model import TrainingParts, load_parts
+from .sampling import DataIndex
+from .schedule import check_recorded, check_weights_schedule, inference_schedule
+from .settings import TrainSettings, differing_setting
+
+CONFIG = "config.json"
+CONFIG_FORMAT = 1
+
+
+@dataclass
+class RunResult:
+    run: Path
+    outcome: Outcome
+    export: Path | None
+    resumed_from: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def usable_videos(videos: tuple[tuple[str, int], ...], settings: TrainSettings, data: Path
+                  ) -> tuple[tuple[tuple[str, int], ...], list[tuple[str, str]]]:
+    """The videos long enough for the stage's samples; the others with the reason. None left is an error."""
+    span = (settings.clip_frames - 1) * settings.frame_stride + 1
+    kept = tuple(v for v in videos if v[1] >= span)
+    skipped = [(name, f"{count} frames, shorter than a {settings.frames}-frame clip at stride "
+                      f"{settings.frame_stride} ({span} frames)") for name, count in videos if count < span]
+    if not kept:
+        raise InputError(f"{data}: no video is long enough for --frames {settings.frames} --frame-stride "
+                         f"{settings.frame_stride} ({span} frames needed; the longest has "
+                         f"{max(c for _, c in videos)})")
+    return kept, skipped
+
+
+def fingerprint(files: list[Path]) -> str:
+    """Names and sizes of the starting weight files: cheap, and enough to tell one start from another."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{Path(path).resolve()} {Path(path).stat().st_size}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str, int], ...], images: tuple[str, ...],
+          data_fingerprint: str, resume: bool = False, on_step: OnStep | None = None,
+          make_validator: Callable[[TrainingParts], Callable[[int], list[dict]]] | None = None,
+          on_ready: Callable[[int, list[tuple[str, str]]], None] | None = None) -> RunResult:
+    """Check, build, (resume,) train and export. `on_ready(start_step, skipped)` runs once the models are loaded."""
+    settings.validate()
+    kept, skipped = usable_videos(videos, settings, settings.data)
+    index = DataIndex(kept, images)
+    run = settings.run
+    recorded = _recorded_config(run, resume)
+    schedule = inference_schedule()
+    check_weights_schedule(schedule, WeightsLayout(settings.weights).scheduler / "scheduler_config.json")
+    if settings.start_from is not None:
+        check_recorded(schedule, _from_schedule(settings.start_from), settings.start_from)
+    parts = load_parts(settings.stage, settings.weights, settings.start_from, settings.motion_module, settings.device,
+                       settings.seed)
+    longest = int(getattr(parts.model.unet.config, "motion_max_len", settings.frames))
+    if settings.stage == 2 and settings.frames > longest:
+        raise SettingsError(f"--frames {settings.frames}: the motion module's position table holds {longest} frames")
+    record = {"format": CONFIG_FORMAT, "settings": settings.record(), "schedule": schedule.record,
+              "data": {"fingerprint": data_fingerprint, "videos": len(kept), "images": len(images),
+                       "skipped": [list(s) for s in skipped]},
+              "weights": {"fingerprint": fingerprint(parts.sources), "files": [str(p) for p in parts.sources]}}
+    if recorded is not None:
+        _check_resumable(recorded, record, run)
+    trainer = Trainer(settings, parts, index, source, schedule)
+    start = 0
+    if recorded is not None:
+        latest = checkpoint.latest(run)
+        if latest is not None:
+            start = trainer.restore(latest)
+        MetricsLog(run).truncate_after(start)
+    else:
+        write_json_atomic(run / CONFIG, record)
+    if on_ready is not None:
+        on_ready(start, skipped)
+    validate = make_validator(parts) if make_validator is not None and settings.validate_every else None
+    outcome = run_loop(trainer, run, on_step, validate)
+    export = None
+    if outcome.stopped is None:
+        export = write_export(run, parts.model, parts.motion_state, parts.appearance_config, parts.controlnet_config,
+                              {"stage": settings.stage, "step": trainer.step, "schedule": schedule.record})
+    return RunResult(run, outcome, export, start, skipped)
+
+
+def _recorded_config(run: Path, resume: bool) -> dict | None:
+    """The run's recorded config when resuming; a fresh run must not reuse another run's folder."""
+    config = run / CONFIG
+    if resume:
+        if not config.is_file():
+            raise SettingsError(f"{run}: nothing to resume (no {CONFIG}); start the run without --resume")
+        try:
+            return json.loads(config.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{config}: not a readable run config ({exc})") from None
+    if config.is_file():
+        raise OutputError(f"{run}: already holds a run; continue it with --resume or choose another -o")
+    if run.exists() and (not run.is_dir() or any(run.iterdir())):
+        raise OutputError(f"{run}: exists and is not an empty folder; choose another -o")
+    return None
+
+
+def _check_resumable(recorded: dict, current: dict, run: Path) -> None:
+    key = differing_setting(recorded.get("settings", {}), current["settings"])
+    if key is not None:
+        raise SettingsError(f"{run}: --resume with other settings: {key} was {recorded['settings'].get(key)!r}, "
+                            f"now {current['settings'].get(key)!r}")
+    for what in ("schedule",):
+        if recorded.get(what) != current[what]:
+            raise SettingsError(f"{run}: --resume with another noise schedule ({recorded.get(what)} vs "
+                                f"{current[what]})")
+    for what in ("data", "weights"):
+        if recorded.get(what, {}).get("fingerprint") != current[what]["fingerprint"]:
+            raise SettingsError(f"{run}: --resume with other {what} (fingerprint {recorded[what].get('fingerprint')} "
+                                f"when the run started, {current[what]['fingerprint']} now)")
+
+
+def _from_schedule(folder: Path) -> dict | None:
+    """The schedule a --from folder was trained with, when it is one of our exports."""
+    record = folder / "training.json"
+    if not record.is_file():
+        return None
+    try:
+        return json.loads(record.read_text(encoding="utf-8")).get("schedule")
+    except (OSError, ValueError):
+        return None
+
+
+

@@ -1,0 +1,139 @@
+"""Every setting of a training run, resolved and checked before anything is loaded or written.
+
+The run's `config.json` records `TrainSettings.record()`; `--resume` compares it setting by setting, so a resumed
+run cannot silently change what it trains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..runtime.errors import SettingsError
+
+DEFAULT_IMAGE_PROB = 0.25
+"""tau0 when DATA has images (the paper gives no value; ours)."""
+DEFAULT_JOINT = (0.1, 0.3)
+"""(tau1, tau2) when DATA has images; without images tau1 is 0 (the paper gives no values; ours)."""
+
+MIN_SIZE = 128
+RESUMABLE = frozenset({"run", "steps", "checkpoint_every", "keep_checkpoints", "device", "validate_every",
+                       "validation", "quiet"})
+"""Settings a resumed run may change: where the run lives, how long it goes on and how it reports, never what it
+trains."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """What `magicanimate train` was asked to do; paths are absolute."""
+
+    data: Path
+    run: Path
+    stage: int
+    weights: Path
+    start_from: Path | None = None  # --from: a folder in the MagicAnimate/ layout
+    motion_module: Path | None = None
+    steps: int = 1000
+    batch_size: int = 1
+    width: int = 512
+    height: int = 512
+    frames: int = 16
+    frame_stride: int = 1
+    lr: float = 1e-5
+    lr_warmup: int = 0
+    weight_decay: float = 1e-2
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    image_prob: float = 0.0  # tau0 (stage 1)
+    joint: tuple[float, float] = (0.0, 0.0)  # (tau1, tau2) (stage 2)
+    ref_dropout: float = 0.1
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    device: str = "cpu"
+    validate_every: int = 0
+    validation: Path | None = None
+    quiet: bool = False
+
+    @property
+    def clip_frames(self) -> int:
+        """Frames per training clip: K in stage 2; stage 1 trains on single frames (no temporal layers)."""
+        return self.frames if self.stage == 2 else 1
+
+    def validate(self) -> None:
+        _check(self.stage in (1, 2), f"--stage {self.stage}: the paper has stages 1 and 2")
+        for name, value, low in (("--steps", self.steps, 1), ("--batch-size", self.batch_size, 1),
+                                 ("--frames", self.frames, 1), ("--frame-stride", self.frame_stride, 1),
+                                 ("--checkpoint-every", self.checkpoint_every, 1),
+                                 ("--keep-checkpoints", self.keep_checkpoints, 1), ("--lr-warmup", self.lr_warmup, 0),
+                                 ("--validate-every", self.validate_every, 0)):
+            _check(value >= low, f"{name} {value}: must be at least {low}")
+        _check(self.width % 8 == 0 and self.height % 8 == 0 and min(self.width, self.height) >= MIN_SIZE,
+               f"--size {self.width}x{self.height}: width and height must be multiples of 8, at least {MIN_SIZE} "
+               "(smaller leaves the UNet's deepest level a single pixel, where GroupNorm has nothing to normalise)")
+        _check(self.lr > 0, f"--lr {self.lr}: must be positive")
+        _check(0.0 <= self.image_prob <= 1.0, f"--image-prob {self.image_prob}: must be within [0, 1]")
+        tau1, tau2 = self.joint
+        _check(0.0 <= tau1 <= tau2 <= 1.0, f"--joint {tau1},{tau2}: need 0 <= tau1 <= tau2 <= 1 (tau values out of "
+                                           "order)")
+        _check(0.0 <= self.ref_dropout <= 1.0, f"--ref-dropout {self.ref_dropout}: must be within [0, 1]")
+        if self.stage == 1 and tau1 + tau2 > 0:
+            raise SettingsError("--joint is stage 2's image-video mix; stage 1 takes --image-prob")
+        if self.stage == 2 and self.image_prob > 0:
+            raise SettingsError("--image-prob is stage 1's image share; stage 2 takes --joint tau1,tau2")
+        if self.stage == 2 and self.motion_module is None and self.start_from is None:
+            raise SettingsError("--stage 2 needs a temporal start: --motion-module FILE (AnimateDiff's mm_sd_v15.ckpt "
+                                "or a temporal_attention.ckpt) or --from DIR with temporal_attention/")
+        if self.validate_every and self.validation is None:
+            raise SettingsError("--validate-every needs --validation DIR")
+
+    def record(self) -> dict:
+        """JSON-ready settings for config.json (paths as strings, the mix as a list)."""
+        out = {}
+        for key, value in asdict(self).items():
+            out[key] = str(value) if isinstance(value, Path) else (list(value) if isinstance(value, tuple) else value)
+        return out
+
+
+def resolve_mix(stage: int, image_prob: float | None, joint: tuple[float, float] | None,
+                has_images: bool, data: Path) -> tuple[float, tuple[float, float]]:
+    """tau0 and (tau1, tau2) with the defaults filled in; asking for images that DATA lacks is an error."""
+    if stage == 1:
+        tau0 = (DEFAULT_IMAGE_PROB if has_images else 0.0) if image_prob is None else image_prob
+        if tau0 > 0 and not has_images:
+            raise SettingsError(f"{data}: --image-prob {tau0} asks for images, but DATA has no images/ (add some "
+                                "with prepare-data --images, or pass --image-prob 0)")
+        return tau0, (0.0, 0.0) if joint is None else joint
+    if joint is None:
+        joint = DEFAULT_JOINT if has_images else (0.0, DEFAULT_JOINT[1] - DEFAULT_JOINT[0])
+    if joint[0] > 0 and not has_images:
+        raise SettingsError(f"{data}: --joint {joint[0]},{joint[1]} asks for images (tau1 > 0), but DATA has no "
+                            "images/ (pass --joint 0,TAU2)")
+    return 0.0 if image_prob is None else image_prob, joint
+
+
+def parse_joint(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    parts = text.split(",")
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 2:
+        raise SettingsError(f"--joint {text}: expected two numbers TAU1,TAU2, e.g. 0.1,0.3")
+    return values  # type: ignore[return-value]
+
+
+def differing_setting(recorded: dict, current: dict) -> str | None:
+    """The first setting (by name) that a resumed run would change, or None."""
+    for key in sorted(set(recorded) | set(current)):
+        if key in RESUMABLE:
+            continue
+        if recorded.get(key) != current.get(key):
+            return key
+    return None
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise SettingsError(message)
