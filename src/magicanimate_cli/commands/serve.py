@@ -33,7 +33,7 @@ def serve(
                                      help="How long a finished job's files stay downloadable (90s, 30m, 1h, 2d)."),
     max_upload_mb: int = typer.Option(200, "--max-upload-mb", help="Largest upload accepted, in MB (of 1024² bytes)."),
     max_frames: int = typer.Option(300, "--max-frames", help="Most motion frames one job animates."),
-    max_job_seconds: Optional[float] = typer.Option(None, "--max-job-seconds",
+    max_job_seconds: Optional[float] = typer.Option(None, "--max-job-seconds", metavar="<seconds>",
                                                     help="Refuse jobs estimated to take longer on this server "
                                                          "(estimates start after the first job)."),
 ) -> None:
