@@ -56,6 +56,16 @@ def run_train(
     device: str = typer.Option("auto", help="auto | cuda | cpu."),
     quiet: bool = flag("--quiet", QUIET_HELP, "-q"),
     as_json: bool = flag("--json", JSON_HELP),
+    # scale: memory and the global batch (docs/training.md, "Memory")
+    gradient_accumulation: int = typer.Option(1, "--gradient-accumulation",
+                                              help="Micro-batches per optimizer step (global batch = batch size x "
+                                                   "processes x this)."),
+    mixed_precision: Literal["no", "fp16", "bf16"] = typer.Option("no", "--mixed-precision",
+                                                                  help="Frozen networks and the step's arithmetic "
+                                                                       "in this type; trained weights stay fp32."),
+    gradient_checkpointing: bool = flag("--gradient-checkpointing",
+                                        "Recompute activations in backward (less memory, ~30% more time)."),
+    cache_latents: bool = flag("--cache-latents", "Encode each frame's VAE latent once and reuse it (in memory)."),
 ) -> None:
     """Train MagicAnimate on a DATA folder: stage 1 or 2 of the paper, resumable, exported in the released layout."""
     from ..dataset.reader import DataFolder
@@ -78,7 +88,9 @@ def run_train(
         frame_stride=frame_stride, lr=lr, lr_warmup=lr_warmup, seed=seed, image_prob=tau0, joint=mix,
         ref_dropout=ref_dropout, checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
         device=str(resolve_device(device)), quiet=quiet, validate_every=validate_every,
-        validation=validation.resolve() if validation else None)
+        validation=validation.resolve() if validation else None,
+        gradient_accumulation=gradient_accumulation, mixed_precision=mixed_precision,  # scale:
+        gradient_checkpointing=gradient_checkpointing, cache_latents=cache_latents)
     settings.validate()
     make_validator = None
     if settings.validate_every:
