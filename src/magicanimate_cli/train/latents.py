@@ -26,18 +26,21 @@ class LatentCache:
         return len(self.latents)
 
     def frame(self, name: str, index: int, pixels: torch.Tensor) -> torch.Tensor:
-        """The latent (4, h, w) of frame `index` of `name` (an image is its frame 0), on the pixels' device."""
+        """The latent (4, h, w) of frame `index` of `name` (an image is its frame 0) from its (1, 3, H, W) pixels,
+        on their device. The pixels are a slice of the batch, in the batch's memory layout: convolutions round
+        differently on another layout."""
         key = (name, index)
         if key not in self.latents:
-            self.latents[key] = encode_latents(self.vae, pixels[None])[0].to("cpu")
+            self.latents[key] = encode_latents(self.vae, pixels)[0].to("cpu")
         return self.latents[key].to(pixels.device)
 
     def batch(self, plan: StepPlan, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(b, 4, f, h, w) target latents and (b, 4, h, w) reference latents of a step's samples."""
         targets, references = [], []
+        frames = batch.target.flatten(0, 1)
         for i, sample in enumerate(plan.samples):
-            name = f"{sample.kind}:{sample.name}"
-            targets.append(torch.stack([self.frame(name, index, batch.target[i, j])
+            name, f = f"{sample.kind}:{sample.name}", len(sample.frames)
+            targets.append(torch.stack([self.frame(name, index, frames[i * f + j:i * f + j + 1])
                                         for j, index in enumerate(sample.frames)], dim=1))
-            references.append(self.frame(name, sample.reference, batch.reference[i]))
+            references.append(self.frame(name, sample.reference, batch.reference[i:i + 1]))
         return torch.stack(targets), torch.stack(references)
