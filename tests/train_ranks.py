@@ -18,10 +18,17 @@ def main() -> None:
     dist.init_process_group("gloo", init_method=store, rank=rank, world_size=world)
     from magicanimate_cli.cli import main as cli
 
+    code = 0
     try:
         cli(sys.argv[4:])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
     finally:
         dist.destroy_process_group()
+    # the run is over and its files are closed; skip the interpreter's teardown of torch (seconds per process)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

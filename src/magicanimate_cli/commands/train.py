@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from pathlib import Path
 from typing import Literal, Optional
@@ -95,7 +96,9 @@ def run_train(
     make_validator = None
     if settings.validate_every:
         make_validator = validator_factory(settings, validation_steps)
-    display = TrainProgress(settings.steps, settings.batch_size, enabled=not (quiet or as_json))
+    main_process = os.environ.get("RANK", "0") == "0"  # scale: under torchrun/accelerate only rank 0 reports
+    global_batch = settings.batch_size * settings.gradient_accumulation * int(os.environ.get("WORLD_SIZE", "1"))
+    display = TrainProgress(settings.steps, global_batch, enabled=not (quiet or as_json) and main_process)
 
     def ready(start: int, skipped: list) -> None:
         display.start_at(start)
@@ -105,6 +108,8 @@ def run_train(
     with display:
         result = train(settings, folder, contents.videos, contents.images, contents.fingerprint, resume=resume,
                        on_step=display.update, on_ready=ready, make_validator=make_validator)
+    if not result.main:  # scale: the main process prints the summary
+        raise typer.Exit(STOP_CODES.get(result.outcome.stopped, 1) if result.outcome.stopped else 0)
     complete = result.export is not None and (result.export / "temporal_attention" / "temporal_attention.ckpt").is_file()
     command = animate_command(settings.weights, result.export) if complete else None
     last = result.outcome.last

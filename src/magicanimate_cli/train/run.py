@@ -42,6 +42,7 @@ class RunResult:
     export: Path | None
     resumed_from: int
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    main: bool = True  # False in the other processes of a multi-process run: they report nothing
 
 
 def usable_videos(videos: tuple[tuple[str, int], ...], settings: TrainSettings, data: Path
@@ -121,7 +122,7 @@ def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str,
                                   {"stage": settings.stage, "step": trainer.step, "schedule": schedule.record},
                                   trainer.originals)
         trainer.accelerator.wait_for_everyone()
-    return RunResult(run, outcome, export, start, skipped)
+    return RunResult(run, outcome, export, start, skipped, main)
 
 
 def global_batch_record(settings: TrainSettings, processes: int) -> dict:

@@ -22,6 +22,8 @@ RESUMABLE = frozenset({"run", "steps", "checkpoint_every", "keep_checkpoints", "
 # scale: how a step is computed, not what it trains, may change on resume
 RESUMABLE = RESUMABLE | {"gradient_checkpointing", "cache_latents"}
 PRECISIONS = ("no", "fp16", "bf16")
+RECORDED_BEFORE = {"gradient_accumulation": 1, "mixed_precision": "no"}
+"""What a run recorded before these settings existed did without them."""
 """Settings a resumed run may change: where the run lives, how long it goes on and how it reports, never what it
 trains."""
 
@@ -150,7 +152,7 @@ def differing_setting(recorded: dict, current: dict) -> str | None:
     for key in sorted(set(recorded) | set(current)):
         if key in RESUMABLE:
             continue
-        if recorded.get(key) != current.get(key):
+        if recorded.get(key, RECORDED_BEFORE.get(key)) != current.get(key):
             return key
     return None
 
