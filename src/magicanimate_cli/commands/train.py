@@ -65,7 +65,7 @@ def run_train(
                                                                   help="Frozen networks and the step's arithmetic "
                                                                        "in this type; trained weights stay fp32."),
     gradient_checkpointing: bool = flag("--gradient-checkpointing",
-                                        "Recompute activations in backward (less memory, ~30% more time)."),
+                                        "Recompute activations in backward: less memory, one more forward of time."),
     cache_latents: bool = flag("--cache-latents", "Encode each frame's VAE latent once and reuse it (in memory)."),
 ) -> None:
     """Train MagicAnimate on a DATA folder: stage 1 or 2 of the paper, resumable, exported in the released layout."""

@@ -9,6 +9,7 @@ moments stay float32 (accelerate's loss scaling guards fp16's gradients). The fr
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from .model import TrainingParts, TrainingModel
 
@@ -26,7 +27,7 @@ def cast_frozen(parts: TrainingParts, precision: str) -> dict[str, torch.Tensor]
         if not param.requires_grad:
             originals[name] = param.data.to("cpu")
             param.data = param.data.to(dtype)
-    parts.vae.to(dtype)
+    nn.Module.to(parts.vae, dtype=dtype)  # the VAE is frozen whole (diffusers' own .to() warns about this)
     return originals
 
 

@@ -19,13 +19,13 @@ DEFAULT_JOINT = (0.1, 0.3)
 MIN_SIZE = 128
 RESUMABLE = frozenset({"run", "steps", "checkpoint_every", "keep_checkpoints", "device", "validate_every",
                        "validation", "quiet"})
+"""Settings a resumed run may change: where the run lives, how long it goes on and how it reports, never what it
+trains."""
 # scale: how a step is computed, not what it trains, may change on resume
 RESUMABLE = RESUMABLE | {"gradient_checkpointing", "cache_latents"}
 PRECISIONS = ("no", "fp16", "bf16")
 RECORDED_BEFORE = {"gradient_accumulation": 1, "mixed_precision": "no"}
 """What a run recorded before these settings existed did without them."""
-"""Settings a resumed run may change: where the run lives, how long it goes on and how it reports, never what it
-trains."""
 
 
 @dataclass(frozen=True)
