@@ -41,7 +41,8 @@ def run_train(
     seed: int = typer.Option(0, help="Seed of the data order, noise, timesteps and dropout."),
     image_prob: Optional[float] = typer.Option(None, "--image-prob", show_default="0.25 with images, else 0",
                                                help="Stage 1: tau0, the share of image samples."),
-    joint: Optional[str] = typer.Option(None, "--joint", show_default="0.1,0.3 with images, else 0,0.2",
+    joint: Optional[str] = typer.Option(None, "--joint", metavar="<TAU1,TAU2>",
+                                        show_default="0.1,0.3 with images, else 0,0.2",
                                         help="Stage 2: TAU1,TAU2 (image below TAU1, one frame below TAU2, else a "
                                              "clip)."),
     ref_dropout: float = typer.Option(0.1, "--ref-dropout", help="Share of samples trained without their "
@@ -54,7 +55,7 @@ def run_train(
                                               help="Folder of NAME.png + NAME.mp4 (+ NAME.truth.mp4) pairs."),
     validation_steps: int = typer.Option(25, "--validation-steps", help="DDIM steps of a validation video."),
     resume: bool = flag("--resume", "Continue the run in -o from its newest checkpoint (same settings)."),
-    device: str = typer.Option("auto", help="auto | cuda | cpu."),
+    device: str = typer.Option("auto", metavar="<device>", help="auto | cuda | cpu."),
     quiet: bool = flag("--quiet", QUIET_HELP, "-q"),
     as_json: bool = flag("--json", JSON_HELP),
     # scale: memory and the global batch (docs/training.md, "Memory")
