@@ -89,14 +89,6 @@ def _steps(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def _export(run: Path) -> dict[str, torch.Tensor]:
-    tensors = {}
-    for part in ("appearance_encoder", "densepose_controlnet"):
-        for key, value in load_file(run / "export" / part / "diffusion_pytorch_model.safetensors").items():
-            tensors[f"{part}.{key}"] = value
-    return tensors
-
-
 def _assert_same_run(run: Path, reference: Path) -> None:
     """Byte for byte the same metrics and export, and the export trained (ControlNet's zeroed convolutions
     moved)."""
