@@ -18,7 +18,7 @@ DEFAULT_JOINT = (0.1, 0.3)
 
 MIN_SIZE = 128
 RESUMABLE = frozenset({"run", "steps", "checkpoint_every", "keep_checkpoints", "device", "validate_every",
-                       "validation", "quiet"})
+                       "validation", "quiet", "log"})
 """Settings a resumed run may change: where the run lives, how long it goes on and how it reports, never what it
 trains."""
 
@@ -53,6 +53,10 @@ class TrainSettings:
     validate_every: int = 0
     validation: Path | None = None
     quiet: bool = False
+    # small: the optimizer, low-rank adapters (0: off), the tracker (None: metrics.jsonl only)
+    optimizer: str = "adamw"
+    lora: int = 0
+    log: str | None = None
 
     @property
     def clip_frames(self) -> int:
@@ -83,6 +87,8 @@ class TrainSettings:
         if self.stage == 2 and self.motion_module is None and self.start_from is None:
             raise SettingsError("--stage 2 needs a temporal start: --motion-module FILE (AnimateDiff's mm_sd_v15.ckpt "
                                 "or a temporal_attention.ckpt) or --from DIR with temporal_attention/")
+        _check(self.optimizer in ("adamw", "adamw8bit"), f"--optimizer {self.optimizer}: adamw or adamw8bit")
+        _check(self.lora >= 0, f"--lora {self.lora}: a rank must be at least 1 (0: off)")
         if self.validate_every and self.validation is None:
             raise SettingsError("--validate-every needs --validation DIR")
 
