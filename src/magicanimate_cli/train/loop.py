@@ -24,6 +24,7 @@ from . import checkpoint
 from .batches import FrameSource, make_batch
 from .metrics import MetricsLog, StepRecord
 from .model import TrainingParts, encode_latents, set_trainable
+from .optim import make_optimizer
 from .sampling import DataIndex, Mix, StepPlan, plan_step
 from .schedule import NoiseSchedule
 from .settings import TrainSettings
@@ -54,7 +55,7 @@ class Trainer:
         self.accelerator = Accelerator(cpu=torch.device(settings.device).type == "cpu", mixed_precision="no")
         params = set_trainable(parts.model, settings.stage)
         names = [n for n, p in parts.model.named_parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+        optimizer = make_optimizer(settings.optimizer, params, settings.lr, settings.weight_decay, settings.device)
         warmup = settings.lr_warmup
         lr_schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
