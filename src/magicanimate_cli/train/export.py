@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import save_file
 
 from ..runtime.errors import OutputError
+from .lora import LORA_DIR, plain_state_dict, write_adapters
 from .model import APPEARANCE_DIR, CONTROLNET_DIR, MOTION, TEMPORAL_FILE, TrainingModel
 
 EXPORT = "export"
@@ -30,9 +31,9 @@ def export_states(model: TrainingModel, motion_state: dict[str, torch.Tensor] | 
                   ) -> dict[str, dict[str, torch.Tensor]]:
     """The three released files' tensors: part -> state dict. The temporal file is left out when the run has no
     temporal layers (a stage-1 run started without any)."""
-    states = {APPEARANCE_DIR: dict(model.appearance_encoder.state_dict()),
-              CONTROLNET_DIR: dict(model.controlnet.state_dict())}
-    unet_motion = {k: v for k, v in model.unet.state_dict().items() if MOTION in k}
+    states = {APPEARANCE_DIR: plain_state_dict(model.appearance_encoder),
+              CONTROLNET_DIR: plain_state_dict(model.controlnet)}  # adapters (--lora) merged
+    unet_motion = {k: v for k, v in plain_state_dict(model.unet).items() if MOTION in k}
     motion = unet_motion or motion_state
     if motion:
         states[TEMPORAL_FILE] = dict(motion)
@@ -56,6 +57,8 @@ def write_export(run: Path, model: TrainingModel, motion_state: dict[str, torch.
             config = appearance_config if part == APPEARANCE_DIR else controlnet_config
             (temp / part / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
             save_file(tensors, str(temp / part / WEIGHTS_FILE))
+        write_adapters({APPEARANCE_DIR: model.appearance_encoder, CONTROLNET_DIR: model.controlnet,
+                        "temporal_attention": model.unet}, temp / LORA_DIR)  # --lora: the adapters, beside
         (temp / "training.json").write_text(json.dumps(record, indent=2) + "\n")
         old = target.with_name(f".old-{EXPORT}")
         shutil.rmtree(old, ignore_errors=True)

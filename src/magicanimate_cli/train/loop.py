@@ -24,6 +24,7 @@ from . import checkpoint
 from .batches import FrameSource, make_batch
 from .metrics import MetricsLog, StepRecord
 from .model import TrainingParts, encode_latents, set_trainable
+from .lora import add_adapters
 from .optim import make_optimizer
 from .sampling import DataIndex, Mix, StepPlan, plan_step
 from .schedule import NoiseSchedule
@@ -53,7 +54,8 @@ class Trainer:
         self.settings, self.parts, self.data, self.source, self.schedule = settings, parts, data, source, schedule
         # fp32 whatever an accelerate config or ACCELERATE_* variable says: the run's settings say what it does
         self.accelerator = Accelerator(cpu=torch.device(settings.device).type == "cpu", mixed_precision="no")
-        params = set_trainable(parts.model, settings.stage)
+        params = (add_adapters(parts.model, settings.stage, settings.lora, settings.seed) if settings.lora
+                  else set_trainable(parts.model, settings.stage))
         names = [n for n, p in parts.model.named_parameters() if p.requires_grad]
         optimizer = make_optimizer(settings.optimizer, params, settings.lr, settings.weight_decay, settings.device)
         warmup = settings.lr_warmup

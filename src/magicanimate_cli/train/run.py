@@ -26,6 +26,7 @@ from .export import write_export
 from .loop import OnStep, Outcome, Trainer, run_loop
 from .metrics import MetricsLog
 from .model import TrainingParts, load_parts
+from .lora import check_peft
 from .optim import check_optimizer
 from .sampling import DataIndex
 from .schedule import check_recorded, check_weights_schedule, inference_schedule
@@ -73,6 +74,8 @@ def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str,
     """Check, build, (resume,) train and export. `on_ready(start_step, skipped)` runs once the models are loaded."""
     settings.validate()
     check_optimizer(settings.optimizer, settings.device)
+    if settings.lora:
+        check_peft()
     kept, skipped = usable_videos(videos, settings, settings.data)
     index = DataIndex(kept, images)
     run = settings.run

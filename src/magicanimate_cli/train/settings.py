@@ -89,6 +89,9 @@ class TrainSettings:
                                 "or a temporal_attention.ckpt) or --from DIR with temporal_attention/")
         _check(self.optimizer in ("adamw", "adamw8bit"), f"--optimizer {self.optimizer}: adamw or adamw8bit")
         _check(self.lora >= 0, f"--lora {self.lora}: a rank must be at least 1 (0: off)")
+        if self.lora and self.stage == 1 and self.start_from is None:
+            raise SettingsError("--lora in stage 1 needs --from DIR: a fresh ControlNet's zeroed output "
+                                "convolutions pass no gradient to adapters (fine-tune the release or an export)")
         if self.validate_every and self.validation is None:
             raise SettingsError("--validate-every needs --validation DIR")
 
