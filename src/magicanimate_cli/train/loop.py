@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..runtime.testhooks import pause_point
-from . import checkpoint
+from . import checkpoint, tracking
 from .batches import FrameSource, make_batch
 from .metrics import MetricsLog, StepRecord
 from .model import TrainingParts, encode_latents, set_trainable
@@ -53,7 +53,8 @@ class Trainer:
 
         self.settings, self.parts, self.data, self.source, self.schedule = settings, parts, data, source, schedule
         # fp32 whatever an accelerate config or ACCELERATE_* variable says: the run's settings say what it does
-        self.accelerator = Accelerator(cpu=torch.device(settings.device).type == "cpu", mixed_precision="no")
+        self.accelerator = Accelerator(cpu=torch.device(settings.device).type == "cpu", mixed_precision="no",
+                                       **tracking.accelerator_options(settings.log, settings.run))
         params = (add_adapters(parts.model, settings.stage, settings.lora, settings.seed) if settings.lora
                   else set_trainable(parts.model, settings.stage))
         names = [n for n, p in parts.model.named_parameters() if p.requires_grad]
@@ -138,10 +139,12 @@ def run_loop(trainer: Trainer, run: Path, on_step: OnStep | None = None,
         while trainer.step < s.steps:
             record, timing = trainer.train_step()
             log.append(record)
+            tracking.log_step(trainer.accelerator, s.log, record, timing.data_s + timing.compute_s, s.batch_size)
             last = record
             if validate is not None and s.validate_every and record.step % s.validate_every == 0:
                 for entry in validate(record.step):
                     log.append(entry)
+                    tracking.log_validation(trainer.accelerator, s.log, entry)
             pause_point(f"train-step:{record.step}")  # tests stop the run here: metrics written, no checkpoint yet
             if on_step is not None:
                 on_step(record, timing)

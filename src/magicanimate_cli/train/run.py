@@ -20,7 +20,7 @@ from pathlib import Path
 from ..engine.loader import WeightsLayout
 from ..runtime.atomic import write_json_atomic
 from ..runtime.errors import InputError, OutputError, SettingsError
-from . import checkpoint
+from . import checkpoint, tracking
 from .batches import FrameSource
 from .export import write_export
 from .loop import OnStep, Outcome, Trainer, run_loop
@@ -76,6 +76,7 @@ def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str,
     check_optimizer(settings.optimizer, settings.device)
     if settings.lora:
         check_peft()
+    tracking.check_tracker(settings.log)
     kept, skipped = usable_videos(videos, settings, settings.data)
     index = DataIndex(kept, images)
     run = settings.run
@@ -107,7 +108,11 @@ def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str,
     if on_ready is not None:
         on_ready(start, skipped)
     validate = make_validator(parts) if make_validator is not None and settings.validate_every else None
-    outcome = run_loop(trainer, run, on_step, validate)
+    tracking.start(trainer.accelerator, settings.log, settings.record())
+    try:
+        outcome = run_loop(trainer, run, on_step, validate)
+    finally:
+        tracking.finish(trainer.accelerator, settings.log)
     export = None
     if outcome.stopped is None:
         export = write_export(run, parts.model, parts.motion_state, parts.appearance_config, parts.controlnet_config,
