@@ -107,11 +107,12 @@ def prepare(args, model: TrainingModel, device: torch.device):
             if not p.requires_grad:
                 p.data = p.data.to(half)
     if args.gradient_checkpointing:
-        enable = getattr(model, "enable_gradient_checkpointing", None)
-        if enable is None:
-            raise SystemExit("--gradient-checkpointing: this version of the training model has no "
-                             "enable_gradient_checkpointing() (it comes with train --gradient-checkpointing)")
-        enable()
+        try:
+            from magicanimate_cli.train.precision import enable_gradient_checkpointing
+        except ImportError:
+            raise SystemExit("--gradient-checkpointing: this version has no train --gradient-checkpointing "
+                             "(train/precision.py)") from None
+        enable_gradient_checkpointing(model)
     return params, make_optimizer(args.optimizer, params, 1e-5, 1e-2, str(device))
 
 

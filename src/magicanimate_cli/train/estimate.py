@@ -8,8 +8,8 @@ keeps for the backward pass (`saved_tensors_hooks`), each storage counted once.
 What the memory estimate assumes (it is an estimate, not a measurement):
 - attention runs as a fused SDPA kernel on the GPU, which keeps no attention matrix (the meta device's math
   attention does; its softmax outputs are left out);
-- with gradient checkpointing every resnet, transformer and motion module of the trained networks is a
-  checkpoint: only their inputs stay, and one module's activations are rebuilt at a time in the backward pass;
+- with gradient checkpointing the segments are `train --gradient-checkpointing`'s (`checkpoint_units`): only
+  their inputs stay, and one segment's activations are rebuilt at a time in the backward pass;
 - mixed precision runs the networks in 16-bit (activations 2 bytes), keeps trainable weights, their gradients and
   the optimizer's states in fp32, casts frozen networks, and keeps a 16-bit copy of each trainable weight;
 - AdamW holds two fp32 states per trained weight; 8-bit Adam (bitsandbytes) one byte per state for tensors of at
@@ -241,21 +241,33 @@ class _Saved:
         return plain, outside + inputs + max(per_unit.values(), default=0), largest
 
 
-def checkpoint_units(model: TrainingModel) -> list[nn.Module]:
-    """The modules gradient checkpointing wraps: every resnet, transformer and motion module of each network."""
-    units = []
-    for net in (model.unet, model.appearance_encoder, model.controlnet):
-        blocks = [*getattr(net, "down_blocks", []), getattr(net, "mid_block", None), *getattr(net, "up_blocks", [])]
-        for block in blocks:
-            for kind in ("resnets", "attentions", "motion_modules"):
-                units.extend(m for m in getattr(block, kind, None) or [] if not isinstance(m, nn.Identity))
+def checkpoint_units(model: TrainingModel) -> list[list[nn.Module]]:
+    """The segments gradient checkpointing recomputes, each as the modules it runs (the first takes its input):
+    in the UNet one per layer of a block (resnet, spatial transformer, motion module) and the mid block's head
+    and tail; in the appearance encoder and ControlNet (diffusers' own switch) every resnet and transformer."""
+    units: list[list[nn.Module]] = []
+    unet = model.unet
+    for block in [*unet.down_blocks, *unet.up_blocks]:
+        for i, resnet in enumerate(block.resnets):
+            layer = [resnet]
+            if getattr(block, "attentions", None) is not None:
+                layer.append(block.attentions[i])
+            motion = getattr(block, "motion_modules", None)
+            if motion is not None and not isinstance(motion[i], nn.Identity):
+                layer.append(motion[i])
+            units.append(layer)
+    units += [[unet.mid_block.resnets[0]], [unet.mid_block.attentions[0], unet.mid_block.resnets[1]]]
+    for net in (model.appearance_encoder, model.controlnet):
+        for block in [*getattr(net, "down_blocks", []), getattr(net, "mid_block", None), *getattr(net, "up_blocks", [])]:
+            for kind in ("resnets", "attentions"):
+                units.extend([m] for m in getattr(block, kind, None) or [])
     return units
 
 
-def _track_units(stack: ExitStack, saved: _Saved, units: list[nn.Module]) -> None:
-    def enter(index: int):
+def _track_units(stack: ExitStack, saved: _Saved, units: list[list[nn.Module]]) -> None:
+    def enter(index: int, head: bool):
         def hook(module, args):
-            if torch.is_grad_enabled() and args and isinstance(args[0], torch.Tensor):
+            if head and torch.is_grad_enabled() and args and isinstance(args[0], torch.Tensor):
                 saved.unit_inputs.setdefault(_storage(args[0]), args[0].untyped_storage().nbytes())
             saved.stack.append(index)
         return hook
@@ -263,9 +275,10 @@ def _track_units(stack: ExitStack, saved: _Saved, units: list[nn.Module]) -> Non
     def leave(module, args, output):
         saved.stack.pop()
 
-    for index, unit in enumerate(units):
-        stack.callback(unit.register_forward_pre_hook(enter(index)).remove)
-        stack.callback(unit.register_forward_hook(leave).remove)
+    for index, members in enumerate(units):
+        for position, member in enumerate(members):
+            stack.callback(member.register_forward_pre_hook(enter(index, position == 0)).remove)
+            stack.callback(member.register_forward_hook(leave).remove)
 
 
 @dataclass(frozen=True)
@@ -305,7 +318,7 @@ def count_step(parts: MetaParts, batch: int, frames: int, height: int, width: in
                                                                                              lambda t: t):
             loss = (model(*args).float() ** 2).mean()
     # checkpointing runs again the forward of every unit the backward passes through (those that kept something)
-    recompute = _recompute_flops(forward, model, [units[i] for i in saved.units_in_graph()])
+    recompute = _recompute_flops(forward, model, [m for i in saved.units_in_graph() for m in units[i]])
     plain, checkpointed, largest = saved.totals()
     with FlopCounterMode(display=False) as backward:
         loss.backward()
