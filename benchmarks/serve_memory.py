@@ -56,8 +56,11 @@ def main() -> None:
             sizes = []
             for job in range(args.jobs):
                 client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
-                client.predict(handle_file(str(inputs.reference)), handle_file(str(inputs.motion)), False, False,
-                               128, "pad", False, args.frames, args.steps, 7.5, job, "ddim", api_name="/animate")
+                *_, status = client.predict(handle_file(str(inputs.reference)), handle_file(str(inputs.motion)),
+                                            False, False, 128, "pad", False, args.frames, args.steps, 7.5, job,
+                                            "ddim", api_name="/animate")
+                if not status.startswith("Done"):  # the server reports a failure as the status
+                    raise SystemExit(f"job {job + 1} failed: {status}")
                 sizes.append(round(rss_mb(server.pid), 1))
                 print(f"job {job + 1:3d}: {sizes[-1]:8.1f} MB resident", flush=True)
     finally:

@@ -35,7 +35,7 @@ class Gate:
         with self._cond:
             self._held.add(point)
 
-    def reached(self, point: str) -> None:
+    def reached(self, point: str, released: threading.Event | None = None) -> None:
         with self._cond:
             self.arrived[point] += 1
             turn = self.arrived[point]

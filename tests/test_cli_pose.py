@@ -88,7 +88,8 @@ def test_a_video_without_people_renders_background_only_frames(clips, pose_stand
     assert len(frames) == 3 and (frames == BACKGROUND).all()
     assert probe(out)[0] == 3
     sidecar = json.loads((tmp_path / "empty.mp4.json").read_text())
-    assert sidecar["people"] == {"frames": 3, "frames_without_people": 3, "most_people_in_a_frame": 0}
+    assert sidecar["people"] == {"frames": 3, "frames_without_people": 3, "most_people_in_a_frame": 0,
+                                 "people_per_frame": [[0, 2, 0]]}
 
 
 def test_min_score_decides_who_is_drawn(clips, pose_standin, tmp_path, capsys):

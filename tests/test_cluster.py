@@ -148,6 +148,13 @@ def test_more_local_ranks_than_visible_gpus_is_refused():
         device_for_share("auto", 2, 2)
 
 
+def test_a_share_records_the_launcher_variables_it_was_read_from():
+    env = {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "1", "HOME": "/root"}
+    assert cluster_share(env).record(env) == {"shard": "auto", "index": 3, "count": 4, "from": {
+        "SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "1"}}
+    assert cluster_share({}).record({}) == {"shard": "auto", "index": 1, "count": 1, "from": {}}
+
+
 def test_only_shard_auto_reads_the_environment():
     env = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}
     assert resolve_shard("1/3", "auto", env, 2) == ("1/3", "auto")
@@ -191,7 +198,11 @@ def test_animate_shard_auto_takes_the_share_of_its_torchrun_rank(animate_batch, 
     code, stdout, err = run(animate_args(animate_batch, tiny_bundle, tmp_path / "out"), capsys)
     assert code == 0, err
     # the second of two shares of [a, b, c] is [b]
-    assert [Path(i["output"]).name for i in json.loads(stdout)["items"]] == ["alice-b.mp4"]
+    summary = json.loads(stdout)
+    assert [Path(i["output"]).name for i in summary["items"]] == ["alice-b.mp4"]
+    share = {"shard": "auto", "index": 2, "count": 2, "from": {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}}
+    assert summary["shard"] == share
+    assert json.loads((tmp_path / "out" / "alice-b.mp4.json").read_text())["shard"] == share
 
 
 def test_animate_shard_auto_with_inconsistent_variables_fails_in_one_line_and_writes_nothing(
@@ -242,5 +253,9 @@ def test_two_torchrun_processes_split_a_pose_batch_once_and_match_one_process(po
     expected = {f"clip{n}-pose" for n in range(5)}
     assert done[0] | done[1] == expected  # none missed
     assert sorted(renders(launched)) == sorted(expected)
+    assert sorted((s["shard"]["index"], s["shard"]["count"]) for s in summaries) == [(1, 2), (2, 2)]
+    for summary in summaries:
+        for item in summary["items"]:
+            assert json.loads(Path(item["sidecar"]).read_text())["shard"] == summary["shard"]
     for name, frames in renders(single).items():
         np.testing.assert_array_equal(renders(launched)[name], frames)

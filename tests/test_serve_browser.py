@@ -1,8 +1,11 @@
 """`magicanimate serve --demo` in a real browser: headless Chromium (Debian's `chromium`) driven by Selenium.
 
-The page is used as a person would: upload the demo inputs, click Animate, wait for the video, download it. The
-browser may reach 127.0.0.1 only (every other host name fails to resolve) and the test checks that the page
-asked for nothing else. With MAGICANIMATE_SCREENSHOT=PATH the finished page is saved there (README's picture:
+The page is used as a person would: upload the demo inputs, click Animate, wait for the video, download it; make
+a mistake and read the error; close a tab while its job runs and watch another tab's job run next. The server
+runs in the test's process with a Gate (tests/serve_helpers.py) holding its jobs at named points, so what
+happens when is decided by the test. The browser may reach 127.0.0.1 only (every other host name fails to
+resolve) and the test checks that the page asked for nothing else. With MAGICANIMATE_SCREENSHOT=PATH the finished
+page is saved there (docs/serve.md's picture:
 `MAGICANIMATE_SCREENSHOT=docs/serve-page.png .venv/bin/python -m pytest tests/test_serve_browser.py`).
 """
 
@@ -10,10 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
-import signal
-import subprocess
-import sys
 import urllib.request
 from fractions import Fraction
 from pathlib import Path
@@ -22,7 +23,7 @@ from urllib.parse import urlparse
 import av
 import pytest
 
-from serve_helpers import WAIT, free_port, small_inputs
+from serve_helpers import WAIT, Gate, free_port, small_inputs
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -33,22 +34,37 @@ if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
     pytest.skip("Chromium is not installed: apt-get install chromium chromium-driver (.ci/run does this as root)",
                 allow_module_level=True)
 
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """`magicanimate serve --demo` as a user starts it; on SIGTERM it must leave nothing behind."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "magicanimate_cli", "serve", "--demo", "--devices", "cpu",
-                             "--port", str(port)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    line = proc.stderr.readline()  # the server announces itself once it listens (or ends: "")
-    if not line.startswith("serving "):
-        proc.kill()
-        raise AssertionError(f"the server did not start: {line}{proc.stderr.read()}")
-    workspace = Path(line.split("(workspace ")[1].split(")")[0])
-    yield f"http://127.0.0.1:{port}/", workspace, proc
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+def gate() -> Gate:
+    return Gate()
+
+
+@pytest.fixture(scope="module")
+def served(gate):
+    """`serve --demo` on the CPU, in this process, its jobs passing the test's gate."""
+    from magicanimate_cli.serve.server import serving
+    from magicanimate_cli.serve.settings import ServeSettings
+
+    with serving(ServeSettings(port=free_port(), demo=True, devices=("cpu",)), hooks=gate) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def gate_let_go(gate):
+    """Whatever a test leaves held is let go after it, so that a failure never keeps a job (and the server's
+    stop, which waits for its jobs) waiting."""
+    yield
+    gate.reset()
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> tuple[Path, Path]:
+    return small_inputs(tmp_path_factory.mktemp("browser-inputs"), frames=4)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +77,10 @@ def browser(tmp_path_factory, served):
     options.binary_location = CHROMIUM
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                      "--window-size=1440,1200", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-                     f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+                     f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+                     # tabs in the background keep running (the test watches one tab while another works)
+                     "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+                     "--disable-backgrounding-occluded-windows"):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
@@ -69,58 +88,132 @@ def browser(tmp_path_factory, served):
     driver.quit()
 
 
-def test_a_person_uploads_the_demo_inputs_previews_animates_and_downloads_the_video(served, browser, tmp_path):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    url, _, _ = served
-    reference, motion = small_inputs(tmp_path, frames=4)
+def open_page(browser, url: str, inputs: tuple[Path, Path]) -> WebDriverWait:
+    """Load the page in the current tab and upload both inputs, as a person would."""
     browser.get(url)
-    wait = WebDriverWait(browser, WAIT)
+    wait = WebDriverWait(browser, WAIT, poll_frequency=0.1)
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#reference input[type=file]"))
-    browser.find_element(By.CSS_SELECTOR, "#reference input[type=file]").send_keys(str(reference))
-    browser.find_element(By.CSS_SELECTOR, "#motion input[type=file]").send_keys(str(motion))
-    frames = browser.find_element(By.CSS_SELECTOR, "#frames input")
-    frames.send_keys(Keys.CONTROL, "a")
-    frames.send_keys("4", Keys.TAB)
+    browser.find_element(By.CSS_SELECTOR, "#reference input[type=file]").send_keys(str(inputs[0]))
+    browser.find_element(By.CSS_SELECTOR, "#motion input[type=file]").send_keys(str(inputs[1]))
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#reference a, #motion a")) >= 2)  # both uploaded
+    return wait
+
+
+def status(browser) -> str:
+    return browser.find_element(By.CSS_SELECTOR, "#status").text
+
+
+def test_a_person_uploads_the_demo_inputs_previews_animates_and_downloads_the_video(served, browser, inputs,
+                                                                                    tmp_path):
+    wait = open_page(browser, served.url, inputs)
     browser.find_element(By.CSS_SELECTOR, "#preview-button").click()
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#preview img[src]"))
+    assert status(browser).startswith("Preview ready")
     browser.find_element(By.CSS_SELECTOR, "#animate-button").click()
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#result video[src]"))
-    wait.until(lambda d: "Done: 4 frames" in d.find_element(By.CSS_SELECTOR, "#status").text)
+    wait.until(lambda d: "Done: 4 frames" in status(d))
+    _save_screenshot(browser)
     links = {Path(urlparse(a.get_attribute("href")).path).name: a.get_attribute("href")
              for a in browser.find_elements(By.CSS_SELECTOR, "#downloads a[href]")}
-    assert {"animation.mp4", "motion.mp4", "animation.mp4.json"} <= set(links)
+    (video_name,) = [name for name in links if re.fullmatch(r"reference-motion-[0-9a-f]{6}\.mp4", name)]
+    assert set(links) >= {video_name, video_name.replace(".mp4", "-densepose.mp4"), f"{video_name}.json"}
     video = tmp_path / "downloaded.mp4"
-    video.write_bytes(urllib.request.urlopen(links["animation.mp4"]).read())
+    video.write_bytes(urllib.request.urlopen(links[video_name]).read())
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
         decoded = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
         assert (len(decoded), stream.average_rate, decoded[0].shape) == (4, Fraction(25), (128, 128, 3))
-    _save_screenshot(browser)
+    browser.find_element(By.CSS_SELECTOR, "#cancel-button").click()
+    wait.until(lambda d: status(d) == "No job of yours is running or waiting.")
+    assert browser.find_element(By.CSS_SELECTOR, "#smooth input").get_attribute("disabled")  # no render to smooth
+    assert "no DensePose model" in browser.find_element(By.CSS_SELECTOR, "#render-first").text  # --demo has none
     assert _hosts_requested(browser) == {"127.0.0.1"}
 
 
-def test_stopping_the_server_removes_its_workspace(served, browser):
-    _, workspace, proc = served
-    assert workspace.is_dir()
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=WAIT) in (0, 130)
-    assert not workspace.exists()
+def test_an_error_stays_in_the_status_area_for_more_than_15_seconds_and_covers_nothing(served, browser, inputs):
+    browser.switch_to.new_window("tab")
+    wait = open_page(browser, served.url, inputs)
+    frames = browser.find_element(By.CSS_SELECTOR, "#frames input")
+    frames.clear()
+    frames.send_keys("0")
+    browser.find_element(By.CSS_SELECTOR, "#animate-button").click()
+    wait.until(lambda d: status(d) == "Error: Frames: must be at least 1 (got 0)")
+    # the page's own clock runs 15 s ahead at once (Chromium's virtual time): every timer it set, a toast's
+    # or any other, has fired by the time the script's own 15-s timer has
+    browser.execute_cdp_cmd("Emulation.setVirtualTimePolicy", {"policy": "advance"})
+    elapsed = browser.execute_async_script("const done = arguments[arguments.length - 1], start = Date.now();"
+                                           "setTimeout(() => done(Date.now() - start), 15000)")
+    assert elapsed >= 15000  # the page's clock says 15 s have passed
+    assert status(browser) == "Error: Frames: must be at least 1 (got 0)"
+    assert browser.find_elements(By.CSS_SELECTOR, "[data-testid=toast-body]") == []  # nothing over the buttons
+    assert browser.find_element(By.CSS_SELECTOR, "#animate-button").is_enabled()
+    browser.close()  # the tab whose clock ran ahead goes, so that no other page shares its time
+    browser.switch_to.window(browser.window_handles[0])
+
+
+def test_cancel_of_a_running_job_says_so_then_ends_cancelled_with_the_buttons_ready(served, browser, gate, inputs):
+    gate.reset()
+    gate.hold("window")
+    browser.switch_to.new_window("tab")
+    wait = open_page(browser, served.url, inputs)
+    browser.find_element(By.CSS_SELECTOR, "#animate-button").click()
+    gate.wait_for_arrivals("window")  # the first of its 2 windows is done; it is held before the second
+    browser.find_element(By.CSS_SELECTOR, "#cancel-button").click()
+    wait.until(lambda d: status(d) == "Cancelling: the job stops at its next window.")
+    gate.release("window")
+    wait.until(lambda d: status(d) == "Cancelled: the job stopped at its next window and its files were removed.")
+    assert gate.arrived["window"] == 1
+    browser.find_element(By.CSS_SELECTOR, "#preview-button").click()  # the page is ready for the next action
+    wait.until(lambda d: status(d).startswith("Preview ready"))
+
+
+def test_closing_a_tab_mid_job_lets_the_next_tabs_job_run_at_once(served, browser, gate, inputs):
+    gate.reset()
+    gate.hold("window")
+    before = set(served.workspace.jobs.iterdir())
+    browser.switch_to.new_window("tab")
+    leaving = browser.current_window_handle
+    _requests(browser)  # what the browser asked for so far: read, so that what follows is this tab's
+    open_page(browser, served.url, inputs)
+    (session,) = {url.rsplit("/", 1)[1] for url in _requests(browser) if "/gradio_api/heartbeat/" in url}
+    browser.find_element(By.CSS_SELECTOR, "#animate-button").click()
+    gate.wait_for_arrivals("window")  # its first of 2 windows is done; it is held before the second
+    browser.switch_to.new_window("tab")
+    wait = open_page(browser, served.url, inputs)
+    steps = browser.find_element(By.CSS_SELECTOR, "#steps input[type=number]")
+    steps.clear()
+    steps.send_keys("1", Keys.TAB)  # one window: a short job
+    browser.find_element(By.CSS_SELECTOR, "#animate-button").click()
+    wait.until(lambda d: status(d).startswith("Waiting: number 1 of 1 in the queue"))
+    staying = browser.current_window_handle
+    browser.switch_to.window(leaving)
+    browser.close()
+    browser.switch_to.window(staying)
+    gate.wait_for_arrivals(f"session:gone:{session}")  # the server heard the tab go and cancelled its job
+    gate.release("window")  # the abandoned job stops at the check after the window it was held in
+    gate.wait_for_arrivals("job:start", 2)
+    wait.until(lambda d: status(d).startswith("Running on cpu"))  # the waiting tab's job runs next
+    gate.open("window")
+    wait.until(lambda d: status(d) == "Done: 4 frames at 25 fps, seed " + status(d).split("seed ")[-1])
+    assert gate.arrived["window"] == 1 + 1  # one window of the abandoned job, then the second job's one
+    (kept,) = set(served.workspace.jobs.iterdir()) - before  # the finished job's folder; the abandoned one is gone
+    assert any(kept.glob("reference-motion-*.mp4"))
+
+
+def _requests(browser) -> list[str]:
+    """The URLs the browser requested since the last look (Chromium's performance log, read once)."""
+    urls = []
+    for entry in browser.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return urls
 
 
 def _hosts_requested(browser) -> set[str]:
     """Every host the page sent a request to (data: and blob: URLs have none)."""
-    hosts = set()
-    for entry in browser.get_log("performance"):
-        message = json.loads(entry["message"])["message"]
-        if message["method"] == "Network.requestWillBeSent":
-            parsed = urlparse(message["params"]["request"]["url"])
-            if parsed.scheme in ("http", "https", "ws", "wss"):
-                hosts.add(parsed.hostname)
-    return hosts
+    parsed = [urlparse(url) for url in _requests(browser)]
+    return {url.hostname for url in parsed if url.scheme in ("http", "https", "ws", "wss")}
 
 
 def _save_screenshot(browser) -> None:

@@ -3,14 +3,19 @@ checks and their messages, and the command line's refusals."""
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 from pathlib import Path
 
 import pytest
+
 from conftest import run_cli
 
 from magicanimate_cli.runtime.errors import InputError, SettingsError
+from magicanimate_cli.serve.estimate import SpeedBook, Work, say_duration, work_of
 from magicanimate_cli.serve.limits import Upload, check_frames, display_name, stage_upload, user_message
+from magicanimate_cli.serve.results import public_sidecar, result_stem, slug
 from magicanimate_cli.serve.settings import ServeSettings, parse_devices, parse_duration
 from magicanimate_cli.serve.workspace import Workspace
 
@@ -36,6 +41,7 @@ def test_devices_are_one_per_entry_and_a_gpu_named_twice_is_refused():
 
 def test_settings_refuse_limits_that_cannot_work():
     for bad, option in ((dict(port=0), "--port"), (dict(max_upload_mb=0), "--max-upload-mb"),
+                        (dict(max_job_seconds=0), "--max-job-seconds"),
                         (dict(max_frames=0), "--max-frames"), (dict(keep_results=0), "--keep-results")):
         with pytest.raises(SettingsError, match=option):
             ServeSettings(**bad).validate()
@@ -104,16 +110,127 @@ def test_messages_name_files_as_the_user_named_them_and_hide_server_folders(tmp_
 
 def test_messages_call_the_command_lines_options_by_the_pages_labels(tmp_path):
     message = user_message(SettingsError("--steps must be at least 1 (got 0)"), [], tmp_path)
-    assert message == "'Steps' must be at least 1 (got 0)"
+    assert message == "Steps: must be at least 1 (got 0)"  # led by the field the user sees
     warning = "clip.mp4: does not look like a DensePose render; for an ordinary video use --motion-from-video"
     assert user_message(warning, [], tmp_path).endswith("use 'Render DensePose first'")
 
 
-def test_frames_default_to_the_limit_and_may_not_exceed_it():
+def test_frames_left_empty_mean_all_up_to_the_limit_and_may_not_exceed_it():
     assert check_frames(None, 300) == 300
     assert check_frames(12, 300) == 12
-    with pytest.raises(SettingsError, match="at most 300 frames"):
+    assert check_frames(12.0, 300) == 12
+    with pytest.raises(SettingsError, match="^Frames: this server animates at most 300 frames"):
         check_frames(301, 300)
+
+
+@pytest.mark.parametrize("frames, message", [(0, "Frames: must be at least 1 (got 0)"),
+                                             (-3, "Frames: must be at least 1 (got -3)"),
+                                             (2.5, "Frames: must be a whole number (got 2.5)")])
+def test_frames_that_cannot_be_animated_are_refused_naming_the_field(frames, message):
+    with pytest.raises(SettingsError) as refused:
+        check_frames(frames, 300)
+    assert str(refused.value) == message
+
+
+def test_the_pages_frames_start_at_one_window_not_the_servers_maximum():
+    assert ServeSettings(max_frames=300).default_frames == 16
+    assert ServeSettings(max_frames=8).default_frames == 8
+
+
+def test_download_names_keep_only_safe_letters_of_the_users_names():
+    assert result_stem("Mona Lisa (1).PNG", "running.mp4", "1a2b3c") == "mona-lisa-1-running-1a2b3c"
+    assert result_stem("../../etc/passwd", "Ünïcödé clip.webm", "000000") == "passwd-unicode-clip-000000"
+    assert result_stem("飞.png", "舞.mp4", "abcdef") == "reference-motion-abcdef"  # nothing left: the role's name
+    assert slug("x" * 100 + ".png", "reference") == "x" * 32
+
+
+def test_the_sidecar_a_user_receives_names_no_server_folder(tmp_path):
+    job, weights = tmp_path / "served" / "jobs" / "abc", tmp_path / "ma-weights"
+    tuned = tmp_path / "runs" / "tuned"
+    job.mkdir(parents=True)
+    sidecar = job / "out.mp4.json"
+    sidecar.write_text(json.dumps({
+        "settings": {"weights": str(weights), "animation_weights": str(tuned)},
+        "inputs": {"reference": str(job / "reference.png")}, "output": {"path": str(job / "out.mp4")},
+        "preview": str(job), "animation_weights": str(tuned),
+        "weights": [{"path": str(weights / "unet" / "model.safetensors"), "bytes": 5, "modified": 1},
+                    {"path": str(tuned / "appearance_encoder" / "config.json"), "bytes": 7, "modified": 1}]}))
+    public_sidecar(sidecar, job, [(weights, "ma-weights"), (tuned, "tuned")])
+    assert json.loads(sidecar.read_text()) == {
+        "settings": {"weights": "ma-weights", "animation_weights": "tuned"},
+        "inputs": {"reference": "reference.png"}, "output": {"path": "out.mp4"}, "preview": ".",
+        "animation_weights": "tuned",
+        "weights": [{"file": "unet/model.safetensors", "bytes": 5},
+                    {"file": "tuned/appearance_encoder/config.json", "bytes": 7}]}
+
+
+def test_an_estimate_scales_the_measured_speed_by_windows_steps_frames_and_area():
+    book = SpeedBook()
+    small = Work(frames=16, windows=1, steps=25, width=512, height=512)
+    assert book.estimate(small) is None  # nothing measured yet: no guess
+    book.record("cuda:0", small, denoise_s=50.0, decode_s=8.0)  # 2 s a window step, 0.5 s a frame
+    assert book.estimate(small) == pytest.approx(58.0)
+    large = Work(frames=32, windows=3, steps=25, width=1024, height=1024)  # 3 windows, 4× the area
+    assert book.estimate(large) == pytest.approx(3 * 25 * 4 * 2.0 + 32 * 4 * 0.5)
+    book.record("cuda:1", small, denoise_s=100.0, decode_s=16.0)  # a slower device: estimates are its
+    assert book.estimate(small) == pytest.approx(116.0)
+
+
+def test_the_work_of_a_job_counts_the_engines_own_windows():
+    from magicanimate_cli.animate.settings import AnimateSettings
+
+    settings = AnimateSettings(size=256, steps=10)
+    assert work_of(settings, 16) == Work(16, 1, 10, 256, 256)
+    assert work_of(settings, 17).windows == len(settings.sampler_config().window_plan(32).windows)
+
+
+@pytest.mark.parametrize("seconds, said", [(0.2, "1 s"), (42, "42 s"), (200, "3 min 20 s"), (1500, "25 min"),
+                                           (3900, "1 h 5 min")])
+def test_durations_are_said_as_people_read_them(seconds, said):
+    assert say_duration(seconds) == said
+
+
+def test_waiting_jobs_learn_the_same_order_and_move_up_when_one_ahead_leaves():
+    from magicanimate_cli.serve.jobqueue import JobCancelled, JobQueue, Place, Ticket
+
+    jobs = JobQueue(("cpu",), clock=lambda: 100.0)
+    work = Work(4, 1, 2, 128, 128)
+    running, second, third = (Ticket(name, work, estimate_s=30.0) for name in ("a", "b", "c"))
+    heard: dict[str, list[Place]] = {"b": [], "c": []}
+    told = threading.Condition()
+
+    def hear(ticket):
+        def moved(place):
+            with told:
+                heard[ticket.session].append(place)
+                told.notify_all()
+        return moved
+
+    def wait_in_line(ticket, outcome):
+        try:
+            with jobs.device(ticket, hear(ticket)):
+                outcome.append("ran")
+        except JobCancelled:
+            outcome.append("left")
+
+    jobs.enter(running)
+    with jobs.device(running, lambda place: None):
+        outcomes = {"b": [], "c": []}
+        threads = []
+        for ticket in (second, third):
+            jobs.enter(ticket)
+            threads.append(threading.Thread(target=wait_in_line, args=(ticket, outcomes[ticket.session])))
+            threads[-1].start()
+        with told:
+            assert told.wait_for(lambda: heard["c"] and heard["b"] and heard["b"][-1].waiting == 2, 60)
+        assert heard["b"][-1] == Place(1, 2, 30) and heard["c"][-1] == Place(2, 2, 60)  # one device: in turn
+        assert jobs.cancel(lambda t: t.session == "b") == ([], [second])
+        with told:
+            assert told.wait_for(lambda: heard["c"][-1].position == 1, 60)
+        assert heard["c"][-1] == Place(1, 1, 30)  # moved up as soon as the one ahead left
+    for thread in threads:
+        thread.join(60)
+    assert outcomes == {"b": ["left"], "c": ["ran"]}
 
 
 def _touch(path: Path, when: float) -> Path:
@@ -144,4 +261,48 @@ def test_a_job_that_does_not_finish_well_leaves_nothing(tmp_path):
     folder = workspace.new_job()
     (folder / "animation.mp4").write_bytes(b"partial")
     workspace.finish(folder, keep=False)
+    assert list(workspace.jobs.iterdir()) == []
+
+
+def test_a_job_estimated_longer_than_max_job_seconds_is_refused_in_one_line_and_leaves_nothing(tmp_path):
+    from magicanimate_cli.animate.settings import AnimateSettings
+    from magicanimate_cli.serve.runner import JobFailed, JobSpec, Runner
+    from serve_helpers import small_inputs
+
+    reference, motion = small_inputs(tmp_path / "inputs")
+    workspace = Workspace.create(tmp_path)
+    runner = Runner(ServeSettings(max_job_seconds=60), workspace)
+    runner.speeds.record("cpu", Work(4, 1, 2, 128, 128), denoise_s=100.0, decode_s=20.0)  # a job took 2 min
+    with pytest.raises(JobFailed) as refused:
+        runner.animate(reference, motion, JobSpec(AnimateSettings(size=128, steps=2), frames=4), "session")
+    assert str(refused.value) == ("Animate: this job would take about 2 min on this server, longer than its limit "
+                                  "of 1 min; choose fewer frames or steps, or a smaller size")
+    assert list(workspace.jobs.iterdir()) == []
+
+
+def test_the_command_line_refuses_a_max_job_seconds_that_cannot_work(capsys):
+    pytest.importorskip("gradio")
+    code, _, err = run_cli(["serve", "--demo", "--max-job-seconds", "0"], capsys)
+    assert (code, err.strip()) == (1, "error: --max-job-seconds must be more than 0 (got 0)")
+
+
+def test_a_job_pressed_before_its_page_went_away_never_starts_and_a_later_one_is_kept(tmp_path):
+    from magicanimate_cli.animate.settings import AnimateSettings
+    from magicanimate_cli.serve.runner import Ended, JobSpec, Runner
+    from serve_helpers import small_inputs
+
+    reference, motion = small_inputs(tmp_path / "inputs")
+    workspace = Workspace.create(tmp_path)
+    now = [20.0]
+    runner = Runner(ServeSettings(devices=()), workspace, clock=lambda: now[0])  # no device: jobs only wait
+    spec = JobSpec(AnimateSettings(size=128, steps=2), frames=4)
+    runner.session_gone("page")  # at 20 s: the page's connection is gone
+    now[0] = 10.0  # its Animate was pressed at 10 s and was still being checked
+    early = runner.animate(reference, motion, spec, "page")
+    assert next(m for m in early.messages() if isinstance(m, Ended)) == Ended(cancelled=True, left_queue=True)
+    now[0] = 30.0  # the same page, back after a blip, presses Animate again: a new job, kept
+    later = runner.animate(reference, motion, spec, "page")
+    assert not later.cancelled.is_set()
+    runner.stop()  # the server stops: the waiting job is cancelled too, and its folder removed
+    assert next(m for m in later.messages() if isinstance(m, Ended)) == Ended(cancelled=True, left_queue=True)
     assert list(workspace.jobs.iterdir()) == []

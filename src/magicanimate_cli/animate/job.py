@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from itertools import chain
 from pathlib import Path
@@ -59,6 +59,15 @@ class PreparedInputs:
     fit: object
     fps: Fraction
     source: dict
+    raw: dict[int, np.ndarray] = field(default_factory=dict)  # frames asked for as the file holds them
+
+    def moved(self, transform) -> PreparedInputs:
+        """These inputs with `transform` (--align's) applied to every motion frame, as `prepare_inputs` applies
+        it: a run reuses the frames its preflight decoded."""
+        if transform is None:
+            return self
+        motion = np.stack(list(transform.moving(self.motion, self.fit.background)))
+        return replace(self, motion=motion, raw={})
 
 
 def stack_frames(frames: Iterator[np.ndarray], count: int) -> np.ndarray:
@@ -68,12 +77,15 @@ def stack_frames(frames: Iterator[np.ndarray], count: int) -> np.ndarray:
 
 def prepare_inputs(settings: AnimateSettings, reference_path: Path, motion_path: Path,
                    store: Callable[[Iterator[np.ndarray], int], Sequence] = stack_frames,
-                   reporter: Reporter | None = None, transform=None) -> PreparedInputs:
+                   reporter: Reporter | None = None, transform=None,
+                   raw_frames: Collection[int] = ()) -> PreparedInputs:
     """Read both inputs and bring them to the working shape (see geometry for pad/crop/stretch).
 
     `store` receives the fitted motion frames as a stream and keeps them (fuse-long keeps them on disk).
     `reporter`, if given, hears a warning when the motion does not look like a DensePose render.
-    `transform` (an `align.Similarity`, from --align) moves every fitted frame; None leaves them as they are.
+    `transform` (from --align: an `align.Similarity`, or a `people.PeopleAlignment` that moves each person by
+    its own) moves every fitted frame; None leaves them as they are. The frames at `raw_frames` are also kept
+    as the file holds them (`--align` measures the motion's people there, at the render's own resolution).
     """
     reference = load_reference(reference_path)
     sel = settings.selection
@@ -83,18 +95,24 @@ def prepare_inputs(settings: AnimateSettings, reference_path: Path, motion_path:
     first = next(frames)
     background, format_record = motion_format(first, motion_path, reporter)
     fit = plan_fit(clip.width, clip.height, work_w, work_h, settings.fit, background)
-    fitted = (fit_motion_frame(frame, fit) for frame in chain([first], frames))
-    if transform is not None:
-        from ..motion.align import apply_similarity
+    raw: dict[int, np.ndarray] = {}
 
-        fitted = (apply_similarity(frame, transform, fit.background) for frame in fitted)
+    def fitted_frames() -> Iterator[np.ndarray]:
+        for index, frame in enumerate(chain([first], frames)):
+            if index in raw_frames:
+                raw[index] = frame
+            yield fit_motion_frame(frame, fit)
+
+    fitted = fitted_frames()
+    if transform is not None:
+        fitted = transform.moving(fitted, fit.background)
     motion = store(fitted, len(clip))
     fps = settings.fps if settings.fps is not None else clip.fps
     source = {"reference": str(reference_path), "reference_size": [reference.shape[1], reference.shape[0]],
               "motion": str(motion_path), "motion_frames": len(clip), "motion_size": [clip.width, clip.height],
               "motion_fps": str(clip.fps), "working_size": [work_w, work_h], "fit": fit.to_dict(),
               "motion_format": format_record}
-    return PreparedInputs(fit_reference(reference, work_w, work_h, settings.fit), motion, fit, fps, source)
+    return PreparedInputs(fit_reference(reference, work_w, work_h, settings.fit), motion, fit, fps, source, raw)
 
 
 def motion_format(first: np.ndarray, motion_path: Path,
@@ -113,14 +131,18 @@ def motion_format(first: np.ndarray, motion_path: Path,
 
 def run_job(animator, settings: AnimateSettings, reference_path: Path, motion_path: Path, output: Path,
             reporter: Reporter, load_seconds: float = 0.0, sidecar_extra: dict | None = None,
-            transform=None) -> JobResult:
-    """Animate one reference along one motion and write `output` (+ grid and sidecar); `transform` is --align's."""
+            transform=None, prepared: PreparedInputs | None = None) -> JobResult:
+    """Animate one reference along one motion and write `output` (+ grid and sidecar); `transform` is --align's;
+    `prepared` are the inputs the preflight (`preflight.check_motion`) read already, not yet moved."""
     from ..engine.windows import padded_length
 
     t0 = time.perf_counter()
     settings = pick_seed(settings)
     check_output_writable(output)
-    inputs = prepare_inputs(settings, reference_path, motion_path, reporter=reporter, transform=transform)
+    if prepared is not None:
+        inputs = prepared.moved(transform)
+    else:
+        inputs = prepare_inputs(settings, reference_path, motion_path, reporter=reporter, transform=transform)
     config = settings.sampler_config()
     plan = config.window_plan(padded_length(len(inputs.motion), settings.context_frames))
     compile_for_shape(animator, inputs.reference.shape, config, reporter)

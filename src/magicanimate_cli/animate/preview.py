@@ -2,8 +2,8 @@
 
 Each column is one motion frame (the first, the quarter points and the last). The top row draws that frame's
 silhouette over the reference in the working frame as the motion came (red); with `--align` a second row draws
-it where the alignment moves it (green); the last row is the motion frame itself, as the engine will receive
-it. A user sees at a glance whether the fit, the alignment and the render are right.
+it where the alignment moves it (green; with several people, each person in its own colour); the last row is
+the motion frame itself, as the engine will receive it. A user sees at a glance whether the fit, the alignment and the render are right.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..motion.align import Similarity, apply_similarity, decode_labels
+from ..motion.align import decode_labels
 from ..motion.fit import resize
 
 PANEL_HEIGHT = 192
@@ -20,6 +20,8 @@ PANEL_HEIGHT = 192
 CAPTION = 14
 BEFORE_COLOUR = (255, 64, 64)
 AFTER_COLOUR = (64, 255, 96)
+PERSON_COLOURS = (AFTER_COLOUR, (64, 160, 255), (255, 200, 40), (255, 64, 255), (40, 230, 230), (255, 255, 255))
+"""With several people, person n (left to right in the anchor frame) is drawn in colour n after --align."""
 TINT = 0.45
 
 
@@ -42,20 +44,32 @@ def silhouette_overlay(picture: np.ndarray, body: np.ndarray, colour: tuple[int,
     return np.rint(out).astype(np.uint8)
 
 
-def compose_preview(reference: np.ndarray, frames: dict[int, np.ndarray], transform: Similarity | None,
+def after_cell(reference: np.ndarray, index: int, frame: np.ndarray, moved: np.ndarray, transform) -> np.ndarray:
+    """The reference with the moved motion's silhouette: one person in green; several, each in its own colour."""
+    if not hasattr(transform, "moved_masks"):
+        return silhouette_overlay(reference, decode_labels(moved) > 0, AFTER_COLOUR)
+    cell = reference
+    for person, mask in sorted(transform.moved_masks(index, frame), key=lambda pm: pm[0]):
+        cell = silhouette_overlay(cell, mask, PERSON_COLOURS[person % len(PERSON_COLOURS)])
+    return cell
+
+
+def compose_preview(reference: np.ndarray, frames: dict[int, np.ndarray], transform,
                     background: tuple[int, int, int]) -> np.ndarray:
-    """The preview picture (RGB uint8) from the working reference and fitted (unaligned) motion frames."""
+    """The preview picture (RGB uint8) from the working reference and fitted (unaligned) motion frames;
+    `transform` is --align's (`align.Similarity` or `people.PeopleAlignment`), or None."""
     height, width = reference.shape[:2]
     panel_w = max(1, round(width * PANEL_HEIGHT / height))
-    titles = ["motion as it comes (red)", *(["after --align (green)"] if transform is not None else []),
+    after = "after --align (a colour per person)" if hasattr(transform, "moved_masks") else "after --align (green)"
+    titles = ["motion as it comes (red)", *([after] if transform is not None else []),
               "motion frame the model receives"]
     rows: list[tuple[str, list[np.ndarray]]] = [(title, []) for title in titles]
     for index in sorted(frames):
         frame = frames[index]
-        moved = frame if transform is None else apply_similarity(frame, transform, background)
+        moved = frame if transform is None else transform.move_frame(index, frame, background)
         cells = [silhouette_overlay(reference, decode_labels(frame) > 0, BEFORE_COLOUR)]
         if transform is not None:
-            cells.append(silhouette_overlay(reference, decode_labels(moved) > 0, AFTER_COLOUR))
+            cells.append(after_cell(reference, index, frame, moved, transform))
         cells.append(moved)
         for (_, row), cell in zip(rows, cells):
             row.append(resize(cell, panel_w, PANEL_HEIGHT, "nearest" if cell is moved else "lanczos"))

@@ -27,6 +27,17 @@ from ..runtime.progress import Reporter
 from .settings import AnimateSettings
 
 
+INSTANCES = "instances"
+"""Beside the render's frames: which person each pixel shows, frame by frame (grey levels 0, 1, 2, ...)."""
+
+
+def instance_maps(frames: Path) -> Path | None:
+    """The model's instances of a render this module made (`motion_from_video`), or None for any other motion:
+    `--align` with several people then takes each frame's people from them rather than from the labels."""
+    folder = frames.parent / INSTANCES
+    return folder if frames.name == "frames" and frames.parent.suffix == ".pose" and folder.is_dir() else None
+
+
 @dataclass(frozen=True)
 class RenderedMotion:
     """The render to animate along, and what the animation's sidecar says about it."""
@@ -56,7 +67,8 @@ def motion_from_video(model: PoseModel, settings: PoseSettings, video: Path, sel
             if save is not None:
                 writers.append(stack.enter_context(open_writer(save, clip.fps, clip.width, clip.height,
                                                                settings.crf)))
-            stats = render_video(model, settings, clip, writers, reporter)
+            instances = stack.enter_context(open_writer(scratch / INSTANCES, clip.fps, clip.width, clip.height))
+            stats = render_video(model, settings, clip, writers, reporter, instances=instances)
         record = {**source_record(video, clip), "saved": None if save is None else str(save),
                   "settings": settings.record(), "model": model.describe(), "people": stats.record(),
                   "render_s": round(time.perf_counter() - started, 3)}

@@ -21,8 +21,9 @@ HELP = ("Animate REFERENCE (an image) along MOTION (a DensePose video or frame f
 def animate(**options) -> None:
     """Animate REFERENCE (an image) along MOTION (a DensePose video or frame folder) into OUTPUT."""
     from ..animate.preflight import motion_check
-    from ..runtime.cluster import resolve_shard_from_process
+    from ..runtime.cluster import resolve_shard_from_process, share_record
 
+    share = share_record(options["shard"])
     options["shard"], options["device"] = resolve_shard_from_process(options["shard"], options["device"])
     settings = settings_from_options(**options)
     check_animation_weights(settings)
@@ -30,7 +31,7 @@ def animate(**options) -> None:
     check = motion_check(settings, **options)
     run_command(settings, options["reference"], options["motion"], options["output"], options["pairs"],
                 options["skip_existing"], options["shard"], options["format"], options["quiet"],
-                options["as_json"], pose, check)
+                options["as_json"], pose, check, share)
 
 
 animate.__signature__ = inspect.signature(animation_options, eval_str=True)
@@ -38,9 +39,10 @@ animate.__signature__ = inspect.signature(animation_options, eval_str=True)
 
 def run_command(settings: AnimateSettings, reference: Path | None, motion: Path | None, output: Path,
                 pairs: Path | None, skip_existing: bool, shard: str | None, extension: str, quiet: bool,
-                as_json: bool, pose=None, check=None) -> None:
+                as_json: bool, pose=None, check=None, share: dict | None = None) -> None:
     """Single item or batch; `pose` (a PoseRequest) renders each motion from an ordinary video first; `check` (a
-    preflight.MotionCheck) aligns and previews the motion."""
+    preflight.MotionCheck) aligns and previews the motion; `share` is `--shard auto`'s resolved share, recorded
+    in the batch's --json and in each item's sidecar."""
     from ..animate.batch import cross_product, parse_shard, read_pairs, take_shard
     from ..animate.preflight import check_preview_path
 
@@ -62,7 +64,7 @@ def run_command(settings: AnimateSettings, reference: Path | None, motion: Path 
         if motion is None or not motion.is_dir():
             raise InputError(f"{motion}: in batch mode MOTION must be a folder of motions")
         items = cross_product(reference, motion, output, extension)
-    _run_batch(settings, take_shard(items, parse_shard(shard)), skip_existing, quiet, as_json, pose, check)
+    _run_batch(settings, take_shard(items, parse_shard(shard)), skip_existing, quiet, as_json, pose, check, share)
 
 
 def _check_exists(path: Path, what: str) -> None:
@@ -87,7 +89,7 @@ def _run_single(settings: AnimateSettings, reference: Path, motion: Path, output
         with animation_motion(pose_model, pose, settings, motion, output, reporter) as (frames, run_settings, extra):
             checked = check_motion(check, run_settings, reference, frames,
                                    None if check is None else check.preview_path(output, batch=False), pose_model,
-                                   reporter, motion)
+                                   reporter, motion, share_frames=check is not None and not check.preview_only)
             if check is not None and check.preview_only:
                 _report_preview(checked, as_json, quiet)
                 return
@@ -95,7 +97,7 @@ def _run_single(settings: AnimateSettings, reference: Path, motion: Path, output
             if not quiet and not as_json:
                 reporter.note(f"seed {settings.seed}")
             result = run_job(animator, run_settings, reference, frames, output, reporter, load_s,
-                             checked.sidecar_extra(extra), checked.transform)
+                             checked.sidecar_extra(extra), checked.transform, checked.inputs)
     if as_json:
         print(json.dumps({"status": "ok", **result.summary()}))
     elif not quiet:
@@ -113,7 +115,8 @@ def _report_preview(checked, as_json: bool, quiet: bool) -> None:
         typer.echo(f"wrote preview {checked.preview}", err=True)
 
 
-def _run_batch(settings, items, skip_existing: bool, quiet: bool, as_json: bool, pose=None, check=None) -> None:
+def _run_batch(settings, items, skip_existing: bool, quiet: bool, as_json: bool, pose=None, check=None,
+               share: dict | None = None) -> None:
     from ..animate.job import pick_seed, run_job
     from ..animate.preflight import check_motion, load_pose_model_for
     from ..animate.rendered_motion import animation_motion
@@ -137,12 +140,14 @@ def _run_batch(settings, items, skip_existing: bool, quiet: bool, as_json: bool,
                                       reporter) as (frames, run_settings, extra):
                     checked = check_motion(check, run_settings, item.reference, frames,
                                            None if check is None else check.preview_path(item.output, batch=True),
-                                           pose_model, reporter, item.motion)
+                                           pose_model, reporter, item.motion,
+                                           share_frames=check is not None and not only)
                     if only:
                         done.append({"preview": str(checked.preview), "alignment": checked.record})
                         continue
+                    extra = {**(extra or {}), "shard": share} if share is not None else extra
                     result = run_job(animator, run_settings, item.reference, frames, item.output, reporter, load_s,
-                                     checked.sidecar_extra(extra), checked.transform)
+                                     checked.sidecar_extra(extra), checked.transform, checked.inputs)
                 load_s = 0.0
                 done.append(result.summary())
             except MagicAnimateError as exc:
@@ -150,7 +155,8 @@ def _run_batch(settings, items, skip_existing: bool, quiet: bool, as_json: bool,
                 typer.echo(f"error: {exc}", err=True)
     summary = {"status": "ok" if not failures else "failed", "done": len(done), "skipped": skipped,
                "failed": len(failures), "seed": settings.seed, "items": done,
-               "failures": [{"item": n, "error": e} for n, e in failures]}
+               "failures": [{"item": n, "error": e} for n, e in failures],
+               **({"shard": share} if share is not None else {})}
     if as_json:
         print(json.dumps(summary))
     elif not quiet:

@@ -61,8 +61,9 @@ FRAME_STRIDE_OPTION = typer.Option(1, "--frame-stride", help="Use every N-th fra
 
 # --- the DensePose model options: pose, and animate / fuse-long with --motion-from-video ------------------------
 POSE_MODEL_OPTION = typer.Option(
-    "r50", "--pose-model", help="r50 | r101 (files in <weights>/DensePose/, see download-weights --pose), or a "
-                                "TorchScript file with the same contract.")
+    "r50", "--pose-model", metavar="<r50|r101|file>",
+    help="r50 | r101 (files in <weights>/DensePose/, see download-weights --pose), or a TorchScript file with the "
+         "same contract.")
 MIN_SCORE_OPTION = typer.Option(0.8, "--min-score", help="Draw people detected with a score above this.")
 PEOPLE_OPTION = typer.Option("all", "--people", help="Draw every person, or only the one with the largest box.")
 SMOOTH_OPTION = typer.Option(False, "--smooth/--no-smooth", help="Steady the render: follow each person, smooth its "
@@ -71,12 +72,12 @@ SMOOTH_RADIUS_OPTION = typer.Option(None, "--smooth-radius", show_default="3",
                                     help="With --smooth: frames each side combined.")
 FILL_GAP_OPTION = typer.Option(None, "--fill-gap", show_default="3",
                                help="With --smooth: longest run of missed frames filled in.")
-DEVICE_OPTION = typer.Option("auto", help="auto | cuda | cuda:N | mps | cpu.")
+DEVICE_OPTION = typer.Option("auto", metavar="<device>", help="auto | cuda | cuda:N | mps | cpu.")
 CRF_OPTION = typer.Option(18, help="Video quality for mp4/webm (lower is better).")
 SKIP_EXISTING_HELP = "Batch: skip items whose output exists."
-SHARD_OPTION = typer.Option(None, show_default="all", help="Batch: run only share I of N (I/N, 1-based); auto: "
-                                                           "this process's share and GPU under torchrun or Slurm "
-                                                           "(docs/cluster.md).")
+SHARD_OPTION = typer.Option(None, metavar="<I/N|auto>", show_default="all",
+                            help="Batch: run only share I of N (I/N, 1-based); auto: this process's share and GPU "
+                                 "under torchrun or Slurm (docs/cluster.md).")
 FORMAT_OPTION = typer.Option("mp4", "--format", help="Batch: output type.")
 ANIMATION_WEIGHTS_OPTION = typer.Option(
     None, "--animation-weights", show_default="<weights>/MagicAnimate",
@@ -123,7 +124,8 @@ def animation_options(
     start: int = START_OPTION,
     max_frames: Optional[int] = MAX_FRAMES_OPTION,
     frame_stride: int = FRAME_STRIDE_OPTION,
-    fps: Optional[str] = typer.Option(None, show_default="the motion's", help="Output frame rate, e.g. 25 or 30000/1001."),
+    fps: Optional[str] = typer.Option(None, metavar="<rate>", show_default="the motion's",
+                                      help="Output frame rate, e.g. 25 or 30000/1001."),
     steps: int = typer.Option(25, help="DDIM steps."),
     guidance: float = typer.Option(7.5, help="Classifier-free guidance scale (appearance)."),
     seed: Optional[int] = typer.Option(None, show_default="random, printed and recorded", help="Random seed."),
@@ -157,6 +159,9 @@ def animation_options(
                                   "person (found by the DensePose model; docs/alignment.md)."),
     align_frame: int = typer.Option(0, "--align-frame", help="With --align: the motion frame matched to the "
                                                              "reference (0 = the first selected frame)."),
+    align_pairs: Optional[str] = typer.Option(None, "--align-pairs", metavar="<M:R,...>", show_default="left to right",
+                                              help="With --align and several people: pair motion person M with "
+                                                   "reference person R (counted from the left, from 1)."),
     preview: Optional[Path] = typer.Option(None, "--preview", show_default="none",
                                            help="Write a PNG of the motion's silhouette over the reference (and the "
                                                 "motion frames) before loading any model; batch: a folder for them."),

@@ -166,11 +166,13 @@ def download_weights(
     directory: Path = typer.Option(None, "--dir", show_default=False,
                                    help="Weights directory to fill \\[default: $MAGICANIMATE_HOME, else "
                                         "~/.cache/magicanimate]"),
-    sd_repo: str = typer.Option("stable-diffusion-v1-5/stable-diffusion-v1-5", "--sd-repo", show_default=True,
+    sd_repo: str = typer.Option("stable-diffusion-v1-5/stable-diffusion-v1-5", "--sd-repo", metavar="<repo>",
+                                show_default=True,
                                 help="Stable Diffusion 1.5 repository (unet, text_encoder, tokenizer, scheduler)."),
-    vae_repo: str = typer.Option("stabilityai/sd-vae-ft-mse", "--vae-repo", show_default=True,
+    vae_repo: str = typer.Option("stabilityai/sd-vae-ft-mse", "--vae-repo", metavar="<repo>", show_default=True,
                                  help="VAE repository."),
-    magicanimate_repo: str = typer.Option("zcxu-eric/MagicAnimate", "--magicanimate-repo", show_default=True,
+    magicanimate_repo: str = typer.Option("zcxu-eric/MagicAnimate", "--magicanimate-repo",
+                                          metavar="<repo>", show_default=True,
                                           help="MagicAnimate repository (appearance encoder, controlnet, "
                                                "temporal attention)."),
     revision: list[str] = typer.Option(
@@ -182,7 +184,7 @@ def download_weights(
     variant: Literal["fp32", "fp16"] = typer.Option("fp32", "--variant", show_default=True,
                                 help="fp16: take half-precision files where a repository has them (the engine "
                                      "loads either)."),
-    token: str = typer.Option(None, "--token", show_default=False,
+    token: str = typer.Option(None, "--token", metavar="<token>", show_default=False,
                               help="Hugging Face token for private or gated repositories \\[default: $HF_TOKEN, "
                                    "else the token saved by `hf auth login`]"),
     check: bool = typer.Option(False, "--check", show_default=False,
@@ -205,7 +207,7 @@ def download_weights(
     metrics: bool = typer.Option(False, "--metrics", show_default=False,
                                  help="Fetch (or with --check, verify) the evaluation metric weights into "
                                       "<dir>/metrics/ instead of the animation weights \\[default: off]"),
-    metrics_mirror: str = typer.Option(None, "--metrics-mirror", show_default=False,
+    metrics_mirror: str = typer.Option(None, "--metrics-mirror", metavar="<url>", show_default=False,
                                        help="With --metrics: fetch each file from URL/<file name> instead of its "
                                             "publisher \\[default: the publishers' URLs]"),
 ) -> None:

@@ -20,7 +20,7 @@ def run_eval(
     generated: Path = typer.Argument(..., metavar="GENERATED", show_default=False, help="Generated video file, folder of frames, or folder of videos."),
     ground_truth: Path = typer.Argument(..., metavar="GROUND_TRUTH", show_default=False, help="Ground truth in the same form; collections pair by name."),
     metrics: str = typer.Option(
-        "all", "--metrics", show_default=True,
+        "all", "--metrics", metavar="<name,...|all>", show_default=True,
         help=f"Comma-separated subset of {', '.join(METRICS)}, or 'all' (every metric the weights on disk "
              "allow; the rest are listed as skipped).",
     ),

@@ -234,6 +234,8 @@ def _prepare(settings: AnimateSettings, options: dict[str, Any], writes: bool, p
             fingerprint.update(pose_fingerprint(pose.settings))
         if check is not None and check.align:  # the alignment moves the motion: what fits it is part of the run
             fingerprint.update({**pose_fingerprint(check.pose), "align-frame": str(check.align_frame)})
+            if check.pairs is not None:
+                fingerprint["align-pairs"] = ",".join(f"{m + 1}:{r + 1}" for m, r in check.pairs)
     if resume is not None:
         saved = load_checkpoint(resume)
         check_resumable(resume, saved, fingerprint, labels, settings.seed)

@@ -50,13 +50,17 @@ def pose(
                                                  "docs/alignment.md)."),
     align_frame: int = typer.Option(0, "--align-frame", help="With --align-to: the frame matched to the "
                                                              "reference (0 = the first selected frame)."),
+    align_pairs: Optional[str] = typer.Option(None, "--align-pairs", metavar="<M:R,...>", show_default="left to right",
+                                              help="With --align-to and several people: pair render person M with "
+                                                   "reference person R (counted from the left, from 1)."),
     smooth: bool = SMOOTH_OPTION,
     smooth_radius: Optional[int] = SMOOTH_RADIUS_OPTION,
     fill_gap: Optional[int] = FILL_GAP_OPTION,
 ) -> None:
     """Render VIDEO as DensePose in MagicAnimate's format."""
-    from ..runtime.cluster import resolve_shard_from_process
+    from ..runtime.cluster import resolve_shard_from_process, share_record
 
+    share = share_record(shard)
     shard, device = resolve_shard_from_process(shard, device)
     settings = pose_settings(pose_model, weights, device, min_score, people, crf,
                              smooth_settings(smooth, smooth_radius, fill_gap))
@@ -67,12 +71,15 @@ def pose(
         raise InputError(f"{align_to}: --align-to reference image not found")
     if align_frame != 0 and align_to is None:
         raise SettingsError("--align-frame chooses the frame --align-to matches; add --align-to")
+    from ..animate.preflight import align_pairs as read_pairs
+
+    pairs = read_pairs(align_pairs, align_to is not None, "--align-to")
     if _is_batch(video):
         if align_to is not None:
             raise SettingsError("--align-to aligns one render; give a single VIDEO")
-        _run_batch(settings, selection, video, output, format, skip_existing, shard, quiet, as_json)
+        _run_batch(settings, selection, video, output, format, skip_existing, shard, quiet, as_json, share)
     else:
-        _run_single(settings, selection, video, output, quiet, as_json, align_to, align_frame)
+        _run_single(settings, selection, video, output, quiet, as_json, align_to, align_frame, pairs)
 
 
 def _is_batch(video: Path) -> bool:
@@ -83,7 +90,7 @@ def _is_batch(video: Path) -> bool:
 
 
 def _run_single(settings, selection: FrameSelection, video: Path, output: Path, quiet: bool, as_json: bool,
-                align_to: Path | None = None, align_frame: int = 0) -> None:
+                align_to: Path | None = None, align_frame: int = 0, pairs=None) -> None:
     from ..media.files import check_output_writable
     from ..pose.job import run_pose_job
 
@@ -94,7 +101,8 @@ def _run_single(settings, selection: FrameSelection, video: Path, output: Path, 
         if align_to is not None:
             from ..animate.preflight import align_video_render
 
-            transform, alignment = align_video_render(model, settings, video, align_to, align_frame, selection)
+            transform, alignment = align_video_render(model, settings, video, align_to, align_frame, selection,
+                                                      pairs, reporter)
             alignment = {"reference": str(align_to), **alignment}
         result = run_pose_job(model, settings, video, output, reporter, load_s, selection, transform, alignment)
     if as_json:
@@ -107,9 +115,10 @@ def _run_single(settings, selection: FrameSelection, video: Path, output: Path, 
 
 
 def _run_batch(settings, selection: FrameSelection, folder: Path, out_dir: Path, extension: str,
-               skip_existing: bool, shard: str | None, quiet: bool, as_json: bool) -> None:
+               skip_existing: bool, shard: str | None, quiet: bool, as_json: bool, share: dict | None = None) -> None:
     """Every video and frame folder in `folder` → `out_dir/<name>-pose.<format>`; failures are reported, the rest
-    go on, and the exit code says whether any failed."""
+    go on, and the exit code says whether any failed. `share` (`--shard auto`'s) goes into --json and each
+    sidecar."""
     from ..animate.batch import list_motions, parse_shard, take_shard
     from ..pose.job import run_pose_job
 
@@ -130,14 +139,16 @@ def _run_batch(settings, selection: FrameSelection, folder: Path, out_dir: Path,
         for number, (video, output) in enumerate(todo, start=1):
             reporter.note(f"[{number}/{len(todo)}] {video.name} → {output}")
             try:
-                done.append(run_pose_job(model, settings, video, output, reporter, load_s, selection).summary())
+                done.append(run_pose_job(model, settings, video, output, reporter, load_s, selection,
+                                         extra=None if share is None else {"shard": share}).summary())
                 load_s = 0.0
             except MagicAnimateError as exc:
                 failures.append({"item": video.name, "error": str(exc)})
                 typer.echo(f"error: {exc}", err=True)
     if as_json:
         print(json.dumps({"status": "failed" if failures else "ok", "done": len(done), "skipped": skipped,
-                          "failed": len(failures), "items": done, "failures": failures}))
+                          "failed": len(failures), "items": done, "failures": failures,
+                          **({"shard": share} if share is not None else {})}))
     elif not quiet:
         typer.echo(f"batch: {len(done)} written, {skipped} skipped, {len(failures)} failed", err=True)
     if failures:

@@ -20,18 +20,22 @@ def serve(
     weights: Optional[Path] = typer.Option(None, show_default=WEIGHTS_DEFAULT,
                                            help="Weights folder in the official layout (see download-weights)."),
     animation_weights: Optional[Path] = ANIMATION_WEIGHTS_OPTION,
-    host: str = typer.Option("127.0.0.1", help="Address to listen on; 0.0.0.0 exposes the page to the network "
-                                               "(docs/serve.md says what that means)."),
+    host: str = typer.Option("127.0.0.1", metavar="<address>",
+                             help="Address to listen on; 0.0.0.0 exposes the page to the network "
+                                  "(docs/serve.md says what that means)."),
     port: int = typer.Option(7860, help="Port to listen on."),
     demo: bool = flag("--demo", "Serve the tiny embedded model with the synthetic demo inputs as examples (no "
                                 "weights needed; its output is not a picture of anything)."),
-    devices: str = typer.Option("auto", "--devices", help="Devices, comma-separated (cuda:0,cuda:1): each runs "
-                                                          "one job at a time."),
+    devices: str = typer.Option("auto", "--devices", metavar="<device,...>",
+                                help="Devices, comma-separated (cuda:0,cuda:1): each runs one job at a time."),
     dtype: Dtype = typer.Option("auto", help="Model precision (auto: fp16 on CUDA, fp32 elsewhere)."),
-    keep_results: str = typer.Option("1h", "--keep-results", help="How long a finished job's files stay "
-                                                                  "downloadable (90s, 30m, 1h, 2d)."),
+    keep_results: str = typer.Option("1h", "--keep-results", metavar="<duration>",
+                                     help="How long a finished job's files stay downloadable (90s, 30m, 1h, 2d)."),
     max_upload_mb: int = typer.Option(200, "--max-upload-mb", help="Largest upload accepted, in MB (of 1024² bytes)."),
     max_frames: int = typer.Option(300, "--max-frames", help="Most motion frames one job animates."),
+    max_job_seconds: Optional[float] = typer.Option(None, "--max-job-seconds", metavar="<seconds>",
+                                                    help="Refuse jobs estimated to take longer on this server "
+                                                         "(estimates start after the first job)."),
 ) -> None:
     """Serve the web page until Ctrl-C; everything it wrote is removed at exit."""
     from ..runtime.home import default_weights_dir
@@ -45,7 +49,7 @@ def serve(
                              animation_weights=animation_weights.expanduser() if animation_weights else None,
                              host=host, port=port, demo=demo, devices=parse_devices(devices), dtype=dtype,
                              keep_results=parse_duration(keep_results), max_upload_mb=max_upload_mb,
-                             max_frames=max_frames)
+                             max_frames=max_frames, max_job_seconds=max_job_seconds)
     signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop cleans up like Ctrl-C
     with serving(settings) as server:
         typer.echo(f"serving {server.url} (workspace {server.workspace.root}); Ctrl-C stops and removes it",

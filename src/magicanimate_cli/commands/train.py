@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from pathlib import Path
 from typing import Literal, Optional
@@ -40,7 +41,8 @@ def run_train(
     seed: int = typer.Option(0, help="Seed of the data order, noise, timesteps and dropout."),
     image_prob: Optional[float] = typer.Option(None, "--image-prob", show_default="0.25 with images, else 0",
                                                help="Stage 1: tau0, the share of image samples."),
-    joint: Optional[str] = typer.Option(None, "--joint", show_default="0.1,0.3 with images, else 0,0.2",
+    joint: Optional[str] = typer.Option(None, "--joint", metavar="<TAU1,TAU2>",
+                                        show_default="0.1,0.3 with images, else 0,0.2",
                                         help="Stage 2: TAU1,TAU2 (image below TAU1, one frame below TAU2, else a "
                                              "clip)."),
     ref_dropout: float = typer.Option(0.1, "--ref-dropout", help="Share of samples trained without their "
@@ -53,7 +55,7 @@ def run_train(
                                               help="Folder of NAME.png + NAME.mp4 (+ NAME.truth.mp4) pairs."),
     validation_steps: int = typer.Option(25, "--validation-steps", help="DDIM steps of a validation video."),
     resume: bool = flag("--resume", "Continue the run in -o from its newest checkpoint (same settings)."),
-    device: str = typer.Option("auto", help="auto | cuda | cpu."),
+    device: str = typer.Option("auto", metavar="<device>", help="auto | cuda | cpu."),
     quiet: bool = flag("--quiet", QUIET_HELP, "-q"),
     as_json: bool = flag("--json", JSON_HELP),
     # small: memory estimate, optimizer, low-rank adapters, tracking
@@ -66,6 +68,16 @@ def run_train(
                                   "instead of all weights; the export merges them."),
     log: Optional[Literal["tensorboard"]] = typer.Option(None, "--log", show_default="none",
                                                          help="Tracker for loss, lr and samples/s (RUN/logs/)."),
+    # scale: memory and the global batch (docs/training.md, "Memory")
+    gradient_accumulation: int = typer.Option(1, "--gradient-accumulation",
+                                              help="Micro-batches per optimizer step (global batch = batch size x "
+                                                   "processes x this)."),
+    mixed_precision: Literal["no", "fp16", "bf16"] = typer.Option("no", "--mixed-precision",
+                                                                  help="Frozen networks and the step's arithmetic "
+                                                                       "in this type; trained weights stay fp32."),
+    gradient_checkpointing: bool = flag("--gradient-checkpointing",
+                                        "Recompute activations in backward: less memory, one more forward of time."),
+    cache_latents: bool = flag("--cache-latents", "Encode each frame's VAE latent once and reuse it (in memory)."),
 ) -> None:
     """Train MagicAnimate on a DATA folder: stage 1 or 2 of the paper, resumable, exported in the released layout."""
     from ..dataset.reader import DataFolder
@@ -89,14 +101,18 @@ def run_train(
         ref_dropout=ref_dropout, checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
         device=str(resolve_device(device)), quiet=quiet, validate_every=validate_every,
         validation=validation.resolve() if validation else None,
-        optimizer=optimizer, lora=lora, log=log)  # small:
+        optimizer=optimizer, lora=lora, log=log,  # small:
+        gradient_accumulation=gradient_accumulation, mixed_precision=mixed_precision,  # scale:
+        gradient_checkpointing=gradient_checkpointing, cache_latents=cache_latents)
     settings.validate()
     if dry_run:  # small:
         return report_dry_run(settings, as_json)
     make_validator = None
     if settings.validate_every:
         make_validator = validator_factory(settings, validation_steps)
-    display = TrainProgress(settings.steps, settings.batch_size, enabled=not (quiet or as_json))
+    main_process = os.environ.get("RANK", "0") == "0"  # scale: under torchrun/accelerate only rank 0 reports
+    global_batch = settings.batch_size * settings.gradient_accumulation * int(os.environ.get("WORLD_SIZE", "1"))
+    display = TrainProgress(settings.steps, global_batch, enabled=not (quiet or as_json) and main_process)
 
     def ready(start: int, skipped: list) -> None:
         display.start_at(start)
@@ -106,6 +122,8 @@ def run_train(
     with display:
         result = train(settings, folder, contents.videos, contents.images, contents.fingerprint, resume=resume,
                        on_step=display.update, on_ready=ready, make_validator=make_validator)
+    if not result.main:  # scale: the main process prints the summary
+        raise typer.Exit(STOP_CODES.get(result.outcome.stopped, 1) if result.outcome.stopped else 0)
     complete = result.export is not None and (result.export / "temporal_attention" / "temporal_attention.ckpt").is_file()
     command = animate_command(settings.weights, result.export) if complete else None
     last = result.outcome.last

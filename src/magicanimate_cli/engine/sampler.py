@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..runtime.errors import MagicAnimateError
+from ..runtime.model_guard import ModelRunError, failure_reason
 from .models.reference_attention import ReferenceBank
 from .sampler_config import SamplerConfig
 from .schedulers import ANCESTRAL, load_scheduler_state, make_scheduler
@@ -184,8 +186,13 @@ def predict_windows(models: SamplerModels, cond: Conditioning, latents: torch.Te
     for i, window in enumerate(windows):
         index = torch.tensor(window, device=latents.device)
         sample = latents[:, :, index].to(models.dtype).expand(batch, -1, -1, -1, -1)
-        down, mid = controlnet.residuals(window, batch)
-        pred = _predict(models, sample, t, context, down, mid, copies // batch)
+        try:
+            down, mid = controlnet.residuals(window, batch)
+            pred = _predict(models, sample, t, context, down, mid, copies // batch)
+        except MagicAnimateError:
+            raise
+        except Exception as exc:
+            raise EngineFailure(run[i], len(plan.windows), window, latents.device, failure_reason(exc)) from exc
         weights = window_weights(len(window), config.fusion).to(latents.device)
         noise_sum.index_add_(2, index, pred.float() * weights[None, None, :, None, None])
         weight_sum.index_add_(0, index, weights)
@@ -195,6 +202,23 @@ def predict_windows(models: SamplerModels, cond: Conditioning, latents: torch.Te
             on_window()
     models.bank.clear()
     return noise_sum, weight_sum
+
+
+class EngineFailure(ModelRunError):
+    """A network of the animation engine raised while denoising one window: the one line names the window, its
+    frames, the step (added by `denoise`, which knows it) and the device, as a DensePose failure names the frame.
+    The traceback stays on the cause (printed with --debug)."""
+
+    def __init__(self, window: int, windows: int, frames: Sequence[int], device: torch.device, reason: str,
+                 step: str = "") -> None:
+        self.window, self.windows, self.frames = window, windows, list(frames)
+        self.device, self.reason, self.step = device, reason, step
+        where = f"window {window + 1}/{windows} (frames {min(frames)}-{max(frames)})"
+        super().__init__(f"the animation engine failed on {where}{step}, on {device}: {reason}")
+
+    def at_step(self, step: int, steps: int) -> EngineFailure:
+        return EngineFailure(self.window, self.windows, self.frames, self.device, self.reason,
+                             f", step {step + 1}/{steps}")
 
 
 def guide(noise_sum: torch.Tensor, weight_sum: torch.Tensor, guidance_scale: float) -> torch.Tensor:
@@ -250,8 +274,11 @@ def denoise(models: SamplerModels, cond: Conditioning, latents: torch.Tensor, pl
         step_stats = StepStats(appearance_passes=1)  # its bank's pass, made up front
         features = banks.pop(0)
         model_input = scheduler.scale_model_input(latents, t)
-        noise_sum, weight_sum = predict_windows(models, cond, model_input, t, plan, run, config, step_stats, features,
-                                                on_window)
+        try:
+            noise_sum, weight_sum = predict_windows(models, cond, model_input, t, plan, run, config, step_stats,
+                                                    features, on_window)
+        except EngineFailure as exc:
+            raise exc.at_step(step, len(scheduler.timesteps)) from exc.__cause__
         del features
         if reduce is not None:
             noise_sum, weight_sum = reduce(noise_sum, weight_sum)

@@ -43,10 +43,10 @@ class PoseResult:
 
 def run_pose_job(model: PoseModel, settings: PoseSettings, video: Path, output: Path, reporter: Reporter,
                  load_seconds: float = 0.0, selection: FrameSelection = FrameSelection(), transform=None,
-                 alignment: dict | None = None) -> PoseResult:
+                 alignment: dict | None = None, extra: dict | None = None) -> PoseResult:
     """Render the `selection` of `video`'s frames into `output` (mp4/webm/gif or a PNG folder) at the selection's
     rate (the source rate divided by the stride), and write its sidecar; `transform` and its `alignment` record
-    come from `--align-to`."""
+    come from `--align-to`; `extra` adds sidecar sections (`--shard auto`'s resolved share)."""
     started = time.perf_counter()
     check_output_writable(output)
     clip = open_video(video, selection)
@@ -69,6 +69,7 @@ def run_pose_job(model: PoseModel, settings: PoseSettings, video: Path, output: 
         "versions": runtime_versions(),
         "timings": timings,
         **({"alignment": alignment} if alignment is not None else {}),
+        **(extra or {}),
     })
     return result
 

@@ -24,10 +24,16 @@ class ClusterShare:
     index: int
     count: int
     local_rank: int | None
+    variables: tuple[str, ...] = ()  # the launcher's variables it was read from
 
     @property
     def shard_text(self) -> str:
         return f"{self.index}/{self.count}"
+
+    def record(self, env: Mapping[str, str]) -> dict:
+        """What `--json` and each sidecar say about the share: which, of how many, and from which variables."""
+        return {"shard": "auto", "index": self.index, "count": self.count,
+                "from": {name: env[name] for name in self.variables if name in env}}
 
 
 def _refuse(problem: str) -> SettingsError:
@@ -130,17 +136,21 @@ def cluster_share(env: Mapping[str, str]) -> ClusterShare:
         rank, size, local = torch_world
         if array is not None:
             position, count = array
-            return ClusterShare(position * size + rank + 1, count * size, local)
+            return ClusterShare(position * size + rank + 1, count * size, local, _ARRAY + _TORCHRUN)
         if tasks is not None:
             _check_torchrun_spans_slurm_tasks(env, size, *tasks[:2])
-        return ClusterShare(rank + 1, size, local)
+        return ClusterShare(rank + 1, size, local, _TORCHRUN)
     if array is not None:
         position, count = array
-        return ClusterShare(position + 1, count, _integer(env, "SLURM_LOCALID", 0))
+        return ClusterShare(position + 1, count, _integer(env, "SLURM_LOCALID", 0), _ARRAY + ("SLURM_LOCALID",))
     if tasks is not None:
         rank, size, local = tasks
-        return ClusterShare(rank + 1, size, local)
+        return ClusterShare(rank + 1, size, local, ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"))
     return ClusterShare(1, 1, None)
+
+
+_TORCHRUN = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+_ARRAY = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_STEP")
 
 
 def _check_torchrun_spans_slurm_tasks(env: Mapping[str, str], world_size: int, task: int, tasks: int) -> None:
@@ -184,6 +194,13 @@ def resolve_shard(shard: str | None, device: str, env: Mapping[str, str], cuda_d
         return shard, device
     share = cluster_share(env)
     return share.shard_text, device_for_share(device, share.local_rank, cuda_devices)
+
+
+def share_record(shard: str | None) -> dict | None:
+    """With `--shard auto`, the record of this process's resolved share (`ClusterShare.record`); else None."""
+    if shard != "auto":
+        return None
+    return cluster_share(os.environ).record(os.environ)
 
 
 def resolve_shard_from_process(shard: str | None, device: str) -> tuple[str | None, str]:

@@ -10,7 +10,12 @@ KeyboardInterrupt there as it would anywhere (Ctrl-C), SIGKILL ends it. The poin
 
     encode        the first output frame has gone to the encoder: a partial output file exists
     checkpoint:N  (fuse-long) the checkpoint after step N has been saved
+    serve:window  (serve) a job's denoising window has finished; the job waits there until it is cancelled
+                  (Cancel, its page closed, the server stopping: SIGTERM/SIGINT), announcing every arrival
     train-step:N  (train) step N's metrics line is written, its checkpoint (if due) not yet
+
+Signals reach only a process's main thread, so a point on a worker thread (`hold_point`) waits for an event
+that the run sets when it is cancelled, instead of for the signal itself.
 
 Unset, a point costs one dictionary lookup. Nothing else in the package reads these variables.
 """
@@ -18,6 +23,7 @@ Unset, a point costs one dictionary lookup. Nothing else in the package reads th
 from __future__ import annotations
 
 import os
+import threading
 
 PAUSE_AT = "MAGICANIMATE_TEST_PAUSE_AT"
 PAUSE_READY = "MAGICANIMATE_TEST_PAUSE_READY"
@@ -28,6 +34,17 @@ def pause_point(point: str) -> None:
     if os.environ.get(PAUSE_AT) != point:
         return
     _announce_and_wait(point, os.environ.get(PAUSE_READY))
+
+
+def hold_point(point: str, released: threading.Event) -> None:
+    """`pause_point` for a worker thread: announce, then wait until `released` is set; otherwise return at once."""
+    if os.environ.get(PAUSE_AT) != point:
+        return
+    ready = os.environ.get(PAUSE_READY)
+    if ready:
+        with open(ready, "w") as announce:
+            announce.write(f"{point}\n")
+    released.wait()
 
 
 def _announce_and_wait(point: str, ready: str | None) -> None:

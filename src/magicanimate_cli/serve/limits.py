@@ -64,15 +64,26 @@ def check_reference(upload: Upload) -> None:
     load_reference(upload.path)
 
 
-def check_frames(frames: int | None, limit: int) -> int:
-    """How many motion frames to animate: the page's choice, at most the server's --max-frames."""
-    if frames is None:
+def whole_number(value: float | None, field: str) -> int | None:
+    """A number field's value as an int; a fraction is refused (never truncated), naming the field."""
+    if value is None:
+        return None
+    if float(value) != int(value):
+        raise SettingsError(f"{field}: must be a whole number (got {value:g})")
+    return int(value)
+
+
+def check_frames(frames: float | None, limit: int) -> int:
+    """How many motion frames to animate: the page's choice (empty: all, up to --max-frames), at most the limit."""
+    count = whole_number(frames, "Frames")
+    if count is None:
         return limit
-    if frames < 1:
-        raise SettingsError(f"frames must be at least 1 (got {frames})")
-    if frames > limit:
-        raise SettingsError(f"frames {frames}: this server animates at most {limit} frames per job; choose fewer")
-    return frames
+    if count < 1:
+        raise SettingsError(f"Frames: must be at least 1 (got {count})")
+    if count > limit:
+        raise SettingsError(f"Frames: this server animates at most {limit} frames per job (got {count}); "
+                            "choose fewer")
+    return count
 
 
 def check_motion_upload(upload: Upload, frames: int) -> int:
@@ -84,12 +95,25 @@ def check_motion_upload(upload: Upload, frames: int) -> int:
     return len(open_motion(upload.path, max_frames=frames))
 
 
+def motion_look(upload: Upload, reporter) -> None:
+    """Animate's check of an uploaded motion, for Preview: `reporter` hears a warning when its first frame does
+    not look like a DensePose render (the user likely meant 'Render DensePose first')."""
+    from ..animate.job import motion_format
+    from ..media.reader import open_motion
+
+    first = next(iter(open_motion(upload.path, max_frames=1)))
+    motion_format(first, upload.path, reporter)
+
+
 def user_message(exc: BaseException | str, uploads: list[Upload], root: Path) -> str:
     """An error (or warning) as one line, naming files as the user named them, showing none of the server's
     folders."""
     text = " ".join(str(exc).split())
     for upload in uploads:
         text = text.replace(str(upload.path), upload.name)
+    leading = re.match(r"(--[a-z][a-z-]*) (must|may) ", text)
+    if leading and leading.group(1) in PAGE_NAMES:  # "--steps must be ..." → "Steps: must be ..."
+        text = f"{PAGE_NAMES[leading.group(1)]}: {text[len(leading.group(1)) + 1:]}"
     text = re.sub(r"--[a-z][a-z-]*", lambda m: f"'{PAGE_NAMES[m.group()]}'" if m.group() in PAGE_NAMES
                   else m.group(), text)
     return text.replace(f"{root}/", "").replace(str(root), "server")

@@ -80,7 +80,11 @@ def check_weights_folder(weights: Path, animation_weights: Path | None = None) -
 @contextmanager
 def serving(settings: ServeSettings, hooks: Hooks | None = None,
             clock: Callable[[], float] = time.time) -> Iterator[Server]:
-    """Run the server for the duration of the `with` block; everything it wrote is removed at the end."""
+    """Run the server for the duration of the `with` block; everything it wrote is removed at the end.
+
+    Leaving the block (Ctrl-C, SIGTERM) closes the page, cancels every job and waits until the running ones
+    have stopped at their next window, and only then removes the workspace: no job thread is still computing
+    when the process exits (which aborted it, exit 134, while one was)."""
     settings.validate()
     with ExitStack() as stack:
         workspace = Workspace.create()
@@ -92,14 +96,16 @@ def serving(settings: ServeSettings, hooks: Hooks | None = None,
         check_weights_folder(settings.weights, settings.animation_weights)
         stack.enter_context(gradio_environment(workspace))
         from .handlers import Handlers
-        from .page import build_page, theme
+        from .page import PAGE_CSS, build_page, theme
 
         runner = Runner(settings, workspace, hooks)
         page = build_page(settings, Handlers(runner), examples)
         page.launch(server_name=settings.host, server_port=settings.port, share=False, prevent_thread_lock=True,
-                    quiet=True, show_error=True, max_file_size=f"{settings.max_upload_mb}mb", theme=theme(),
+                    quiet=True, show_error=True, max_file_size=f"{settings.max_upload_mb}mb", theme=theme(), css=PAGE_CSS,
                     ssr_mode=False, mcp_server=False, enable_monitoring=False, pwa=False, run_history=False)
         stack.callback(page.close)
+        stack.callback(runner.stop)  # first: cancel every job and wait for the running ones, so that their pages
+        # hear the end and let go of their connections, which Gradio's server otherwise waits 5 s for
         stack.enter_context(_swept(workspace, settings, clock))
         yield Server(page.local_url, settings, workspace, runner, page)
 

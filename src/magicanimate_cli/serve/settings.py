@@ -48,6 +48,7 @@ class ServeSettings:
     max_upload_mb: int = 200
     max_frames: int = 300
     max_size: int = 1024  # largest working side offered by the page
+    max_job_seconds: float | None = None  # refuse jobs estimated to take longer (None: no limit)
 
     def validate(self) -> None:
         """Refuse settings that cannot work, before the workspace or any model exists."""
@@ -62,6 +63,8 @@ class ServeSettings:
             raise SettingsError(f"--max-upload-mb must be at least 1 (got {self.max_upload_mb})")
         if self.max_frames < 1:
             raise SettingsError(f"--max-frames must be at least 1 (got {self.max_frames})")
+        if self.max_job_seconds is not None and self.max_job_seconds <= 0:
+            raise SettingsError(f"--max-job-seconds must be more than 0 (got {self.max_job_seconds:g})")
         if self.dtype not in DTYPE_CHOICES:
             raise SettingsError(f"--dtype must be one of {', '.join(DTYPE_CHOICES)} (got {self.dtype})")
 
@@ -73,3 +76,17 @@ class ServeSettings:
     @property
     def default_steps(self) -> int:
         return 2 if self.demo else 25
+
+    @property
+    def default_frames(self) -> int:
+        """The page's starting frame count: one window of the model (16 frames), not the server's maximum."""
+        return min(self.max_frames, 16)
+
+    @property
+    def weights_folders(self) -> list[tuple[Path, str]]:
+        """The weights folders and how a sidecar names them: by their own names, never where they are on the
+        server (--demo's tiny model: `demo`)."""
+        folders = [(self.weights, "demo" if self.demo else self.weights.name)]
+        if self.animation_weights is not None:
+            folders.append((self.animation_weights, self.animation_weights.name))
+        return folders

@@ -34,14 +34,25 @@ class TrainerState:
     optimizer: torch.optim.Optimizer
     lr_schedule: object
     generator: torch.Generator
+    scaler: object = None  # fp16's loss scaler (its scale and growth tracker), restored with the optimizer
 
 
 def checkpoint_dir(run: Path, step: int) -> Path:
     return Path(run) / CHECKPOINTS / f"step-{step}"
 
 
-def save(run: Path, state: TrainerState, keep: int) -> Path:
-    """Write step-N atomically, then remove all but the `keep` newest."""
+def process_rng() -> dict:
+    """This process's global RNG states (torch's, and CUDA's where there is one)."""
+    states = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state()
+    return states
+
+
+def save(run: Path, state: TrainerState, keep: int, processes_rng: list[dict] | None = None) -> Path:
+    """Write step-N atomically, then remove all but the `keep` newest. `processes_rng` holds every process's RNG
+    states in process order (the main process writes them all)."""
+    processes_rng = processes_rng or [process_rng()]
     folder = checkpoint_dir(run, state.step)
     temp = folder.with_name(f".tmp-{folder.name}")
     shutil.rmtree(temp, ignore_errors=True)
@@ -51,8 +62,12 @@ def save(run: Path, state: TrainerState, keep: int) -> Path:
                   str(temp / "trainable.safetensors"))
         torch.save(state.optimizer.state_dict(), temp / "optimizer.pt")
         torch.save(state.lr_schedule.state_dict(), temp / "lr_schedule.pt")
-        torch.save({"generator": state.generator.get_state(), "torch": torch.get_rng_state()}, temp / "rng.pt")
-        (temp / "state.json").write_text(json.dumps({"format": FORMAT, "step": state.step}) + "\n")
+        if state.scaler is not None:
+            torch.save(state.scaler.state_dict(), temp / "scaler.pt")
+        torch.save({"generator": state.generator.get_state(), "torch": processes_rng[0]["torch"],
+                    "processes": processes_rng}, temp / "rng.pt")
+        (temp / "state.json").write_text(json.dumps({"format": FORMAT, "step": state.step,
+                                                     "processes": len(processes_rng)}) + "\n")
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(temp, folder)
@@ -81,11 +96,16 @@ def latest(run: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def restore(folder: Path, state: TrainerState, pieces: frozenset[str] = PIECES) -> int:
-    """Put a checkpoint's `pieces` back into `state`; returns the step it was taken at."""
+def restore(folder: Path, state: TrainerState, pieces: frozenset[str] = PIECES, rank: int = 0,
+            processes: int = 1) -> int:
+    """Put a checkpoint's `pieces` back into `state` (process `rank` of `processes` takes its own RNG states);
+    returns the step it was taken at."""
     info = json.loads((folder / "state.json").read_text())
     if info.get("format") != FORMAT:
         raise SettingsError(f"{folder}: checkpoint format {info.get('format')}, this version reads {FORMAT}")
+    if info.get("processes", 1) != processes:
+        raise SettingsError(f"{folder}: written by {info.get('processes', 1)} process(es), resumed with {processes}; "
+                            "resume with the same number of processes")
     if "weights" in pieces:
         saved = load_file(str(folder / "trainable.safetensors"))
         if set(saved) != set(state.trainable):
@@ -95,11 +115,16 @@ def restore(folder: Path, state: TrainerState, pieces: frozenset[str] = PIECES) 
                 param.copy_(saved[name])
     if "optimizer" in pieces:
         state.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+        if state.scaler is not None and (folder / "scaler.pt").is_file():
+            state.scaler.load_state_dict(torch.load(folder / "scaler.pt", weights_only=True))
     if "lr_schedule" in pieces:
         state.lr_schedule.load_state_dict(torch.load(folder / "lr_schedule.pt", weights_only=True))
     if "rng" in pieces:
         rng = torch.load(folder / "rng.pt", weights_only=True)
         state.generator.set_state(rng["generator"])
-        torch.set_rng_state(rng["torch"])
+        mine = rng.get("processes", [{"torch": rng["torch"]}])[rank]
+        torch.set_rng_state(mine["torch"])
+        if "cuda" in mine and torch.cuda.is_available():
+            torch.cuda.set_rng_state(mine["cuda"])
     state.step = int(info["step"])
     return state.step

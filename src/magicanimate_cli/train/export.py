@@ -27,13 +27,20 @@ EXPORT = "export"
 WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
 
 
-def export_states(model: TrainingModel, motion_state: dict[str, torch.Tensor] | None
-                  ) -> dict[str, dict[str, torch.Tensor]]:
+def export_states(model: TrainingModel, motion_state: dict[str, torch.Tensor] | None,
+                  originals: dict[str, torch.Tensor] | None = None) -> dict[str, dict[str, torch.Tensor]]:
     """The three released files' tensors: part -> state dict. The temporal file is left out when the run has no
-    temporal layers (a stage-1 run started without any)."""
-    states = {APPEARANCE_DIR: plain_state_dict(model.appearance_encoder),
-              CONTROLNET_DIR: plain_state_dict(model.controlnet)}  # adapters (--lora) merged
-    unet_motion = {k: v for k, v in plain_state_dict(model.unet).items() if MOTION in k}
+    temporal layers (a stage-1 run started without any). `originals` (model name -> tensor) stand in for frozen
+    tensors that the run holds in half precision (--mixed-precision)."""
+    originals = originals or {}
+
+    def state(module: torch.nn.Module, prefix: str) -> dict[str, torch.Tensor]:
+        raw = {k: originals.get(prefix + k, v) for k, v in module.state_dict().items()}
+        return plain_state_dict(module, raw)  # adapters (--lora) merged
+
+    states = {APPEARANCE_DIR: state(model.appearance_encoder, "appearance_encoder."),
+              CONTROLNET_DIR: state(model.controlnet, "controlnet.")}
+    unet_motion = {k: v for k, v in state(model.unet, "unet.").items() if MOTION in k}
     motion = unet_motion or motion_state
     if motion:
         states[TEMPORAL_FILE] = dict(motion)
@@ -41,13 +48,14 @@ def export_states(model: TrainingModel, motion_state: dict[str, torch.Tensor] | 
 
 
 def write_export(run: Path, model: TrainingModel, motion_state: dict[str, torch.Tensor] | None,
-                 appearance_config: dict, controlnet_config: dict, record: dict) -> Path:
+                 appearance_config: dict, controlnet_config: dict, record: dict,
+                 originals: dict[str, torch.Tensor] | None = None) -> Path:
     """Write RUN/export atomically (replacing an earlier one); `record` goes to export/training.json."""
     target = Path(run) / EXPORT
     temp = target.with_name(f".tmp-{EXPORT}")
     shutil.rmtree(temp, ignore_errors=True)
     try:
-        for part, state in export_states(model, motion_state).items():
+        for part, state in export_states(model, motion_state, originals).items():
             tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}
             if part == TEMPORAL_FILE:
                 (temp / part).parent.mkdir(parents=True)

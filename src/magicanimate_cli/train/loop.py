@@ -12,7 +12,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +23,13 @@ from ..runtime.testhooks import pause_point
 from . import checkpoint, tracking
 from .batches import FrameSource, make_batch
 from .metrics import MetricsLog, StepRecord
+from .latents import LatentCache
 from .model import TrainingParts, encode_latents, set_trainable
 from .lora import add_adapters
 from .optim import make_optimizer
-from .sampling import DataIndex, Mix, StepPlan, plan_step
+from .processes import any_process, gather_objects, make_accelerator
+from .precision import cast_frozen, enable_gradient_checkpointing
+from .sampling import DataIndex, Mix, StepPlan, plan_step, share
 from .schedule import NoiseSchedule
 from .settings import TrainSettings
 
@@ -49,15 +52,15 @@ class Trainer:
 
     def __init__(self, settings: TrainSettings, parts: TrainingParts, data: DataIndex, source: FrameSource,
                  schedule: NoiseSchedule) -> None:
-        from accelerate import Accelerator
-
         self.settings, self.parts, self.data, self.source, self.schedule = settings, parts, data, source, schedule
-        # fp32 whatever an accelerate config or ACCELERATE_* variable says: the run's settings say what it does
-        self.accelerator = Accelerator(cpu=torch.device(settings.device).type == "cpu", mixed_precision="no",
-                                       **tracking.accelerator_options(settings.log, settings.run))
+        # the precision is the run's setting, whatever an accelerate config or ACCELERATE_* variable says
+        self.accelerator = make_accelerator(settings, **tracking.accelerator_options(settings.log, settings.run))
         params = (add_adapters(parts.model, settings.stage, settings.lora, settings.seed) if settings.lora
                   else set_trainable(parts.model, settings.stage))
         names = [n for n, p in parts.model.named_parameters() if p.requires_grad]
+        self.originals = cast_frozen(parts, self.accelerator.mixed_precision)
+        if settings.gradient_checkpointing:
+            enable_gradient_checkpointing(parts.model)
         optimizer = make_optimizer(settings.optimizer, params, settings.lr, settings.weight_decay, settings.device)
         warmup = settings.lr_warmup
         lr_schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -68,8 +71,19 @@ class Trainer:
         parts.text = parts.text.to(self.accelerator.device)
         self.params = params
         self.mix = Mix(settings.stage, settings.image_prob, *settings.joint)
+        self.latents = LatentCache(parts.vae) if settings.cache_latents else None
         self.state = checkpoint.TrainerState(0, dict(zip(names, params)), self.optimizer, self.lr_schedule,
-                                             torch.Generator("cpu").manual_seed(settings.seed))
+                                             torch.Generator("cpu").manual_seed(settings.seed),
+                                             self.accelerator.scaler)
+
+    @property
+    def processes(self) -> int:
+        return self.accelerator.num_processes
+
+    @property
+    def global_batch(self) -> int:
+        """Samples per optimizer step over all processes and micro-batches."""
+        return self.settings.batch_size * self.processes * self.settings.gradient_accumulation
 
     @property
     def device(self) -> torch.device:
@@ -80,43 +94,98 @@ class Trainer:
         return self.state.step
 
     def plan(self, step: int | None = None) -> StepPlan:
+        """The global batch's plan (every process plans the same step and takes its share)."""
         s = self.settings
-        return plan_step(self.state.step if step is None else step, s.seed, self.data, self.mix, s.batch_size,
+        return plan_step(self.state.step if step is None else step, s.seed, self.data, self.mix, self.global_batch,
                          s.clip_frames, s.frame_stride)
 
     def train_step(self) -> tuple[StepRecord, StepTiming]:
-        s, model = self.settings, self.model
-        t0 = time.perf_counter()
-        plan = self.plan()
-        batch = make_batch(plan, self.source, s.width, s.height).to(self.device)
+        """One optimizer step: the gradients of the global batch, then clipping and AdamW."""
+        plan, loss, data_s, compute_s = self.accumulate_gradients()
         t1 = time.perf_counter()
-        b, f = batch.target.shape[:2]
-        latents = encode_latents(self.parts.vae, batch.target.flatten(0, 1))
-        latents = latents.reshape(b, f, *latents.shape[1:]).transpose(1, 2)  # (b, 4, f, h, w)
-        reference = encode_latents(self.parts.vae, batch.reference)
-        g = self.state.generator
-        noise = torch.randn(latents.shape, generator=g).to(self.device)
-        t = torch.randint(0, self.schedule.timesteps, (b,), generator=g).to(self.device)
-        keep = (torch.rand(b, generator=g) >= s.ref_dropout).to(self.device)
-        noisy = self.schedule.add_noise(latents, noise, t)
-        pred = model(noisy, t, self.parts.text.expand(b, -1, -1), reference, batch.pose, keep)
-        loss = F.mse_loss(pred.float(), noise.float())
-        self.accelerator.backward(loss)
-        grad_norm = self.accelerator.clip_grad_norm_(self.params, s.max_grad_norm)
+        record = self.apply(plan, loss)
+        return record, StepTiming(data_s, compute_s + time.perf_counter() - t1)
+
+    def accumulate_gradients(self) -> tuple[StepPlan, torch.Tensor, float, float]:
+        """Each micro-batch's forward and backward, gradients synchronised over the processes on the last. Noise,
+        timesteps and dropout are drawn for the whole global batch from the run's generator, the same on every
+        process, and each sample takes its own row: a sample's draws do not depend on how the batch is split.
+        Returns the plan, this process's loss (its share of the step's mean) and the data and compute seconds."""
+        s, acc = self.settings, self.accelerator
+        plan = self.plan()
+        data_s = compute_s = 0.0
+        draws = None
+        total = torch.zeros((), device=self.device)
+        for micro in range(s.gradient_accumulation):
+            t0 = time.perf_counter()
+            mine = share(plan, acc.process_index, self.processes, micro, s.batch_size)
+            batch = make_batch(mine, self.source, s.width, s.height).to(self.device)
+            t1 = time.perf_counter()
+            latents, reference = self.encode(mine, batch)
+            if draws is None:
+                draws = self.draw(latents.shape[1:])
+            first = (micro * self.processes + acc.process_index) * s.batch_size
+            noise, t, keep = (d[first:first + s.batch_size].to(self.device) for d in draws)
+            noisy = self.schedule.add_noise(latents, noise, t)
+            last = micro == s.gradient_accumulation - 1
+            with nullcontext() if last else acc.no_sync(self.model):
+                with acc.autocast():
+                    pred = self.model(noisy, t, self.parts.text.expand(s.batch_size, -1, -1), reference, batch.pose,
+                                      keep)
+                loss = F.mse_loss(pred.float(), noise.float())
+                if s.gradient_accumulation > 1:
+                    loss = loss / s.gradient_accumulation
+                acc.backward(loss)
+            total = total + loss.detach()
+            data_s, compute_s = data_s + t1 - t0, compute_s + time.perf_counter() - t1
+        return plan, total, data_s, compute_s
+
+    def apply(self, plan: StepPlan, loss: torch.Tensor) -> StepRecord:
+        """Clip the synchronised gradients, take the AdamW step; the record carries the mean loss over processes."""
+        acc = self.accelerator
+        grad_norm = acc.clip_grad_norm_(self.params, self.settings.max_grad_norm)
         lr = float(self.lr_schedule.get_last_lr()[0])
         self.optimizer.step()
         self.lr_schedule.step()
         self.optimizer.zero_grad(set_to_none=True)
+        self.parts.model.bank.clear()  # held through backward with gradient checkpointing
         self.state.step += 1
-        record = StepRecord(self.state.step, float(loss.detach()), lr, plan.branch, float(grad_norm), plan.epoch,
-                            [_sample_label(x) for x in plan.samples])
-        return record, StepTiming(t1 - t0, time.perf_counter() - t1)
+        loss_value = float(acc.reduce(loss, "mean")) if self.processes > 1 else float(loss)
+        skipped = acc.optimizer_step_was_skipped if acc.scaler is not None else None
+        return StepRecord(self.state.step, loss_value, lr, plan.branch, float(grad_norm), plan.epoch,
+                          [_sample_label(x) for x in plan.samples], skipped)
+
+    def encode(self, plan: StepPlan, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """VAE latents (b, 4, f, h, w) of the targets and (b, 4, h, w) of the references (--cache-latents: each
+        frame's latent encoded once and reused)."""
+        if self.latents is not None:
+            return self.latents.batch(plan, batch)
+        b, f = batch.target.shape[:2]
+        latents = encode_latents(self.parts.vae, batch.target.flatten(0, 1))
+        latents = latents.reshape(b, f, *latents.shape[1:]).transpose(1, 2)  # (b, 4, f, h, w)
+        return latents, encode_latents(self.parts.vae, batch.reference)
+
+    def draw(self, latent_shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The global batch's noise, timesteps and reference keep-flags, in the order one process always drew
+        them (noise, then timesteps, then dropout), from the run's generator."""
+        g, n = self.state.generator, self.global_batch
+        noise = torch.randn((n, *latent_shape), generator=g)
+        t = torch.randint(0, self.schedule.timesteps, (n,), generator=g)
+        keep = torch.rand(n, generator=g) >= self.settings.ref_dropout
+        return noise, t, keep
 
     def save_checkpoint(self, run: Path) -> Path:
-        return checkpoint.save(run, self.state, self.settings.keep_checkpoints)
+        """Every process hands its RNG state to the main process, which alone writes the checkpoint; the others
+        wait until it is complete."""
+        states = gather_objects(self.accelerator, checkpoint.process_rng())
+        folder = checkpoint.checkpoint_dir(run, self.state.step)
+        if self.accelerator.is_main_process:
+            folder = checkpoint.save(run, self.state, self.settings.keep_checkpoints, states)
+        self.accelerator.wait_for_everyone()
+        return folder
 
     def restore(self, folder: Path, pieces: frozenset[str] = checkpoint.PIECES) -> int:
-        return checkpoint.restore(folder, self.state, pieces)
+        return checkpoint.restore(folder, self.state, pieces, self.accelerator.process_index, self.processes)
 
 
 def _sample_label(sample) -> str:
@@ -133,25 +202,30 @@ def run_loop(trainer: Trainer, run: Path, on_step: OnStep | None = None,
     """Train up to `settings.steps`, checkpointing every N steps and at the end; SIGTERM/SIGINT save a checkpoint
     after the step in progress and stop. `validate(step)` returns metric records to log (--validate-every)."""
     s = trainer.settings
+    main = trainer.accelerator.is_main_process
     log = MetricsLog(run)
     last = None
     with _stop_signals() as stop:
         while trainer.step < s.steps:
             record, timing = trainer.train_step()
-            log.append(record)
-            tracking.log_step(trainer.accelerator, s.log, record, timing.data_s + timing.compute_s, s.batch_size)
+            if main:  # one process writes the run's files
+                log.append(record)
+            tracking.log_step(trainer.accelerator, s.log, record, timing.data_s + timing.compute_s,
+                               trainer.global_batch)
             last = record
-            if validate is not None and s.validate_every and record.step % s.validate_every == 0:
+            if main and validate is not None and s.validate_every and record.step % s.validate_every == 0:
                 for entry in validate(record.step):
                     log.append(entry)
                     tracking.log_validation(trainer.accelerator, s.log, entry)
             pause_point(f"train-step:{record.step}")  # tests stop the run here: metrics written, no checkpoint yet
             if on_step is not None:
                 on_step(record, timing)
-            if record.step % s.checkpoint_every == 0 or record.step == s.steps or stop.signal:
+            # a signal reaching one process stops them all after the same step (a checkpoint needs every one)
+            stopped = any_process(trainer.accelerator, stop.signal)
+            if record.step % s.checkpoint_every == 0 or record.step == s.steps or stopped:
                 trainer.save_checkpoint(run)
-            if stop.signal:
-                return Outcome(record.step, stop.signal, last)
+            if stopped:
+                return Outcome(record.step, stopped, last)
     return Outcome(trainer.step, None, last)
 
 

@@ -24,9 +24,13 @@ class StepRecord:
     grad_norm: float
     epoch: int
     samples: list[str] = field(default_factory=list)
+    skipped: bool | None = None  # --mixed-precision fp16: the loss scaler skipped this update (inf/nan gradients)
 
     def line(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        record = asdict(self)
+        if record["skipped"] is None:  # only fp16 runs have a loss scaler that can skip
+            del record["skipped"]
+        return json.dumps(record, ensure_ascii=False)
 
 
 class MetricsLog:

@@ -50,6 +50,8 @@ class TrainingModel(nn.Module):
         self.bank = SampleReferenceBank(len(reference_blocks(unet)))
         attach_writer(appearance_encoder, self.bank)
         attach_sample_reader(unet, self.bank)
+        # scale: with gradient checkpointing, backward re-runs the reading attention, which needs the bank
+        self.keep_bank_for_backward = False
 
     def attach(self) -> None:
         """(Re)install the training processors: after validation, the engine's Animator installs its own."""
@@ -76,8 +78,9 @@ class TrainingModel(nn.Module):
         try:
             return self.unet(noisy, t, text, down, unfold_frames(mid, frames))
         finally:
-            self.bank.clear()
-            self.bank.keep = None
+            if not self.keep_bank_for_backward:  # otherwise the next forward clears it
+                self.bank.clear()
+                self.bank.keep = None
 
 
 def _grad_if_training(module: nn.Module):
@@ -295,7 +298,7 @@ def text_encoder_and_tokens(layout: WeightsLayout) -> tuple[nn.Module, Any]:
 @torch.no_grad()
 def encode_latents(vae: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
     """(n, 3, H, W) in [-1, 1] -> (n, 4, H/8, W/8): the VAE mean × 0.18215 (the mean, as the engine's reference)."""
-    return vae.encode(pixels).latent_dist.mean.float() * VAE_SCALE
+    return vae.encode(pixels.to(vae.dtype)).latent_dist.mean.float() * VAE_SCALE
 
 
 def _json_config(config: dict) -> dict:

@@ -28,6 +28,7 @@ from .metrics import MetricsLog
 from .model import TrainingParts, load_parts
 from .lora import check_peft
 from .optim import check_optimizer
+from .processes import process_state
 from .sampling import DataIndex
 from .schedule import check_recorded, check_weights_schedule, inference_schedule
 from .settings import TrainSettings, differing_setting
@@ -43,6 +44,7 @@ class RunResult:
     export: Path | None
     resumed_from: int
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    main: bool = True  # False in the other processes of a multi-process run: they report nothing
 
 
 def usable_videos(videos: tuple[tuple[str, int], ...], settings: TrainSettings, data: Path
@@ -81,11 +83,15 @@ def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str,
     index = DataIndex(kept, images)
     run = settings.run
     recorded = _recorded_config(run, resume)
+    state = process_state(settings.device)
+    batch_record = global_batch_record(settings, state.num_processes)
+    if recorded is not None:
+        check_processes(recorded.get("batch"), batch_record, run)
     schedule = inference_schedule()
     check_weights_schedule(schedule, WeightsLayout(settings.weights).scheduler / "scheduler_config.json")
     if settings.start_from is not None:
         check_recorded(schedule, _from_schedule(settings.start_from), settings.start_from)
-    parts = load_parts(settings.stage, settings.weights, settings.start_from, settings.motion_module, settings.device,
+    parts = load_parts(settings.stage, settings.weights, settings.start_from, settings.motion_module, state.device,
                        settings.seed)
     longest = int(getattr(parts.model.unet.config, "motion_max_len", settings.frames))
     if settings.stage == 2 and settings.frames > longest:
@@ -93,18 +99,22 @@ def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str,
     record = {"format": CONFIG_FORMAT, "settings": settings.record(), "schedule": schedule.record,
               "data": {"fingerprint": data_fingerprint, "videos": len(kept), "images": len(images),
                        "skipped": [list(s) for s in skipped]},
-              "weights": {"fingerprint": fingerprint(parts.sources), "files": [str(p) for p in parts.sources]}}
+              "weights": {"fingerprint": fingerprint(parts.sources), "files": [str(p) for p in parts.sources]},
+              "batch": batch_record}
     if recorded is not None:
         _check_resumable(recorded, record, run)
     trainer = Trainer(settings, parts, index, source, schedule)
+    main = trainer.accelerator.is_main_process
     start = 0
     if recorded is not None:
         latest = checkpoint.latest(run)
         if latest is not None:
             start = trainer.restore(latest)
-        MetricsLog(run).truncate_after(start)
-    else:
+        if main:
+            MetricsLog(run).truncate_after(start)
+    elif main:
         write_json_atomic(run / CONFIG, record)
+    trainer.accelerator.wait_for_everyone()
     if on_ready is not None:
         on_ready(start, skipped)
     validate = make_validator(parts) if make_validator is not None and settings.validate_every else None
@@ -115,9 +125,31 @@ def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str,
         tracking.finish(trainer.accelerator, settings.log)
     export = None
     if outcome.stopped is None:
-        export = write_export(run, parts.model, parts.motion_state, parts.appearance_config, parts.controlnet_config,
-                              {"stage": settings.stage, "step": trainer.step, "schedule": schedule.record})
-    return RunResult(run, outcome, export, start, skipped)
+        export = run / "export"
+        if main:
+            export = write_export(run, parts.model, parts.motion_state, parts.appearance_config,
+                                  parts.controlnet_config,
+                                  {"stage": settings.stage, "step": trainer.step, "schedule": schedule.record},
+                                  trainer.originals)
+        trainer.accelerator.wait_for_everyone()
+    return RunResult(run, outcome, export, start, skipped, main)
+
+
+def global_batch_record(settings: TrainSettings, processes: int) -> dict:
+    """What one optimizer step averages over: per-process batch × processes × accumulation."""
+    return {"batch_size": settings.batch_size, "processes": processes,
+            "gradient_accumulation": settings.gradient_accumulation,
+            "global_batch": settings.batch_size * processes * settings.gradient_accumulation}
+
+
+def check_processes(recorded: dict | None, current: dict, run: Path) -> None:
+    """A run resumes with the processes it started with: the data order, the global batch and every process's
+    random state are theirs. (Runs recorded before multi-process training had one process.)"""
+    before = (recorded or {}).get("processes", 1)
+    if before != current["processes"]:
+        raise SettingsError(f"{run}: --resume with {current['processes']} process(es), but the run was started with "
+                            f"{before} (global batch {(recorded or {}).get('global_batch', '?')}); resume with "
+                            f"{before} process(es)")
 
 
 def _recorded_config(run: Path, resume: bool) -> dict | None:

@@ -109,3 +109,15 @@ def _reference_frame(pick: random.Random, count: int, frames: tuple[int, ...], b
         choice = pick.randrange(count - 1)
         return choice + (choice >= frames[0])
     return pick.randrange(count)
+
+
+def share(plan: StepPlan, rank: int, processes: int, micro: int, batch_size: int) -> StepPlan:
+    """Process `rank`'s part of micro-batch `micro` of a step whose plan holds the global batch (batch_size ×
+    processes × accumulation samples, in that nesting: micro-batch, then process, then sample).
+
+    Every process plans the whole step (the branch and the frame counts are the step's, so every process runs the
+    same graph) and takes its own slice; together the processes and micro-batches cover the global batch once,
+    which is why N processes with batch B equal one process with batch N·B.
+    """
+    start = (micro * processes + rank) * batch_size
+    return StepPlan(plan.step, plan.epoch, plan.index, plan.branch, plan.samples[start:start + batch_size])

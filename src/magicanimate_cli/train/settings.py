@@ -21,6 +21,11 @@ RESUMABLE = frozenset({"run", "steps", "checkpoint_every", "keep_checkpoints", "
                        "validation", "quiet", "log"})
 """Settings a resumed run may change: where the run lives, how long it goes on and how it reports, never what it
 trains."""
+# scale: how a step is computed, not what it trains, may change on resume
+RESUMABLE = RESUMABLE | {"gradient_checkpointing", "cache_latents"}
+PRECISIONS = ("no", "fp16", "bf16")
+RECORDED_BEFORE = {"gradient_accumulation": 1, "mixed_precision": "no", "optimizer": "adamw", "lora": 0}
+"""What a run recorded before these settings existed did without them."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,23 @@ class TrainSettings:
     optimizer: str = "adamw"
     lora: int = 0
     log: str | None = None
+    # scale: memory and the global batch (docs/training.md, "Many GPUs" and "Memory")
+    gradient_accumulation: int = 1  # micro-batches per optimizer step, each of batch_size samples per process
+    mixed_precision: str = "no"  # no | fp16 | bf16: frozen networks cast, trainable weights and AdamW stay fp32
+    gradient_checkpointing: bool = False  # recompute activations in backward (UNet, encoder, ControlNet, motion)
+    cache_latents: bool = False  # VAE latents of each frame encoded once, kept in memory
+
+    def validate_scale(self) -> None:
+        _check(self.gradient_accumulation >= 1,
+               f"--gradient-accumulation {self.gradient_accumulation}: must be at least 1")
+        _check(self.mixed_precision in PRECISIONS,
+               f"--mixed-precision {self.mixed_precision}: choose one of {', '.join(PRECISIONS)}")
+        if self.mixed_precision == "fp16" and self.device.split(":")[0] != "cuda":
+            raise SettingsError(f"--mixed-precision fp16 needs a CUDA GPU (device {self.device}: accelerate has no fp16 "
+                                "loss scaling there); use bf16 or no")
+        if self.mixed_precision != "no" and self.validate_every:
+            raise SettingsError("--validate-every runs the engine in fp32 on the trained networks; with "
+                                f"--mixed-precision {self.mixed_precision} validate the export with `animate` instead")
 
     @property
     def clip_frames(self) -> int:
@@ -94,6 +116,7 @@ class TrainSettings:
                                 "convolutions pass no gradient to adapters (fine-tune the release or an export)")
         if self.validate_every and self.validation is None:
             raise SettingsError("--validate-every needs --validation DIR")
+        self.validate_scale()
 
     def record(self) -> dict:
         """JSON-ready settings for config.json (paths as strings, the mix as a list)."""
@@ -138,7 +161,7 @@ def differing_setting(recorded: dict, current: dict) -> str | None:
     for key in sorted(set(recorded) | set(current)):
         if key in RESUMABLE:
             continue
-        if recorded.get(key) != current.get(key):
+        if recorded.get(key, RECORDED_BEFORE.get(key)) != current.get(key):
             return key
     return None
 

@@ -132,6 +132,17 @@ def _per_frame(module: nn.Module, x: torch.Tensor, **kwargs) -> torch.Tensor:
     return unfold_frames(module(fold_frames(x), **kwargs), x.shape[2])
 
 
+def _maybe_checkpointed(enabled: bool, function, *args):
+    """`function(*args)`, with its activations recomputed in backward instead of kept when `enabled` (training's
+    --gradient-checkpointing) and autograd is recording; the same arithmetic either way. Non-reentrant, so
+    tensors that leave the segment by other ways (the reference bank) keep their gradients."""
+    if enabled and torch.is_grad_enabled():
+        from torch.utils.checkpoint import checkpoint
+
+        return checkpoint(function, *args, use_reentrant=False)
+    return function(*args)
+
+
 class DownBlock3D(nn.Module):
     """resnet → (spatial transformer) → motion module, per layer; then an optional 2× downsample."""
 
@@ -154,18 +165,24 @@ class DownBlock3D(nn.Module):
             if add_downsample else None
         )
 
+    gradient_checkpointing = False
+
     def forward(self, x: torch.Tensor, temb: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, list]:
         skips = []
-        for i, resnet in enumerate(self.resnets):
-            x = resnet(x, temb)
-            if self.attentions is not None:
-                x = _spatial(self.attentions[i], x, context)
-            x = self.motion_modules[i](x)
+        for i in range(len(self.resnets)):
+            x = _maybe_checkpointed(self.gradient_checkpointing, self.layer, i, x, temb, context)
             skips.append(x)
         if self.downsamplers is not None:
             x = _per_frame(self.downsamplers[0], x)
             skips.append(x)
         return x, skips
+
+    def layer(self, i: int, x: torch.Tensor, temb: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Layer i: resnet → (spatial transformer) → motion module."""
+        x = self.resnets[i](x, temb)
+        if self.attentions is not None:
+            x = _spatial(self.attentions[i], x, context)
+        return self.motion_modules[i](x)
 
 
 class MidBlock3D(nn.Module):
@@ -180,14 +197,19 @@ class MidBlock3D(nn.Module):
         )
         self.attentions = nn.ModuleList([_spatial_transformer(channels, heads, cfg)])
 
+    gradient_checkpointing = False
+
     def forward(self, x: torch.Tensor, temb: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         return self.tail(self.head(x, temb), temb, context)
 
     def head(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
         """The first ResNet: the last layer before the mid block's attention reads the reference bank."""
-        return self.resnets[0](x, temb)
+        return _maybe_checkpointed(self.gradient_checkpointing, self.resnets[0], x, temb)
 
     def tail(self, x: torch.Tensor, temb: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return _maybe_checkpointed(self.gradient_checkpointing, self._tail, x, temb, context)
+
+    def _tail(self, x: torch.Tensor, temb: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         x = _spatial(self.attentions[0], x, context)
         return self.resnets[1](x, temb)
 
@@ -214,16 +236,23 @@ class UpBlock3D(nn.Module):
             nn.ModuleList([Upsample2D(out_channels, use_conv=True, out_channels=out_channels)]) if add_upsample else None
         )
 
+    gradient_checkpointing = False
+
     def forward(self, x: torch.Tensor, skips: list, temb: torch.Tensor, context: torch.Tensor,
                 upsample_size: tuple[int, int] | None) -> torch.Tensor:
-        for i, resnet in enumerate(self.resnets):
-            x = resnet(torch.cat([x, skips.pop()], dim=1), temb)
-            if self.attentions is not None:
-                x = _spatial(self.attentions[i], x, context)
-            x = self.motion_modules[i](x)
+        for i in range(len(self.resnets)):
+            x = _maybe_checkpointed(self.gradient_checkpointing, self.layer, i, x, skips.pop(), temb, context)
         if self.upsamplers is not None:
             x = _per_frame(self.upsamplers[0], x, output_size=upsample_size)
         return x
+
+    def layer(self, i: int, x: torch.Tensor, skip: torch.Tensor, temb: torch.Tensor, context: torch.Tensor
+              ) -> torch.Tensor:
+        """Layer i: concatenate the skip, resnet → (spatial transformer) → motion module."""
+        x = self.resnets[i](torch.cat([x, skip], dim=1), temb)
+        if self.attentions is not None:
+            x = _spatial(self.attentions[i], x, context)
+        return self.motion_modules[i](x)
 
 
 class TemporalUNet(nn.Module):
@@ -262,6 +291,12 @@ class TemporalUNet(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.conv_in.weight.dtype
+
+    def enable_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """Training: recompute each layer's activations (ResNet, spatial transformer, motion module) in backward
+        instead of keeping them. Inference (no autograd) is unaffected either way."""
+        for block in [*self.down_blocks, self.mid_block, *self.up_blocks]:
+            block.gradient_checkpointing = enabled
 
     def forward(
         self,

@@ -29,3 +29,20 @@ def reference_person(model: PoseModel, image: np.ndarray, min_score: float, peop
     canvas = np.zeros((height, width), dtype=np.uint8)
     canvas[y:y + h, x:x + w] = person_labels(detections.coarse[chosen], detections.fine[chosen], w, h)
     return canvas if canvas.any() else None
+
+
+def reference_people(model: PoseModel, image: np.ndarray, min_score: float, people: str,
+                     where: str = "the reference image") -> list[np.ndarray]:
+    """(H, W) uint8 part labels of every person above `min_score` (only the largest with `largest`), each on its
+    own map, ordered left to right by box centre: `--align` with several people pairs them by place."""
+    height, width = image.shape[:2]
+    detections = model.detect(image, where)
+    boxes = pixel_boxes(detections.boxes, width, height)
+    found = []
+    for index in drawing_order(detections, boxes, min_score, "largest" if people == "largest" else "all"):
+        x, y, w, h = boxes[index]
+        canvas = np.zeros((height, width), dtype=np.uint8)
+        canvas[y:y + h, x:x + w] = person_labels(detections.coarse[index], detections.fine[index], w, h)
+        if canvas.any():
+            found.append((x + w / 2, index, canvas))
+    return [canvas for _, _, canvas in sorted(found, key=lambda f: (f[0], f[1]))]

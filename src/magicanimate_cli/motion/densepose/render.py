@@ -64,16 +64,22 @@ def drawing_order(detections: Detections, boxes: list[PixelBox], min_score: floa
 
 
 def render_labels(detections: Detections, width: int, height: int, min_score: float,
-                  people: str) -> tuple[np.ndarray, int]:
-    """The (height, width) label map of one frame and the number of people drawn on it."""
+                  people: str, owners: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """The (height, width) label map of one frame and the number of people drawn on it.
+
+    `owners`, a (height, width) uint8 array of zeros if given, receives which person each pixel shows: 1, 2, ...
+    in drawing order (the model's instances, which `--align` with several people uses rather than guess them
+    from the labels)."""
     canvas = np.zeros((height, width), dtype=np.uint8)
     boxes = pixel_boxes(detections.boxes, width, height)
     order = drawing_order(detections, boxes, min_score, people)
-    for index in order:
+    for number, index in enumerate(order, start=1):
         x, y, w, h = boxes[index]
         labels = person_labels(detections.coarse[index], detections.fine[index], w, h)
         region = canvas[y:y + h, x:x + w]
         np.copyto(region, labels, where=labels > 0)
+        if owners is not None:
+            owners[y:y + h, x:x + w][labels > 0] = min(number, 255)
     return canvas, len(order)
 
 

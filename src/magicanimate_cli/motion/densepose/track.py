@@ -66,6 +66,7 @@ class SteadyFrame:
     labels: np.ndarray
     people: int
     filled: int
+    owners: np.ndarray | None = None  # which person each pixel shows (render.render_labels), when asked
 
 
 def kept_people(detections: Detections, width: int, height: int, min_score: float,
@@ -172,10 +173,12 @@ def mean_logits(offsets: list[int], maps: list[torch.Tensor], radius: int) -> to
 class SteadyRenderer:
     """Turns a stream of per-frame detections into steady label maps, `look_ahead` frames behind the input."""
 
-    def __init__(self, settings: SmoothSettings, width: int, height: int, min_score: float, people: str) -> None:
+    def __init__(self, settings: SmoothSettings, width: int, height: int, min_score: float, people: str,
+                 owners: bool = False) -> None:
         self.settings = settings
         self.width, self.height = width, height
         self.min_score, self.people = min_score, people
+        self.owners = owners
         self.tracker = IdentityTracker(settings.match_iou, settings.fill_gap)
         self.seen: dict[int, dict[int, Observation]] = {}  # frame → track id → observation (sliding)
 
@@ -199,6 +202,7 @@ class SteadyRenderer:
             del self.seen[old]
         people = self.people_at(t, known)
         labels = np.zeros((self.height, self.width), dtype=np.uint8)
+        owners = np.zeros_like(labels) if self.owners else None
         if people:
             people.sort(key=lambda p: p[0].rank)  # the model's order: scoreless output is drawn by it
             observations = [p[0] for p in people]
@@ -206,10 +210,10 @@ class SteadyRenderer:
             detections = Detections(torch.stack([o.box for o in observations]), scores,
                                     torch.stack([o.coarse for o in observations]),
                                     torch.stack([o.fine for o in observations]))
-            labels, drawn = render_labels(detections, self.width, self.height, self.min_score, self.people)
+            labels, drawn = render_labels(detections, self.width, self.height, self.min_score, self.people, owners)
         else:
             drawn = 0
-        return SteadyFrame(labels, drawn, sum(p[1] for p in people))
+        return SteadyFrame(labels, drawn, sum(p[1] for p in people), owners)
 
     def people_at(self, t: int, known: int) -> list[tuple[Observation, bool]]:
         """(steadied observation, whether it was filled in) for each person to draw at frame t."""
