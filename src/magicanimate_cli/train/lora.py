@@ -60,11 +60,12 @@ def _adapted_layers(module: nn.Module) -> dict[str, nn.Module]:
             if hasattr(sub, "base_layer") and hasattr(sub, "get_delta_weight")}
 
 
-def plain_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
-    """`module.state_dict()` under the plain layer names, each adapter merged into its weight (W + B·A·scale);
-    the state dict itself when nothing is adapted."""
+def plain_state_dict(module: nn.Module, state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """`module.state_dict()` (or `state`, its tensors under the same names, e.g. fp32 originals of weights a run
+    holds in half precision) under the plain layer names, each adapter merged into its weight (W + B·A·scale);
+    the state itself when nothing is adapted."""
     layers = _adapted_layers(module)
-    state = module.state_dict()
+    state = module.state_dict() if state is None else state
     if not layers:
         return dict(state)
     merged = {}
