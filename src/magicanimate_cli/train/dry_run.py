@@ -6,6 +6,7 @@ released sizes (SD 1.5's configs), so a user can size a GPU before downloading a
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 from rich.console import Console
@@ -42,7 +43,7 @@ def dry_run(settings: TrainSettings) -> tuple[Estimate, dict]:
     configs, source = run_configs(settings.weights, settings.start_from)
     wanted = estimate_settings(settings)
     result = estimate(wanted, configs)
-    record = {"dry_run": True, "configs": source, "settings": {k: v for k, v in vars(wanted).items()},
+    record = {"dry_run": True, "configs": source, "settings": asdict(wanted),
               **result.record()}
     return result, record
 

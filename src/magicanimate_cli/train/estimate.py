@@ -212,7 +212,7 @@ class _Saved:
     params: set[int]
     skip: set[int] = field(default_factory=set)  # attention probabilities (see `pack`)
     owner: dict[int, tuple[int | None, int]] = field(default_factory=dict)
-    unit_inputs: dict[int, int] = field(default_factory=dict)
+    unit_inputs: dict[int, tuple[int, torch.Tensor]] = field(default_factory=dict)  # held: keys stay unique
     stack: list[int] = field(default_factory=list)
 
     def pack(self, t: torch.Tensor) -> torch.Tensor:
@@ -236,7 +236,8 @@ class _Saved:
             if unit is not None:
                 per_unit[unit] = per_unit.get(unit, 0) + n
         # a unit's input stays; counted once, and not again when it is kept outside every unit anyway
-        inputs = sum(n for k, n in self.unit_inputs.items() if kept.get(k, (0,))[0] is not None)
+        outside_keys = {k for k, (unit, _) in kept.items() if unit is None}
+        inputs = sum(n for k, (n, _) in self.unit_inputs.items() if k not in outside_keys)
         largest = max((n for _, n in kept.values()), default=0)
         return plain, outside + inputs + max(per_unit.values(), default=0), largest
 
@@ -268,7 +269,7 @@ def _track_units(stack: ExitStack, saved: _Saved, units: list[list[nn.Module]]) 
     def enter(index: int, head: bool):
         def hook(module, args):
             if head and torch.is_grad_enabled() and args and isinstance(args[0], torch.Tensor):
-                saved.unit_inputs.setdefault(_storage(args[0]), args[0].untyped_storage().nbytes())
+                saved.unit_inputs.setdefault(_storage(args[0]), (args[0].untyped_storage().nbytes(), args[0]))
             saved.stack.append(index)
         return hook
 
