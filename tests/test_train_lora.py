@@ -92,3 +92,18 @@ def test_stage1_lora_without_from_is_refused_in_one_line(data, tmp_path):
     with pytest.raises(SettingsError, match="--lora in stage 1 needs --from"):
         settings(data, tmp_path / "run", stage=1, lora=2).validate()
     settings(data, tmp_path / "run", stage=1, lora=2, start_from=MA).validate()
+
+
+def test_lora_under_bf16_and_checkpointing_merges_into_the_fp32_originals(data, tmp_path):
+    """With --mixed-precision the adapted base weights are held in bf16; the export adds the adapters to the fp32
+    weights the run loaded, so nothing in it is rounded."""
+    trainer = make_trainer(_stage2(data, tmp_path / "run", mixed_precision="bf16", gradient_checkpointing=True))
+    trainer.train_step()
+    merged = export_states(trainer.parts.model, None, trainer.originals)["temporal_attention/temporal_attention.ckpt"]
+    layers = [(n, m) for n, m in trainer.parts.model.unet.named_modules() if hasattr(m, "lora_A")]
+    assert layers and all(v.dtype == torch.float32 for v in merged.values())
+    for name, layer in layers:
+        assert layer.base_layer.weight.dtype == torch.bfloat16
+        base = trainer.originals[f"unet.{name}.base_layer.weight"]
+        delta = layer.lora_B["default"].weight @ layer.lora_A["default"].weight * layer.scaling["default"]
+        assert torch.allclose(merged[f"{name}.weight"], base + delta)
