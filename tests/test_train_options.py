@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conftest import TINY_BUNDLE, run_cli
-from train_fixtures import OneThread, write_data
+from train_fixtures import MA, OneThread, write_data
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -45,3 +47,16 @@ def test_log_tensorboard_writes_loss_lr_and_samples_per_second_per_step(data, tm
     assert [e.step for e in reader.Scalars("loss")] == [1, 2]
     assert reader.Scalars("lr")[0].value == pytest.approx(1e-3)
     assert all(e.value > 0 for e in reader.Scalars("samples_per_s"))
+
+
+def test_lora_through_the_command_records_the_rank_and_keeps_the_adapters_beside_the_export(data, tmp_path, capsys):
+    pytest.importorskip("peft")
+    run = tmp_path / "run"
+    args = ["train", data, "-o", run, "--stage", "2", "--from", MA, "--weights", TINY_BUNDLE, "--size", "128",
+            "--frames", "2", "--joint", "0,0", "--steps", "1", "--device", "cpu", "--quiet", "--lora", "2"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert json.loads((run / "config.json").read_text())["settings"]["lora"] == 2
+    adapters = run / "export" / "lora" / "temporal_attention"
+    assert json.loads((adapters / "adapter_config.json").read_text())["r"] == 2
+    assert (run / "export" / "temporal_attention" / "temporal_attention.ckpt").is_file()
