@@ -1,9 +1,11 @@
 """RUN/checkpoints/step-N/: everything needed to continue a run exactly, written atomically.
 
 A checkpoint holds the trainable weights (only they change; the frozen ones are re-read from their files), the
-optimizer's state, the learning-rate schedule's, the run's random generator and torch's global one, and the step
-count, which fixes the data position (sampling is a pure function of seed, epoch and index). It is written to a
-hidden temporary folder and renamed into place, so a folder named step-N is always complete.
+optimizer's state (with fp16's loss scale), the learning-rate schedule's, the run's random generator (the same in
+every process), every process's global torch (and CUDA) generator, and the step count, which fixes the data
+position (sampling is a pure function of seed, epoch and index). The main process alone writes it, to a hidden
+temporary folder renamed into place, so a folder named step-N is always complete; it records the number of
+processes, and a resume with another number is refused.
 """
 
 from __future__ import annotations
