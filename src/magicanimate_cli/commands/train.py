@@ -58,6 +58,16 @@ def run_train(
     device: str = typer.Option("auto", metavar="<device>", help="auto | cuda | cpu."),
     quiet: bool = flag("--quiet", QUIET_HELP, "-q"),
     as_json: bool = flag("--json", JSON_HELP),
+    # small: memory estimate, optimizer, low-rank adapters, tracking
+    dry_run: bool = flag("--dry-run", "Print parameter counts, FLOPs per step and an estimate of peak GPU memory "
+                                      "per process, then exit (reads no data and no weights)."),
+    optimizer: Literal["adamw", "adamw8bit"] = typer.Option("adamw", "--optimizer",
+                                                            help="adamw, or adamw8bit (bitsandbytes, CUDA only)."),
+    lora: int = typer.Option(0, "--lora", metavar="RANK", show_default="off",
+                             help="Train low-rank adapters of this rank on the stage's attention projections "
+                                  "instead of all weights; the export merges them."),
+    log: Optional[Literal["tensorboard"]] = typer.Option(None, "--log", show_default="none",
+                                                         help="Tracker for loss, lr and samples/s (RUN/logs/)."),
     # scale: memory and the global batch (docs/training.md, "Memory")
     gradient_accumulation: int = typer.Option(1, "--gradient-accumulation",
                                               help="Micro-batches per optimizer step (global batch = batch size x "
@@ -78,9 +88,9 @@ def run_train(
     from ..train.settings import TrainSettings, parse_joint, resolve_mix
 
     folder = DataFolder(data)
-    contents = folder.check()
+    contents = None if dry_run else folder.check()  # small: --dry-run reads no data
     stage_n = int(stage)
-    tau0, mix = resolve_mix(stage_n, image_prob, parse_joint(joint), bool(contents.images), data)
+    tau0, mix = resolve_mix(stage_n, image_prob, parse_joint(joint), contents is None or bool(contents.images), data)
     settings = TrainSettings(
         data=data.resolve(), run=output.resolve(), stage=stage_n,
         weights=(weights.expanduser() if weights else default_weights_dir()).resolve(),
@@ -91,9 +101,12 @@ def run_train(
         ref_dropout=ref_dropout, checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
         device=str(resolve_device(device)), quiet=quiet, validate_every=validate_every,
         validation=validation.resolve() if validation else None,
+        optimizer=optimizer, lora=lora, log=log,  # small:
         gradient_accumulation=gradient_accumulation, mixed_precision=mixed_precision,  # scale:
         gradient_checkpointing=gradient_checkpointing, cache_latents=cache_latents)
     settings.validate()
+    if dry_run:  # small:
+        return report_dry_run(settings, as_json)
     make_validator = None
     if settings.validate_every:
         make_validator = validator_factory(settings, validation_steps)
@@ -131,6 +144,17 @@ def run_train(
         else:
             typer.echo("the export has no temporal_attention/ (a stage-1 run without --motion-module): train stage 2 "
                        "on it (--from this export, --motion-module FILE) before animating")
+
+
+def report_dry_run(settings, as_json: bool) -> None:  # small:
+    """--dry-run: the estimate as a table, or one JSON line."""
+    from ..train.dry_run import dry_run, print_report
+
+    result, record = dry_run(settings)
+    if as_json:
+        typer.echo(json.dumps(record))
+    else:
+        print_report(result, record)
 
 
 def validator_factory(settings, steps: int):

@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import save_file
 
 from ..runtime.errors import OutputError
+from .lora import LORA_DIR, plain_state_dict, write_adapters
 from .model import APPEARANCE_DIR, CONTROLNET_DIR, MOTION, TEMPORAL_FILE, TrainingModel
 
 EXPORT = "export"
@@ -34,7 +35,8 @@ def export_states(model: TrainingModel, motion_state: dict[str, torch.Tensor] | 
     originals = originals or {}
 
     def state(module: torch.nn.Module, prefix: str) -> dict[str, torch.Tensor]:
-        return {k: originals.get(prefix + k, v) for k, v in module.state_dict().items()}
+        raw = {k: originals.get(prefix + k, v) for k, v in module.state_dict().items()}
+        return plain_state_dict(module, raw)  # adapters (--lora) merged
 
     states = {APPEARANCE_DIR: state(model.appearance_encoder, "appearance_encoder."),
               CONTROLNET_DIR: state(model.controlnet, "controlnet.")}
@@ -63,6 +65,8 @@ def write_export(run: Path, model: TrainingModel, motion_state: dict[str, torch.
             config = appearance_config if part == APPEARANCE_DIR else controlnet_config
             (temp / part / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
             save_file(tensors, str(temp / part / WEIGHTS_FILE))
+        write_adapters({APPEARANCE_DIR: model.appearance_encoder, CONTROLNET_DIR: model.controlnet,
+                        "temporal_attention": model.unet}, temp / LORA_DIR)  # --lora: the adapters, beside
         (temp / "training.json").write_text(json.dumps(record, indent=2) + "\n")
         old = target.with_name(f".old-{EXPORT}")
         shutil.rmtree(old, ignore_errors=True)

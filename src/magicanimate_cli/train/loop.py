@@ -20,11 +20,13 @@ import torch
 import torch.nn.functional as F
 
 from ..runtime.testhooks import pause_point
-from . import checkpoint
+from . import checkpoint, tracking
 from .batches import FrameSource, make_batch
 from .metrics import MetricsLog, StepRecord
 from .latents import LatentCache
 from .model import TrainingParts, encode_latents, set_trainable
+from .lora import add_adapters
+from .optim import make_optimizer
 from .processes import any_process, gather_objects, make_accelerator
 from .precision import cast_frozen, enable_gradient_checkpointing
 from .sampling import DataIndex, Mix, StepPlan, plan_step, share
@@ -52,13 +54,14 @@ class Trainer:
                  schedule: NoiseSchedule) -> None:
         self.settings, self.parts, self.data, self.source, self.schedule = settings, parts, data, source, schedule
         # the precision is the run's setting, whatever an accelerate config or ACCELERATE_* variable says
-        self.accelerator = make_accelerator(settings)
-        params = set_trainable(parts.model, settings.stage)
+        self.accelerator = make_accelerator(settings, **tracking.accelerator_options(settings.log, settings.run))
+        params = (add_adapters(parts.model, settings.stage, settings.lora, settings.seed) if settings.lora
+                  else set_trainable(parts.model, settings.stage))
         names = [n for n, p in parts.model.named_parameters() if p.requires_grad]
         self.originals = cast_frozen(parts, self.accelerator.mixed_precision)
         if settings.gradient_checkpointing:
             enable_gradient_checkpointing(parts.model)
-        optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+        optimizer = make_optimizer(settings.optimizer, params, settings.lr, settings.weight_decay, settings.device)
         warmup = settings.lr_warmup
         lr_schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
@@ -207,10 +210,13 @@ def run_loop(trainer: Trainer, run: Path, on_step: OnStep | None = None,
             record, timing = trainer.train_step()
             if main:  # one process writes the run's files
                 log.append(record)
+            tracking.log_step(trainer.accelerator, s.log, record, timing.data_s + timing.compute_s,
+                               trainer.global_batch)
             last = record
             if main and validate is not None and s.validate_every and record.step % s.validate_every == 0:
                 for entry in validate(record.step):
                     log.append(entry)
+                    tracking.log_validation(trainer.accelerator, s.log, entry)
             pause_point(f"train-step:{record.step}")  # tests stop the run here: metrics written, no checkpoint yet
             if on_step is not None:
                 on_step(record, timing)

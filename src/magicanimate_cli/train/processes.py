@@ -23,7 +23,7 @@ def process_state(device: str):
     return PartialState(cpu=torch.device(device).type == "cpu")
 
 
-def make_accelerator(settings: TrainSettings):
+def make_accelerator(settings: TrainSettings, **options):
     """The run's Accelerator, with the run's precision. accelerate keeps one precision per Python process; a process
     that trains twice (an application, the tests) starts each run from a fresh precision state (the process group
     is kept)."""
@@ -31,7 +31,8 @@ def make_accelerator(settings: TrainSettings):
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state(reset_partial_state=False)
-    return Accelerator(cpu=torch.device(settings.device).type == "cpu", mixed_precision=settings.mixed_precision)
+    return Accelerator(cpu=torch.device(settings.device).type == "cpu", mixed_precision=settings.mixed_precision,
+                       **options)
 
 
 def gather_objects(accelerator, value: Any) -> list[Any]:

@@ -20,12 +20,14 @@ from pathlib import Path
 from ..engine.loader import WeightsLayout
 from ..runtime.atomic import write_json_atomic
 from ..runtime.errors import InputError, OutputError, SettingsError
-from . import checkpoint
+from . import checkpoint, tracking
 from .batches import FrameSource
 from .export import write_export
 from .loop import OnStep, Outcome, Trainer, run_loop
 from .metrics import MetricsLog
 from .model import TrainingParts, load_parts
+from .lora import check_peft
+from .optim import check_optimizer
 from .processes import process_state
 from .sampling import DataIndex
 from .schedule import check_recorded, check_weights_schedule, inference_schedule
@@ -73,6 +75,10 @@ def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str,
           on_ready: Callable[[int, list[tuple[str, str]]], None] | None = None) -> RunResult:
     """Check, build, (resume,) train and export. `on_ready(start_step, skipped)` runs once the models are loaded."""
     settings.validate()
+    check_optimizer(settings.optimizer, settings.device)
+    if settings.lora:
+        check_peft()
+    tracking.check_tracker(settings.log)
     kept, skipped = usable_videos(videos, settings, settings.data)
     index = DataIndex(kept, images)
     run = settings.run
@@ -112,7 +118,11 @@ def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str,
     if on_ready is not None:
         on_ready(start, skipped)
     validate = make_validator(parts) if make_validator is not None and settings.validate_every else None
-    outcome = run_loop(trainer, run, on_step, validate)
+    tracking.start(trainer.accelerator, settings.log, settings.record())
+    try:
+        outcome = run_loop(trainer, run, on_step, validate)
+    finally:
+        tracking.finish(trainer.accelerator, settings.log)
     export = None
     if outcome.stopped is None:
         export = run / "export"

@@ -18,13 +18,13 @@ DEFAULT_JOINT = (0.1, 0.3)
 
 MIN_SIZE = 128
 RESUMABLE = frozenset({"run", "steps", "checkpoint_every", "keep_checkpoints", "device", "validate_every",
-                       "validation", "quiet"})
+                       "validation", "quiet", "log"})
 """Settings a resumed run may change: where the run lives, how long it goes on and how it reports, never what it
 trains."""
 # scale: how a step is computed, not what it trains, may change on resume
 RESUMABLE = RESUMABLE | {"gradient_checkpointing", "cache_latents"}
 PRECISIONS = ("no", "fp16", "bf16")
-RECORDED_BEFORE = {"gradient_accumulation": 1, "mixed_precision": "no"}
+RECORDED_BEFORE = {"gradient_accumulation": 1, "mixed_precision": "no", "optimizer": "adamw", "lora": 0}
 """What a run recorded before these settings existed did without them."""
 
 
@@ -58,6 +58,10 @@ class TrainSettings:
     validate_every: int = 0
     validation: Path | None = None
     quiet: bool = False
+    # small: the optimizer, low-rank adapters (0: off), the tracker (None: metrics.jsonl only)
+    optimizer: str = "adamw"
+    lora: int = 0
+    log: str | None = None
     # scale: memory and the global batch (docs/training.md, "Many GPUs" and "Memory")
     gradient_accumulation: int = 1  # micro-batches per optimizer step, each of batch_size samples per process
     mixed_precision: str = "no"  # no | fp16 | bf16: frozen networks cast, trainable weights and AdamW stay fp32
@@ -105,6 +109,11 @@ class TrainSettings:
         if self.stage == 2 and self.motion_module is None and self.start_from is None:
             raise SettingsError("--stage 2 needs a temporal start: --motion-module FILE (AnimateDiff's mm_sd_v15.ckpt "
                                 "or a temporal_attention.ckpt) or --from DIR with temporal_attention/")
+        _check(self.optimizer in ("adamw", "adamw8bit"), f"--optimizer {self.optimizer}: adamw or adamw8bit")
+        _check(self.lora >= 0, f"--lora {self.lora}: a rank must be at least 1 (0: off)")
+        if self.lora and self.stage == 1 and self.start_from is None:
+            raise SettingsError("--lora in stage 1 needs --from DIR: a fresh ControlNet's zeroed output "
+                                "convolutions pass no gradient to adapters (fine-tune the release or an export)")
         if self.validate_every and self.validation is None:
             raise SettingsError("--validate-every needs --validation DIR")
         self.validate_scale()
