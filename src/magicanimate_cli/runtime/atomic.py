@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -91,3 +93,27 @@ def json_value(value: Any) -> Any:
 
 def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def write_folder_atomic(target: Path, fill: Callable[[Path], None], what: str) -> Path:
+    """Fill a hidden temporary folder beside `target` with `fill(temp)`, then swap it in whole (replacing an
+    earlier `target`): a reader, or a run resumed after a kill, sees the old folder or the new one, never a mix.
+    A failure removes the temporary and says, in one line, that the `what` could not be written."""
+    temp = target.with_name(f".tmp-{target.name}")
+    old = target.with_name(f".old-{target.name}")
+    shutil.rmtree(temp, ignore_errors=True)
+    try:
+        temp.mkdir(parents=True)
+        fill(temp)
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():
+            os.replace(target, old)
+        os.replace(temp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise OutputError(f"{target}: cannot write the {what} ({one_line(exc)})") from None
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    return target

@@ -11,7 +11,6 @@ processes, and a resume with another number is refused.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..runtime.errors import OutputError, SettingsError
+from ..runtime.atomic import write_folder_atomic
+from ..runtime.errors import SettingsError
 
 CHECKPOINTS = "checkpoints"
 FORMAT = 1
@@ -56,10 +56,8 @@ def save(run: Path, state: TrainerState, keep: int, processes_rng: list[dict] | 
     states in process order (the main process writes them all)."""
     processes_rng = processes_rng or [process_rng()]
     folder = checkpoint_dir(run, state.step)
-    temp = folder.with_name(f".tmp-{folder.name}")
-    shutil.rmtree(temp, ignore_errors=True)
-    try:
-        temp.mkdir(parents=True)
+
+    def fill(temp: Path) -> None:
         save_file({k: v.detach().to("cpu").contiguous() for k, v in state.trainable.items()},
                   str(temp / "trainable.safetensors"))
         torch.save(state.optimizer.state_dict(), temp / "optimizer.pt")
@@ -70,15 +68,8 @@ def save(run: Path, state: TrainerState, keep: int, processes_rng: list[dict] | 
                     "processes": processes_rng}, temp / "rng.pt")
         (temp / "state.json").write_text(json.dumps({"format": FORMAT, "step": state.step,
                                                      "processes": len(processes_rng)}) + "\n")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(temp, folder)
-    except OSError as exc:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise OutputError(f"{folder}: cannot write the checkpoint ({' '.join(str(exc).split())})") from None
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
+
+    write_folder_atomic(folder, fill, "checkpoint")
     for old in complete_checkpoints(run)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return folder

@@ -12,14 +12,12 @@ a hidden temporary folder and renamed into place: an export is never half there.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
-from ..runtime.errors import OutputError
+from ..runtime.atomic import write_folder_atomic
 from .lora import LORA_DIR, plain_state_dict, write_adapters
 from .model import APPEARANCE_DIR, CONTROLNET_DIR, MOTION, TEMPORAL_FILE, TrainingModel
 
@@ -52,9 +50,8 @@ def write_export(run: Path, model: TrainingModel, motion_state: dict[str, torch.
                  originals: dict[str, torch.Tensor] | None = None) -> Path:
     """Write RUN/export atomically (replacing an earlier one); `record` goes to export/training.json."""
     target = Path(run) / EXPORT
-    temp = target.with_name(f".tmp-{EXPORT}")
-    shutil.rmtree(temp, ignore_errors=True)
-    try:
+
+    def fill(temp: Path) -> None:
         for part, state in export_states(model, motion_state, originals).items():
             tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}
             if part == TEMPORAL_FILE:
@@ -68,16 +65,6 @@ def write_export(run: Path, model: TrainingModel, motion_state: dict[str, torch.
         write_adapters({APPEARANCE_DIR: model.appearance_encoder, CONTROLNET_DIR: model.controlnet,
                         "temporal_attention": model.unet}, temp / LORA_DIR)  # --lora: the adapters, beside
         (temp / "training.json").write_text(json.dumps(record, indent=2) + "\n")
-        old = target.with_name(f".old-{EXPORT}")
-        shutil.rmtree(old, ignore_errors=True)
-        if target.exists():
-            os.replace(target, old)
-        os.replace(temp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    except OSError as exc:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise OutputError(f"{target}: cannot write the export ({' '.join(str(exc).split())})") from None
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
+
+    write_folder_atomic(target, fill, "export")
     return target
