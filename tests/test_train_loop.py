@@ -11,18 +11,7 @@ from magicanimate_cli.train.batches import make_batch
 from magicanimate_cli.train.model import encode_latents, load_parts, set_trainable
 from magicanimate_cli.train.sampling import CLIP, DataIndex, FRAME, IMAGE, Mix, plan_step
 from magicanimate_cli.train.schedule import inference_schedule
-from train_fixtures import OneThread, SIZE, make_trainer, settings, write_data
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with OneThread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return write_data(tmp_path_factory.mktemp("train-data"))
+from train_fixtures import SIZE, data, make_trainer, one_thread, settings  # noqa: F401 (fixtures)
 
 
 def _snapshot(trainer) -> dict[str, torch.Tensor]:

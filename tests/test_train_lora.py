@@ -6,22 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from train_fixtures import MA, OneThread, make_trainer, settings, write_data
+from train_fixtures import MA, data, make_trainer, one_thread, settings  # noqa: F401 (fixtures)
 from magicanimate_cli.train.export import export_states, write_export
 from magicanimate_cli.train.lora import plain_state_dict
 
 pytest.importorskip("peft")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with OneThread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return write_data(tmp_path_factory.mktemp("lora-data"))
 
 
 def _stage2(data, run, **kw):

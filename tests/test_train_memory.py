@@ -13,18 +13,7 @@ from conftest import run_cli, TINY_BUNDLE
 from magicanimate_cli.train.batches import make_batch
 from magicanimate_cli.train.export import export_states
 from magicanimate_cli.train.precision import enable_gradient_checkpointing
-from train_fixtures import MA, OneThread, SIZE, make_trainer, settings, write_data
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with OneThread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return write_data(tmp_path_factory.mktemp("memory-data"))
+from train_fixtures import MA, SIZE, data, make_trainer, one_thread, settings  # noqa: F401 (fixtures)
 
 
 def _gradients_and_saved_bytes(trainer) -> tuple[float, dict[str, torch.Tensor], int]:

@@ -8,18 +8,7 @@ import json
 import pytest
 
 from conftest import TINY_BUNDLE, run_cli
-from train_fixtures import MA, OneThread, write_data
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with OneThread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return write_data(tmp_path_factory.mktemp("options-data"))
+from train_fixtures import MA, data, one_thread  # noqa: F401 (fixtures)
 
 
 def _args(data, run, *extra) -> list:

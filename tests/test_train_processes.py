@@ -18,22 +18,11 @@ from safetensors.torch import load_file
 from conftest import TINY_BUNDLE, run_cli
 from magicanimate_cli.runtime.testhooks import PAUSE_AT, PAUSE_READY
 from magicanimate_cli.train.sampling import DataIndex, Mix, plan_step, share
-from train_fixtures import OneThread, TEMPORAL, make_trainer, settings, write_data
+from train_fixtures import TEMPORAL, data, make_trainer, one_thread, settings  # noqa: F401 (fixtures)
 
 RANKS = Path(__file__).parent / "train_ranks.py"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 TOLERANCE = 1e-5  # relative: batch 2 against batch 1 × 2, the first step's loss and gradient norm
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with OneThread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return write_data(tmp_path_factory.mktemp("processes-data"))
 
 
 def _args(data: Path, run: Path, batch: int, *extra) -> list:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import torch
 
 from conftest import TINY_BUNDLE
@@ -51,3 +52,16 @@ class OneThread:
 
     def __exit__(self, *exc):
         torch.set_num_threads(self.previous)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Every training test module that imports this runs torch on one thread (see OneThread)."""
+    with OneThread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A small DATA folder of videos, renders and images, written once per test module."""
+    return write_data(tmp_path_factory.mktemp("train-data"))
