@@ -90,7 +90,8 @@ def test_the_video_is_the_source_frame_for_frame_and_the_render_is_what_pose_dra
     copy = frames_of(layout.video("a"))
     assert np.abs(copy.astype(int) - original.astype(int)).mean() < 3  # re-encoded at crf 18
     # Both renders are made here by fresh processes, so they run under the same conditions: in the parallel suite a
-    # worker's earlier tests once left the in-process renders a few pixel values apart; the cause, some state a worker keeps, is not yet found.
+    # worker's earlier tests once left the in-process renders a few pixel values apart; the cause, some state a
+    # worker keeps, is not yet found.
     for args in (prepare(source / "clips" / "a.mp4", tmp_path / "DATA", pose_standin["model"]),
                  ["pose", source / "clips" / "a.mp4", "-o", tmp_path / "pose.mp4", "--pose-model",
                   pose_standin["model"], "--device", "cpu", "-q"]):
