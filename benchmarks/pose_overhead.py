@@ -25,9 +25,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 from media_helpers import encode_video  # noqa: E402
 from pose_standin import moving_blobs, save_standin  # noqa: E402
 
-from magicanimate_cli.motion.densepose.model import PoseModel  # noqa: E402
-from magicanimate_cli.motion.densepose.settings import PoseSettings  # noqa: E402
-from magicanimate_cli.motion.densepose.video import open_video
+from magicanimate_cli.densepose.model import PoseModel  # noqa: E402
+from magicanimate_cli.densepose.settings import PoseSettings  # noqa: E402
+from magicanimate_cli.densepose.video import open_video
 from magicanimate_cli.pose.job import run_pose_job
 from magicanimate_cli.runtime.progress import Reporter  # noqa: E402
 

@@ -32,9 +32,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from magicanimate_cli.motion.densepose.model import Detections
-from magicanimate_cli.motion.densepose.render import render_labels
-from magicanimate_cli.motion.densepose.track import SmoothSettings, SteadyRenderer
+from magicanimate_cli.densepose.model import Detections
+from magicanimate_cli.densepose.render import render_labels
+from magicanimate_cli.densepose.track import SmoothSettings, SteadyRenderer
 
 GRID = 32  # S: the stand-in's segmentation size
 MIN_SCORE, PEOPLE = 0.8, "all"

@@ -15,8 +15,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from magicanimate_cli.media.writer import write_image_atomic
-from magicanimate_cli.motion.densepose.model import Detections
-from magicanimate_cli.motion.densepose.render import render_frame
+from magicanimate_cli.densepose.model import Detections
+from magicanimate_cli.densepose.render import render_frame
 
 SIZE = 192
 # (part label, polygon or ellipse) in a 100×100 box; labels follow DensePose's fine index

@@ -13,8 +13,8 @@ import torch
 from align_grid import WORKING, cases, fit_at_own_resolution, motion_render, outcome
 from conftest import run_cli as run
 from magicanimate_cli.motion.align import FrameMap, measure
-from magicanimate_cli.motion.densepose.model import PoseModel
-from magicanimate_cli.motion.densepose.render import render_frame
+from magicanimate_cli.densepose.model import PoseModel
+from magicanimate_cli.densepose.render import render_frame
 from magicanimate_cli.motion.fit import Box
 from media_helpers import encode_video, save_image
 from pose_standin import RED, blob_frame

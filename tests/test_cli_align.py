@@ -18,8 +18,8 @@ from pose_standin import LABELS, RED, blob_frame
 from magicanimate_cli.engine.pipeline import Animator
 from magicanimate_cli.media.reader import open_motion
 from magicanimate_cli.motion.align import box_iou, decode_labels, majority_filter, person_box
-from magicanimate_cli.motion.densepose.model import PoseModel
-from magicanimate_cli.motion.densepose.render import render_frame
+from magicanimate_cli.densepose.model import PoseModel
+from magicanimate_cli.densepose.render import render_frame
 from magicanimate_cli.motion.fit import Box, fit_motion_frame, plan_fit
 from magicanimate_cli.motion.palette import colourise
 

@@ -12,8 +12,8 @@ from PIL import Image
 
 from magicanimate_cli.engine.pipeline import Animator
 from magicanimate_cli.motion.align import box_iou
-from magicanimate_cli.motion.densepose.model import PoseModel
-from magicanimate_cli.motion.densepose.render import render_frame
+from magicanimate_cli.densepose.model import PoseModel
+from magicanimate_cli.densepose.render import render_frame
 from magicanimate_cli.motion.fit import Box
 from magicanimate_cli.motion.people import frame_people
 from conftest import run_cli as run

@@ -229,7 +229,7 @@ def test_the_command_lines_choice_words_equal_the_settings_own():
 
     from magicanimate_cli.commands import common, evaluate
     from magicanimate_cli.evaluation.device import DEVICE_CHOICES
-    from magicanimate_cli.motion.densepose.settings import PEOPLE_CHOICES
+    from magicanimate_cli.densepose.settings import PEOPLE_CHOICES
 
     assert get_args(common.People) == PEOPLE_CHOICES
     assert evaluate.DEVICE_CHOICES == DEVICE_CHOICES

@@ -202,9 +202,9 @@ def test_frames_are_rendered_and_written_one_at_a_time(clips, pose_standin):
     """Memory stays flat: each frame is written before the next one is decoded."""
     import torch
 
-    from magicanimate_cli.motion.densepose.model import PoseModel
-    from magicanimate_cli.motion.densepose.settings import PoseSettings
-    from magicanimate_cli.motion.densepose.video import open_video, render_video
+    from magicanimate_cli.densepose.model import PoseModel
+    from magicanimate_cli.densepose.settings import PoseSettings
+    from magicanimate_cli.densepose.video import open_video, render_video
     from magicanimate_cli.runtime.progress import Reporter
 
     events: list[str] = []

@@ -23,7 +23,7 @@ LAYERS = {
     "runtime": 0,
     "motion": 1, "engine": 1,
     "media": 2,
-    "motion.densepose": 3,
+    "densepose": 3,
     "animate": 4, "demo": 4,
     "long": 5, "pose": 5, "serve": 5, "download": 5, "evaluation": 5, "train": 5, "dataset": 5,
     "commands": 6,
@@ -31,8 +31,7 @@ LAYERS = {
     "__main__": 8,
 }
 """Each part of the package and its layer; a part may import only parts of a lower layer. A part is a top-level
-package or module, except `motion.densepose` (the model that draws renders and reads videos to do so), which stands
-above media while the rest of `motion` (the render format and its geometry, pure functions) stands below it."""
+package or module, always: no sub-package stands in a layer of its own."""
 
 
 def module_name(path: Path) -> str:
@@ -68,10 +67,9 @@ def imports_of(path: Path, modules: set[str]) -> list[tuple[int, str]]:
 
 
 def part(module: str) -> str:
-    """The part a module belongs to: `animate` for magicanimate_cli.animate.job, `cli` for cli.py,
-    `motion.densepose` for magicanimate_cli.motion.densepose.model."""
-    parts = module.split(".")[1:] or ["__init__"]
-    return next(".".join(parts[:n]) for n in range(len(parts), 0, -1) if ".".join(parts[:n]) in LAYERS or n == 1)
+    """The part (top-level package or module) a module belongs to: `animate` for magicanimate_cli.animate.job,
+    `cli` for cli.py, `densepose` for magicanimate_cli.densepose.model."""
+    return (module.split(".")[1:] or ["__init__"])[0]
 
 
 def module_graph() -> tuple[dict[str, Path], dict[str, list[tuple[int, str]]]]:
@@ -149,3 +147,32 @@ def test_no_module_imports_another_that_imports_it_back():
 def test_the_cycle_check_finds_a_cycle_when_there_is_one():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def package_graph(graph: dict[str, list[tuple[int, str]]]) -> dict[str, set[str]]:
+    """The imports between top-level parts: `media` -> {`motion`, `runtime`, ...}, a part's own imports left out."""
+    parts: dict[str, set[str]] = {}
+    for source, targets in graph.items():
+        a = part(source)
+        parts.setdefault(a, set()).update(part(t) for _, t in targets if t != PACKAGE and part(t) != a)
+    return parts
+
+
+def test_no_two_top_level_packages_import_each_other():
+    _, graph = module_graph()
+    parts = package_graph(graph)
+    assert {"media", "motion", "densepose"} <= parts.keys()
+    cycle = find_cycle(parts)
+    assert cycle is None, "package cycle: " + " -> ".join(cycle)
+
+
+def test_the_package_check_finds_two_packages_importing_each_other():
+    # A mutation of the real graph: media's reader reaching into the DensePose package, which reads videos through
+    # media. No module imports itself back (reader imports only densepose.render, which does not import reader), yet
+    # the packages now import each other, as media and motion did while the DensePose model lived in motion/.
+    _, graph = module_graph()
+    reader = f"{PACKAGE}.media.reader"
+    mutated = dict(graph, **{reader: graph[reader] + [(1, f"{PACKAGE}.densepose.render")]})
+    plain = {name: {t for _, t in targets if t != name} for name, targets in mutated.items()}
+    assert find_cycle(plain) is None
+    assert find_cycle(package_graph(mutated)) in (["densepose", "media", "densepose"], ["media", "densepose", "media"])

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from magicanimate_cli.motion.densepose.ops import ensure_detection_ops
-from magicanimate_cli.motion.densepose import ops
+from magicanimate_cli.densepose.ops import ensure_detection_ops
+from magicanimate_cli.densepose import ops
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:DeprecationWarning")
 """The DensePose model ships as TorchScript; torch's advice to move to torch.export does not apply to it."""
@@ -182,7 +182,7 @@ def test_a_scripted_model_loads_and_runs_in_a_fresh_process_after_ensure(scripte
     torch.save(inputs, tmp_path / "inputs.pt")
     code = f"""
         import torch
-        from magicanimate_cli.motion.densepose.ops import ensure_detection_ops
+        from magicanimate_cli.densepose.ops import ensure_detection_ops
         print(ensure_detection_ops())
         model = torch.jit.load({str(scripted_model)!r})
         torch.save(model(*torch.load({str(tmp_path / "inputs.pt")!r})), {str(tmp_path / "out.pt")!r})

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from magicanimate_cli.motion.densepose.model import Detections
-from magicanimate_cli.motion.densepose.render import (drawing_order, person_labels, pixel_boxes, render_frame,
+from magicanimate_cli.densepose.model import Detections
+from magicanimate_cli.densepose.render import (drawing_order, person_labels, pixel_boxes, render_frame,
                                                       render_labels)
 from magicanimate_cli.motion.palette import BACKGROUND, PART_COLOURS
 

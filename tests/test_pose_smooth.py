@@ -17,9 +17,9 @@ from pose_standin import GREEN, LABELS, RED, blob_frame, moving_blobs
 
 from magicanimate_cli.demo.inputs import make_reference_image
 from magicanimate_cli.media.reader import open_motion
-from magicanimate_cli.motion.densepose.model import Detections, PoseModel
-from magicanimate_cli.motion.densepose.render import render_frame
-from magicanimate_cli.motion.densepose.track import (IdentityTracker, Observation, SmoothSettings, SteadyRenderer,
+from magicanimate_cli.densepose.model import Detections, PoseModel
+from magicanimate_cli.densepose.render import render_frame
+from magicanimate_cli.densepose.track import (IdentityTracker, Observation, SmoothSettings, SteadyRenderer,
                                                      fit_box)
 from magicanimate_cli.motion.palette import PART_COLOURS
 

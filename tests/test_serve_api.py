@@ -160,7 +160,7 @@ def test_a_video_that_cannot_be_decoded_is_named_as_the_user_named_it(server, in
 
 def test_render_first_says_how_to_get_the_densepose_model_and_previews_the_render_once_it_is_there(
         server, inputs, tmp_path, pose_standin):
-    from magicanimate_cli.motion.densepose.model import MODEL_FILES, MODEL_FOLDER
+    from magicanimate_cli.densepose.model import MODEL_FILES, MODEL_FOLDER
     from media_helpers import encode_video
     from pose_standin import moving_blobs
 

@@ -48,7 +48,7 @@ class MotionCheck:
 
 def motion_check(settings: AnimateSettings, **o) -> MotionCheck | None:
     """The checked options, or None when none was given (then the run is exactly what it was without them)."""
-    from ..motion.densepose.loading import pose_settings
+    from ..densepose.loading import pose_settings
 
     align, frame, preview, only = o["align"], o["align_frame"], o["preview"], o["preview_only"]
     if frame != 0 and not align:
@@ -83,7 +83,7 @@ def check_preview_path(path: Path | None, batch: bool) -> None:
 
 def load_pose_model_for(pose, check: MotionCheck | None, reporter: Reporter):
     """The DensePose model when --motion-from-video (`pose`) or --align needs it, else None."""
-    from ..motion.densepose.loading import load_pose_model
+    from ..densepose.loading import load_pose_model
 
     if pose is not None:
         return load_pose_model(pose.settings, reporter)[0]
@@ -188,7 +188,7 @@ def _align(check: MotionCheck, reference: Picture, motion: Picture, motion_worki
            reference_path: Path, motion_name, pose_model) -> tuple[Similarity, dict]:
     """Fit the motion's person onto the reference person, each measured in its own picture (`Picture`), and
     describe the fit in working pixels; `motion_working` is the anchor frame as the engine receives it."""
-    from ..motion.densepose.reference import reference_person
+    from ..densepose.reference import reference_person
 
     ref_labels = reference_person(pose_model, reference.pixels, check.pose.min_score, check.pose.people,
                                   f"the reference image {reference_path}")
@@ -238,7 +238,7 @@ def _align_people(check: MotionCheck, reference: Picture, motion: Picture, motio
     pictures, paired (left to right, or `--align-pairs`), one similarity per pair; `people` (each frame's
     people by box) names the people of every frame, or None to follow them frame by frame (`pose --align-to`);
     `instances` are the model's own people of each frame, where the motion was rendered from a video."""
-    from ..motion.densepose.reference import reference_people
+    from ..densepose.reference import reference_people
 
     found = reference_people(pose_model, reference.pixels, check.pose.min_score, check.pose.people,
                              f"the reference image {reference_path}")
@@ -360,8 +360,8 @@ def align_video_render(model, settings, video: Path, reference_path: Path, frame
     `video` onto the person of the reference, letterboxed into the video's frame (the reference is measured at
     its own resolution and its numbers mapped into that frame); with several people in that frame, one per
     person, paired as `animate --align` pairs them (a `people.PeopleAlignment`)."""
-    from ..motion.densepose.render import render_labels
-    from ..motion.densepose.video import open_video
+    from ..densepose.render import render_labels
+    from ..densepose.video import open_video
     from ..motion.palette import colourise
 
     clip = open_video(video, selection)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from ..media.reader import FrameSelection
 from ..media.writer import open_writer
-from ..motion.densepose.model import PoseModel
-from ..motion.densepose.settings import PoseSettings
-from ..motion.densepose.video import open_video, render_video, source_record
+from ..densepose.model import PoseModel
+from ..densepose.settings import PoseSettings
+from ..densepose.video import open_video, render_video, source_record
 from ..runtime.errors import OutputError
 from ..runtime.progress import Reporter
 from .settings import AnimateSettings

@@ -19,7 +19,7 @@ from typer.core import TyperCommand
 from ..animate.settings import BATCH_FORMATS, DTYPE_CHOICES, FIT_CHOICES, FUSION_CHOICES, NOISE_CHOICES, AnimateSettings
 from ..engine.schedulers import DEFAULT_SCHEDULER, SCHEDULER_NAMES
 from ..media.reader import FrameSelection
-from ..motion.densepose.loading import load_pose_model, pose_settings  # noqa: F401  (the commands' way to the model)
+from ..densepose.loading import load_pose_model, pose_settings  # noqa: F401  (the commands' way to the model)
 from ..runtime.errors import SettingsError
 from ..runtime.home import default_weights_dir
 
@@ -89,7 +89,7 @@ JSON_HELP = "Print one machine-readable summary line to stdout."
 
 def smooth_settings(smooth: bool, radius: int | None, fill_gap: int | None):
     """SmoothSettings for --smooth (None without it); its tuning options alone are refused."""
-    from ..motion.densepose.track import SmoothSettings
+    from ..densepose.track import SmoothSettings
 
     if not smooth:
         named = [n for n, v in (("--smooth-radius", radius), ("--fill-gap", fill_gap)) if v is not None]

@@ -20,10 +20,10 @@ import numpy as np
 
 from ..media.reader import MotionClip, load_reference, open_motion
 from ..media.writer import open_writer, write_image_atomic
-from ..motion.densepose.model import PoseModel
-from ..motion.densepose.render import render_frame
-from ..motion.densepose.settings import PoseSettings
-from ..motion.densepose.video import render_video
+from ..densepose.model import PoseModel
+from ..densepose.render import render_frame
+from ..densepose.settings import PoseSettings
+from ..densepose.video import render_video
 from ..motion.fit import resize
 from ..runtime.errors import InputError, MagicAnimateError, SettingsError
 from ..runtime.model_guard import ModelRunError

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..motion.densepose.model import MODEL_FILES as POSE_MODELS
-from ..motion.densepose.model import MODEL_FOLDER as POSE_DIR
+from ..densepose.model import MODEL_FILES as POSE_MODELS
+from ..densepose.model import MODEL_FOLDER as POSE_DIR
 from .records import Records
 
 

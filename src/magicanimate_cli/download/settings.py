@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..engine.loader import MA_DIR, MOTION_MODULE, SD_DIR, VAE_DIR
-from ..motion.densepose.model import MODEL_FILES as POSE_MODELS  # where `magicanimate pose` reads
-from ..motion.densepose.model import MODEL_FOLDER as POSE_DIR
+from ..densepose.model import MODEL_FILES as POSE_MODELS  # where `magicanimate pose` reads
+from ..densepose.model import MODEL_FOLDER as POSE_DIR
 from ..runtime.errors import SettingsError
 from .selection import NEEDS, Need
 from .source import Source

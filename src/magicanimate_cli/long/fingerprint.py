@@ -71,7 +71,7 @@ def animation_weights_digest(settings: AnimateSettings) -> str:
 
 def pose_fingerprint(settings) -> dict[str, str]:
     """With --motion-from-video: the DensePose model file and the options that decide the render."""
-    from ..motion.densepose.model import model_path
+    from ..densepose.model import model_path
 
     fingerprint = {"pose-model": file_digest(model_path(settings.model, settings.weights)),
                    "min-score": repr(float(settings.min_score)), "people": settings.people}

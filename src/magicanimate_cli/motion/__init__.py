@@ -3,6 +3,6 @@
 palette.py   the render format (VIRIDIS parts on viridis(0)) and recognising a render
 fit.py       fitting frames to the working size (pad / crop / stretch) and back
 align.py     --align: a similarity that moves the motion's body onto the reference person
-densepose/   the DensePose model that draws renders from photos and videos (stands above media: it reads videos)
+people.py    a render's people: regions, identities across frames, pairing
 
-Everything outside densepose/ is small pure functions on arrays."""
+All small pure functions on arrays; the DensePose model that draws renders is the package `densepose/`, above media."""

@@ -2,5 +2,5 @@
 
 job.py   a video in, the render out (streamed, atomic, with a sidecar and progress)
 
-The model, the renderer and the tracker it drives live in motion/densepose/, shared with animate and prepare-data.
+The model, the renderer and the tracker it drives live in densepose/, shared with animate and prepare-data.
 """

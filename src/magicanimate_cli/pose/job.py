@@ -17,9 +17,9 @@ from .. import __version__
 from ..media.files import check_output_writable, sidecar_path
 from ..media.reader import FrameSelection
 from ..media.writer import open_writer
-from ..motion.densepose.model import PoseModel
-from ..motion.densepose.settings import PoseSettings
-from ..motion.densepose.video import PoseStats, open_video, render_video, source_record
+from ..densepose.model import PoseModel
+from ..densepose.settings import PoseSettings
+from ..densepose.video import PoseStats, open_video, render_video, source_record
 from ..runtime.atomic import write_json_atomic
 from ..runtime.progress import Reporter
 from ..runtime.versions import runtime_versions

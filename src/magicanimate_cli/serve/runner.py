@@ -170,7 +170,7 @@ class ModelCache:
                                         animation_weights=self.animation_weights)
 
     def pose_model(self, user: Slot | str, settings):
-        from ..motion.densepose.loading import load_pose_model
+        from ..densepose.loading import load_pose_model
 
         _require_pose_model(settings)
         return self._loaded(("pose", user), lambda: load_pose_model(settings, Reporter())[0])
@@ -186,7 +186,7 @@ def _require_pose_model(settings) -> None:
 
 def missing_pose_model(weights: Path) -> str | None:
     """Why 'Render DensePose first' and 'Align' cannot work on this server (None: they can)."""
-    from ..motion.densepose.model import model_file
+    from ..densepose.model import model_file
 
     path = model_file(POSE_MODEL, weights)
     if path.is_file():
@@ -260,8 +260,8 @@ class Runner:
 
     def pose_settings(self, device: str, smooth: bool):
         """The DensePose settings of `pose`'s defaults (the page offers only smoothing)."""
-        from ..motion.densepose.loading import pose_settings
-        from ..motion.densepose.track import SmoothSettings
+        from ..densepose.loading import pose_settings
+        from ..densepose.track import SmoothSettings
 
         return pose_settings(POSE_MODEL, self.settings.weights, device, MIN_SCORE, "all", 18,
                              SmoothSettings() if smooth else None)

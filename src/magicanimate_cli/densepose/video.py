@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ...media.reader import FrameSelection, MotionClip, open_motion
-from ...media.writer import FrameWriter
-from ...runtime.progress import Reporter
-from ..palette import colourise
-from ..people import count_runs
+from ..media.reader import FrameSelection, MotionClip, open_motion
+from ..media.writer import FrameWriter
+from ..runtime.progress import Reporter
+from ..motion.palette import colourise
+from ..motion.people import count_runs
 from .model import PoseModel
 from .render import render_labels
 from .settings import PoseSettings
@@ -104,7 +104,7 @@ def _placed(images, transform):
     `people.PeopleAlignment`), or as they are."""
     if transform is None:
         return images
-    from ..palette import BACKGROUND
+    from ..motion.palette import BACKGROUND
 
     return transform.moving(images, BACKGROUND)
 

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...runtime.errors import WeightsError
-from ...runtime.model_guard import quiet_warnings, running_model
+from ..runtime.errors import WeightsError
+from ..runtime.model_guard import quiet_warnings, running_model
 
 MODEL_FOLDER = "DensePose"
 """Sub-folder of the weights folder that `download-weights --pose` fills."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...runtime.errors import SettingsError
-from ...runtime.home import default_weights_dir
+from ..runtime.errors import SettingsError
+from ..runtime.home import default_weights_dir
 from .track import SmoothSettings
 
 PEOPLE_CHOICES = ("all", "largest")

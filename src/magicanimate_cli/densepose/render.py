@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..palette import colourise
+from ..motion.palette import colourise
 from .model import Detections
 
 PixelBox = tuple[int, int, int, int]

@@ -14,7 +14,7 @@ from pathlib import Path
 def pose_settings(model: str, weights: Path | None, device: str, min_score: float, people: str, crf: int,
                   smooth=None):
     """Checked PoseSettings from the command-line words."""
-    from ...runtime.home import default_weights_dir
+    from ..runtime.home import default_weights_dir
     from .settings import PoseSettings
 
     settings = PoseSettings(model=model, weights=Path(weights).expanduser() if weights else default_weights_dir(),
@@ -25,7 +25,7 @@ def pose_settings(model: str, weights: Path | None, device: str, min_score: floa
 
 def load_pose_model(settings, reporter):
     """Find and load the DensePose model; returns it and the seconds it took."""
-    from ...runtime.devices import resolve_device
+    from ..runtime.devices import resolve_device
     from .model import PoseModel, model_path
 
     device = resolve_device(settings.device)
