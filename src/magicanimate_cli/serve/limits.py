@@ -64,16 +64,23 @@ def check_reference(upload: Upload) -> None:
     load_reference(upload.path)
 
 
-def whole_number(value: float | None, field: str) -> int | None:
-    """A number field's value as an int; a fraction is refused (never truncated), naming the field."""
-    if value is None:
+def whole_number(value: str | float | None, field: str) -> int | None:
+    """A number field's text (or an API client's number) as an int; None when left empty. Anything else, a
+    fraction or a word, is refused naming the field: never truncated, never read as empty (which would silently
+    mean "all frames" or "a random seed")."""
+    text = "" if value is None else str(value).strip()
+    if text == "":
         return None
-    if float(value) != int(value):
-        raise SettingsError(f"{field}: must be a whole number (got {value:g})")
-    return int(value)
+    try:
+        number = float(text)
+    except ValueError:
+        raise SettingsError(f"{field}: must be a whole number (got \"{display_name(text)}\")") from None
+    if not number.is_integer():
+        raise SettingsError(f"{field}: must be a whole number (got {text})")
+    return int(number)
 
 
-def check_frames(frames: float | None, limit: int) -> int:
+def check_frames(frames: str | float | None, limit: int) -> int:
     """How many motion frames to animate: the page's choice (empty: all, up to --max-frames), at most the limit."""
     count = whole_number(frames, "Frames")
     if count is None:
@@ -90,9 +97,44 @@ def check_motion_upload(upload: Upload, frames: int) -> int:
     """The command line's motion checks (a decodable video with frames); returns the frames that will be used."""
     from ..media.reader import open_motion
 
-    if upload.path.suffix in IMAGE_SUFFIXES:
-        raise InputError(f"{upload.path}: is a single image; the motion must be a video")
+    check_motion_kind(upload)
     return len(open_motion(upload.path, max_frames=frames))
+
+
+def check_motion_kind(upload: Upload) -> None:
+    """Refuse a still image as the motion, by its name or by its content (a PNG renamed .mp4 decodes as a video
+    of one frame): what it is, in words, and what the motion must be."""
+    kind = still_image_kind(upload.path)
+    if kind is None:
+        return
+    suffix = Path(upload.name).suffix.lower()
+    named = f" (named {suffix})" if suffix in MOTION_SUFFIXES else ""
+    raise InputError(f"{upload.path}: a {kind} image{named}, not a video; the motion must be a video "
+                     f"({', '.join(MOTION_SUFFIXES[:-1])} or {MOTION_SUFFIXES[-1]})")
+
+
+def still_image_kind(path: Path) -> str | None:
+    """`PNG`, `JPEG`, `WebP`... when the file is one still image, by its name or by its content (FFmpeg reads it
+    with an image demuxer, `<format>_pipe`, whatever its name); None for anything else, a file FFmpeg cannot
+    open included (the video checks then say why)."""
+    import av
+
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return IMAGE_FORMAT_NAMES.get(path.suffix.lower().lstrip("."))
+    try:
+        with av.open(str(path)) as container:
+            demuxer = container.format.name
+    except (av.FFmpegError, OSError):
+        return None
+    if demuxer.endswith("_pipe"):
+        image_format = demuxer.removesuffix("_pipe")
+        return IMAGE_FORMAT_NAMES.get(image_format, image_format.upper())
+    return "still" if demuxer == "image2" else None
+
+
+IMAGE_FORMAT_NAMES = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WebP", "gif": "GIF", "bmp": "BMP",
+                      "tiff": "TIFF"}
+"""Image formats by the names people know them by (FFmpeg's demuxers and the files' suffixes)."""
 
 
 def motion_look(upload: Upload, reporter) -> None:
@@ -103,6 +145,26 @@ def motion_look(upload: Upload, reporter) -> None:
 
     first = next(iter(open_motion(upload.path, max_frames=1)))
     motion_format(first, upload.path, reporter)
+
+
+NOT_A_RENDER = re.compile(r"(?P<name>.+?): does not look like a DensePose render\b")
+"""The command line's warning about a motion that is not a render (animate.job.motion_format), as it reads after
+`user_message`."""
+
+
+def page_warning(message: str, renders: bool) -> str:
+    """A warning in the page's words: the command line's "not a DensePose render" one names a colour map and an
+    option; the page's says what a render looks like and offers 'Render DensePose first' only where this server
+    can do it (`renders`)."""
+    found = NOT_A_RENDER.match(message)
+    if found is None:
+        return message
+    said = (f"{found['name']}: does not look like a DensePose render (a figure of coloured body parts on a dark "
+            "purple background, which is what the model follows)")
+    if renders:
+        return f"{said}; if it is an ordinary video of a person, tick 'Render DensePose first'"
+    return (f"{said}, so the animation will hardly follow it; this server cannot make a render from an ordinary "
+            "video: upload a DensePose render instead")
 
 
 def user_message(exc: BaseException | str, uploads: list[Upload], root: Path) -> str:

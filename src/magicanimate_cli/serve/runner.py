@@ -28,8 +28,8 @@ from ..runtime.testhooks import hold_point
 from .estimate import SpeedBook, say_duration, work_of
 from .heap import release_freed_memory
 from .jobqueue import JobCancelled, JobQueue, QueueFull, Slot, Ticket
-from .limits import (Upload, check_frames, check_motion_upload, check_reference, motion_look, stage_upload,
-                     user_message)
+from .limits import (Upload, check_frames, check_motion_upload, check_reference, motion_look, page_warning,
+                     stage_upload, user_message)
 from .results import public_sidecar, result_stem
 from .settings import ServeSettings
 from .workspace import Workspace
@@ -121,6 +121,18 @@ class Ended:
     cancelled: bool = False
     left_queue: bool = False
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class PreviewMade:
+    """A preview's picture, Animate's warnings about the motion, and what the picture shows: the motion frames
+    of its columns (of `total` to animate) and whether it has the alignment's row."""
+
+    picture: Path
+    warnings: tuple[str, ...]
+    frames: tuple[int, ...]
+    total: int
+    aligned: bool
 
 
 @dataclass
@@ -304,24 +316,27 @@ class Runner:
         count = check_motion_upload(motion_upload, frames)
         return reference_upload, motion_upload, pick_seed(settings), count
 
-    def _replace_preview(self, session: str, folder: Path | None) -> None:
-        """A session keeps one preview: the one before goes when the next preview (or a job) replaces it."""
+    def _replace_preview(self, session: str, folder: Path | None) -> bool:
+        """A session keeps one preview: the one before goes when the next preview replaces it (or the inputs
+        change, or the page goes away). Whether there was one before."""
         with self._lock:
             old = self._previews.pop(session, None)
             if folder is not None:
                 self._previews[session] = folder
         if old is not None:
             self.workspace.finish(old, keep=False)
+        return old is not None
 
-    def preview(self, reference, motion, spec: JobSpec, session: str) -> tuple[Path, list[str]]:
+    def preview(self, reference, motion, spec: JobSpec, session: str) -> PreviewMade:
         """The fit/alignment picture (preflight's `--preview`), without the diffusion model, and the warnings
         Animate would give about the motion."""
+        from ..animate.preview import preview_frames
         from ..animate.rendered_motion import PoseRequest, animation_motion
         from ..animate.preflight import MotionCheck, check_motion
 
         folder, uploads = self.workspace.new_job(), []
         with self._failing(folder, uploads):
-            ref, mot, settings, _ = self._prepare(folder, uploads, reference, motion, spec)
+            ref, mot, settings, total = self._prepare(folder, uploads, reference, motion, spec)
             pose = self.pose_settings(self.queue.devices[0], spec.smooth) if spec.needs_pose_model else None
             model = self.models.pose_model("preview", pose) if pose is not None else None
             request = PoseRequest(pose) if spec.render_first else None
@@ -334,13 +349,22 @@ class Runner:
         self.workspace.finish(folder, keep=True)
         release_freed_memory()
         self._replace_preview(session, folder)
-        return picture, [user_message(w, uploads, self.workspace.root) for w in reporter.warnings]
+        return PreviewMade(picture, self._page_warnings(reporter.warnings, uploads), tuple(preview_frames(total)),
+                           total, spec.align)
+
+    def drop_preview(self, session: str) -> bool:
+        """The page's inputs changed: its preview no longer shows them, and goes. Whether there was one."""
+        return self._replace_preview(session, None)
+
+    def _page_warnings(self, warnings: list[str], uploads: list[Upload]) -> tuple[str, ...]:
+        """The command line's warnings in the page's words, offering only what this server can do."""
+        renders = missing_pose_model(self.settings.weights) is None
+        return tuple(page_warning(user_message(w, uploads, self.workspace.root), renders) for w in warnings)
 
     def animate(self, reference, motion, spec: JobSpec, session: str) -> Ticket:
         """Check and stage the job (a problem raises JobFailed now), estimate it, refuse it if longer than
         --max-job-seconds, and queue it on a thread of its own; its ticket tells the rest."""
         pressed = self.clock()
-        self._replace_preview(session, None)
         folder, uploads = self.workspace.new_job(), []
         with self._failing(folder, uploads):
             ref, mot, settings, frames = self._prepare(folder, uploads, reference, motion, spec)
@@ -428,9 +452,8 @@ class Runner:
         if not spec.render_first:
             os.link(mot.path, render)  # the uploaded render, under the job's name (the same file, not a copy)
         public_sidecar(result.sidecar, folder, self.settings.weights_folders)
-        warnings = tuple(user_message(w, [ref, mot], self.workspace.root) for w in reporter.warnings)
         return JobOutcome(result.output, render, result.sidecar, result.frames, result.seed, str(result.fps),
-                          warnings)
+                          self._page_warnings(reporter.warnings, [ref, mot]))
 
     def cancel(self, session: str) -> tuple[int, int]:
         """Cancel `session`'s jobs as its Cancel button does: (running, which stop at their next window; waiting,
