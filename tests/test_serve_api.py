@@ -196,7 +196,9 @@ def test_more_frames_than_max_frames_are_refused_before_any_work(server, inputs,
 @pytest.mark.parametrize("frames, seed, message", [
     (0, 1, "Frames: must be at least 1 (got 0)"),
     (2.5, 1, "Frames: must be a whole number (got 2.5)"),
-    (4, 1.5, "Seed: must be a whole number (got 1.5)")])
+    (4, 1.5, "Seed: must be a whole number (got 1.5)"),
+    ("four", 1, 'Frames: must be a whole number (got "four")'),
+    (4, "abc", 'Seed: must be a whole number (got "abc")')])
 def test_a_bad_number_is_refused_naming_the_field_never_truncated(server, inputs, tmp_path, frames, seed, message):
     values = dict(zip(["render_first", "smooth", "size", "fit", "align", "frames", "steps", "guidance", "seed",
                        "scheduler"], SETTINGS), frames=frames, seed=seed)
@@ -206,7 +208,8 @@ def test_a_bad_number_is_refused_naming_the_field_never_truncated(server, inputs
     assert job_folders(server) == []
 
 
-def test_preview_gives_animates_warning_about_a_motion_that_is_not_a_densepose_render(server, inputs, tmp_path):
+def test_preview_gives_animates_warning_about_a_motion_that_is_not_a_densepose_render_in_plain_words(
+        server, inputs, tmp_path):
     from media_helpers import encode_video
     from pose_standin import moving_blobs
 
@@ -215,8 +218,10 @@ def test_preview_gives_animates_warning_about_a_motion_that_is_not_a_densepose_r
                                                        *SETTINGS, api_name="/preview")
     assert Path(picture).stat().st_size > 0
     warning = status.splitlines()[-1]
-    assert warning.startswith("Warning: holiday clip.mp4: does not look like a DensePose render in MagicAnimate's")
-    assert warning.endswith("for an ordinary video use 'Render DensePose first'")
+    assert warning == ("Warning: holiday clip.mp4: does not look like a DensePose render (a figure of coloured body "
+                       "parts on a dark purple background, which is what the model follows), so the animation will "
+                       "hardly follow it; this server cannot make a render from an ordinary video: upload a "
+                       "DensePose render instead")  # --demo has no DensePose model: its option is not offered
 
 
 def test_an_upload_over_max_upload_mb_is_refused_by_the_server_as_it_arrives(server, inputs, tmp_path):
@@ -270,18 +275,18 @@ def test_the_queue_is_the_same_for_everyone_and_moves_when_a_waiting_job_is_canc
     first = animate(sessions[0], *inputs, steps=1)
     gate.wait_for_arrivals("job:start")
     second = animate(sessions[1], *inputs, steps=1, seed=8)
-    _wait_for(second, lambda s: _said(second).startswith("Waiting: number 1 of 1 in the queue"))
+    _wait_for(second, lambda s: _said(second).startswith("Waiting: your job is next in the queue"))
     third = animate(sessions[2], *inputs, steps=1, seed=9)
-    _wait_for(third, lambda s: _said(third).startswith("Waiting: number 2 of 2 in the queue"))
-    _wait_for(second, lambda s: _said(second).startswith("Waiting: number 1 of 2 in the queue"))  # told too
+    _wait_for(third, lambda s: _said(third).startswith("Waiting: 1 job ahead of yours in the queue"))
+    _wait_for(second, lambda s: _said(second).startswith("Waiting: your job is next"))  # told, and still next
     # each job: 1 window step (2 s) and 4 frames (0.5 s each); the third waits for what is left of the first
     # (0 to 4 s, as it runs) and all of the second
-    place = re.fullmatch(r"Waiting: number 2 of 2 in the queue, about (\d) s before it starts\. The job itself: "
+    place = re.fullmatch(r"Waiting: 1 job ahead of yours in the queue, about (\d) s before it starts\. The job itself: "
                          r"about 4 s\.", _said(third))
     assert place and 4 <= int(place.group(1)) <= 8, _said(third)
     assert sessions[1].predict(api_name="/cancel") == LEFT_QUEUE  # a waiting job leaves the queue at once
     assert second.result(timeout=WAIT) == (None, None, LEFT_QUEUE)
-    _wait_for(third, lambda s: _said(third).startswith("Waiting: number 1 of 1 in the queue"))  # it moved up
+    _wait_for(third, lambda s: _said(third).startswith("Waiting: your job is next in the queue"))  # it moved up
     assert gate.arrived["job:start"] == 1  # nothing but the first has started
     gate.open("job:start")
     assert first.result(timeout=WAIT)[2] == "Done: 4 frames at 25 fps, seed 7."
@@ -299,7 +304,7 @@ def test_a_session_that_disconnects_mid_job_frees_the_device_after_at_most_one_w
     gate.wait_for_arrivals("window")  # it has done its first window and is held before its second
     (abandoned_folder,) = job_folders(server)
     waiting = animate(staying, *inputs, seed=8, steps=1)
-    _wait_for(waiting, lambda s: _said(waiting).startswith("Waiting: number 1 of 1"))
+    _wait_for(waiting, lambda s: _said(waiting).startswith("Waiting: your job is next"))
     leaving.close()  # the session's connection is gone, as when a tab is closed
     gate.wait_for_arrivals(f"session:gone:{leaving.session_hash}")  # the server heard, and cancelled its job
     gate.open("window")
@@ -385,6 +390,22 @@ def test_sigterm_while_a_job_runs_cancels_it_removes_the_workspace_and_exits_cle
     assert proc.returncode in (0, 130, 143), err
     assert "terminate called" not in err and "Traceback" not in err
     assert not workspace.exists()
+
+
+@pytest.mark.parametrize("name, kind", [("monalisa.png", "a PNG image"), ("monalisa.mp4", "a PNG image (named .mp4)")])
+def test_a_still_image_as_the_motion_is_named_as_what_it_is_never_a_one_frame_video(server, inputs, tmp_path, name,
+                                                                                      kind):
+    picture = _write(tmp_path / name, inputs[0].read_bytes())
+    result = animate(client(server, tmp_path), inputs[0], picture).result(timeout=WAIT)
+    assert result == (None, None, f"Error: {name}: {kind}, not a video; the motion must be a video (.mp4, .mov, "
+                                  ".webm, .avi, .gif or .mkv)")
+    assert job_folders(server) == []
+
+
+def test_a_video_of_one_frame_is_animated_and_said_as_one_frame(server, tmp_path):
+    reference, motion = small_inputs(tmp_path, frames=1)
+    assert animate(client(server, tmp_path), reference, motion).result(timeout=WAIT)[2] == (
+        "Done: 1 frame at 25 fps, seed 7.")
 
 
 def test_an_upload_of_the_wrong_kind_is_refused_by_the_jobs_own_check_in_the_status(server, inputs, tmp_path):

@@ -100,15 +100,37 @@ def open_page(browser, url: str, inputs: tuple[Path, Path]) -> WebDriverWait:
 
 
 def status(browser) -> str:
+    """The job's line of the status area (Animate and Cancel write it)."""
     return browser.find_element(By.CSS_SELECTOR, "#status").text
+
+
+def note(browser) -> str:
+    """The status area's other line (Preview, and what a change of the inputs did)."""
+    return browser.find_element(By.CSS_SELECTOR, "#note").text
+
+
+def type_into(browser, field: str, text: str) -> None:
+    """Replace what a text field holds, as a person typing does."""
+    box = browser.find_element(By.CSS_SELECTOR, f"#{field} input")
+    box.clear()
+    box.send_keys(text, Keys.TAB)
+
+
+def enabled(browser, button: str) -> bool:
+    return browser.find_element(By.CSS_SELECTOR, f"#{button}-button").is_enabled()
+
+
+def preview_shown(browser) -> bool:
+    return bool(browser.find_elements(By.CSS_SELECTOR, "#preview img[src]"))
 
 
 def test_a_person_uploads_the_demo_inputs_previews_animates_and_downloads_the_video(served, browser, inputs,
                                                                                     tmp_path):
     wait = open_page(browser, served.url, inputs)
     browser.find_element(By.CSS_SELECTOR, "#preview-button").click()
-    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#preview img[src]"))
-    assert status(browser).startswith("Preview ready")
+    wait.until(preview_shown)
+    assert note(browser).startswith("Preview ready: motion frames 0, 1, 2 and 3 of the 4 frames to animate")
+    assert browser.find_element(By.CSS_SELECTOR, "#reference-photo img[src]").is_displayed()  # the photo itself
     browser.find_element(By.CSS_SELECTOR, "#animate-button").click()
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#result video[src]"))
     wait.until(lambda d: "Done: 4 frames" in status(d))
@@ -123,8 +145,9 @@ def test_a_person_uploads_the_demo_inputs_previews_animates_and_downloads_the_vi
         stream = container.streams.video[0]
         decoded = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
         assert (len(decoded), stream.average_rate, decoded[0].shape) == (4, Fraction(25), (128, 128, 3))
-    browser.find_element(By.CSS_SELECTOR, "#cancel-button").click()
-    wait.until(lambda d: status(d) == "No job of yours is running or waiting.")
+    assert browser.execute_script("return [...document.querySelectorAll('#downloads .stem')].map("
+                                  "e => e.scrollWidth <= e.clientWidth)") == [True] * 3  # each name whole, not cut
+    wait.until(lambda d: enabled(d, "animate") and not enabled(d, "cancel"))  # nothing runs: nothing to cancel
     assert browser.find_element(By.CSS_SELECTOR, "#smooth input").get_attribute("disabled")  # no render to smooth
     assert "no DensePose model" in browser.find_element(By.CSS_SELECTOR, "#render-first").text  # --demo has none
     assert _hosts_requested(browser) == {"127.0.0.1"}
@@ -133,9 +156,7 @@ def test_a_person_uploads_the_demo_inputs_previews_animates_and_downloads_the_vi
 def test_an_error_stays_in_the_status_area_for_more_than_15_seconds_and_covers_nothing(served, browser, inputs):
     browser.switch_to.new_window("tab")
     wait = open_page(browser, served.url, inputs)
-    frames = browser.find_element(By.CSS_SELECTOR, "#frames input")
-    frames.clear()
-    frames.send_keys("0")
+    type_into(browser, "frames", "0")
     browser.find_element(By.CSS_SELECTOR, "#animate-button").click()
     wait.until(lambda d: status(d) == "Error: Frames: must be at least 1 (got 0)")
     # the page's own clock runs 15 s ahead at once (Chromium's virtual time): every timer it set, a toast's
@@ -164,7 +185,7 @@ def test_cancel_of_a_running_job_says_so_then_ends_cancelled_with_the_buttons_re
     wait.until(lambda d: status(d) == "Cancelled: the job stopped at its next window and its files were removed.")
     assert gate.arrived["window"] == 1
     browser.find_element(By.CSS_SELECTOR, "#preview-button").click()  # the page is ready for the next action
-    wait.until(lambda d: status(d).startswith("Preview ready"))
+    wait.until(lambda d: note(d).startswith("Preview ready"))
 
 
 def test_closing_a_tab_mid_job_lets_the_next_tabs_job_run_at_once(served, browser, gate, inputs):
@@ -184,7 +205,7 @@ def test_closing_a_tab_mid_job_lets_the_next_tabs_job_run_at_once(served, browse
     steps.clear()
     steps.send_keys("1", Keys.TAB)  # one window: a short job
     browser.find_element(By.CSS_SELECTOR, "#animate-button").click()
-    wait.until(lambda d: status(d).startswith("Waiting: number 1 of 1 in the queue"))
+    wait.until(lambda d: status(d).startswith("Waiting: your job is next in the queue"))
     staying = browser.current_window_handle
     browser.switch_to.window(leaving)
     browser.close()
@@ -198,6 +219,80 @@ def test_closing_a_tab_mid_job_lets_the_next_tabs_job_run_at_once(served, browse
     assert gate.arrived["window"] == 1 + 1  # one window of the abandoned job, then the second job's one
     (kept,) = set(served.workspace.jobs.iterdir()) - before  # the finished job's folder; the abandoned one is gone
     assert any(kept.glob("reference-motion-*.mp4"))
+
+
+def test_a_preview_made_while_a_job_runs_leaves_the_jobs_status_line_as_it_was(served, browser, gate, inputs):
+    gate.reset()
+    gate.hold("window")
+    browser.switch_to.new_window("tab")
+    wait = open_page(browser, served.url, inputs)
+    browser.find_element(By.CSS_SELECTOR, "#animate-button").click()
+    gate.wait_for_arrivals("window")  # running: its first of 2 windows is done, it is held before the second
+    wait.until(lambda d: status(d).startswith("Running on cpu: "))
+    running = status(browser)
+    assert enabled(browser, "cancel") and not enabled(browser, "animate")  # one job per page; it can be cancelled
+    browser.find_element(By.CSS_SELECTOR, "#preview-button").click()
+    wait.until(lambda d: note(d).startswith("Preview ready") and preview_shown(d))
+    assert status(browser) == running  # the preview said its piece on its own line
+    gate.open("window")
+    wait.until(lambda d: status(d).startswith("Done: 4 frames"))
+    assert note(browser).startswith("Preview ready") and preview_shown(browser)  # the job kept the preview
+    wait.until(lambda d: enabled(d, "animate") and not enabled(d, "cancel"))
+
+
+def test_a_preview_goes_when_the_motion_or_a_setting_changes_and_the_note_says_why(served, browser, inputs,
+                                                                                  tmp_path):
+    from magicanimate_cli.serve.handlers import PREVIEW_GONE
+
+    browser.switch_to.new_window("tab")
+    wait = open_page(browser, served.url, inputs)
+    other_motion = small_inputs(tmp_path, frames=3)[1]
+    browser.find_element(By.CSS_SELECTOR, "#preview-button").click()
+    wait.until(lambda d: note(d).startswith("Preview ready") and preview_shown(d))
+    picture = _served_file(browser.find_element(By.CSS_SELECTOR, "#preview img").get_attribute("src"))
+    assert picture.is_file() and picture.name == "preview.png"
+    browser.find_element(By.CSS_SELECTOR, "#motion button[aria-label=Clear]").click()
+    browser.find_element(By.CSS_SELECTOR, "#motion input[type=file]").send_keys(str(other_motion))
+    wait.until(lambda d: note(d) == PREVIEW_GONE and not preview_shown(d))
+    assert not picture.exists()  # gone from the server too: nothing on the page points at it
+    browser.find_element(By.CSS_SELECTOR, "#preview-button").click()
+    wait.until(lambda d: note(d).startswith("Preview ready: motion frames 0, 1 and 2 of the 3 frames"))
+    type_into(browser, "frames", "2")  # the preview showed 3 frames: it no longer shows what Animate would do
+    wait.until(lambda d: note(d) == PREVIEW_GONE and not preview_shown(d))
+
+
+@pytest.mark.parametrize("name, kind", [("monalisa.png", "a PNG image"), ("monalisa.mp4", "a PNG image (named .mp4)")])
+def test_a_picture_chosen_as_the_motion_is_named_as_what_it_is_in_the_status_area_and_nothing_pops_up(
+        served, browser, gate, inputs, tmp_path, name, kind):
+    gate.reset()
+    picture = tmp_path / name
+    picture.write_bytes(inputs[0].read_bytes())
+    browser.switch_to.new_window("tab")
+    wait = open_page(browser, served.url, (inputs[0], picture))
+    said = f"Error: {name}: {kind}, not a video; the motion must be a video (.mp4, .mov, .webm, .avi, .gif or .mkv)"
+    wait.until(lambda d: note(d) == said)  # as soon as it is chosen
+    browser.find_element(By.CSS_SELECTOR, "#animate-button").click()
+    wait.until(lambda d: status(d) == said)  # and by Animate, which starts nothing
+    assert gate.arrived["job:start"] == 0
+    assert browser.find_elements(By.CSS_SELECTOR, "[data-testid=toast-body]") == []  # nothing over the buttons
+    wait.until(lambda d: enabled(d, "animate") and not enabled(d, "cancel"))
+
+
+def test_a_seed_that_is_not_a_whole_number_is_refused_naming_the_field_and_stays_as_typed(served, browser, gate,
+                                                                                          inputs):
+    gate.reset()
+    browser.switch_to.new_window("tab")
+    wait = open_page(browser, served.url, inputs)
+    type_into(browser, "seed", "abc")
+    browser.find_element(By.CSS_SELECTOR, "#animate-button").click()
+    wait.until(lambda d: status(d) == 'Error: Seed: must be a whole number (got "abc")')
+    assert browser.find_element(By.CSS_SELECTOR, "#seed input").get_attribute("value") == "abc"
+    assert gate.arrived["job:start"] == 0  # no job ran, with a random seed or any other
+
+
+def _served_file(url: str) -> Path:
+    """The server's file behind a Gradio file address (`/gradio_api/file=PATH`)."""
+    return Path(urlparse(url).path.split("/gradio_api/file=", 1)[1])
 
 
 def _requests(browser) -> list[str]:
