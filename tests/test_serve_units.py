@@ -115,6 +115,83 @@ def test_messages_call_the_command_lines_options_by_the_pages_labels(tmp_path):
     assert user_message(warning, [], tmp_path).endswith("use 'Render DensePose first'")
 
 
+def test_the_render_warning_says_what_a_render_looks_like_and_offers_only_what_the_server_can_do(tmp_path):
+    import numpy as np
+
+    from magicanimate_cli.animate.job import motion_format
+    from magicanimate_cli.runtime.progress import Reporter
+    from magicanimate_cli.serve.limits import page_warning
+
+    class Heard(Reporter):
+        def __init__(self) -> None:
+            self.said: list[str] = []
+
+        def warn(self, message: str) -> None:
+            self.said.append(message)
+
+    upload, heard = Upload(tmp_path / "motion.mp4", "holiday.mp4"), Heard()
+    motion_format(np.full((64, 64, 3), 200, np.uint8), upload.path, heard)  # a grey frame: not a render
+    (cli,) = [user_message(w, [upload], tmp_path) for w in heard.said]
+    without, offered = page_warning(cli, renders=False), page_warning(cli, renders=True)
+    for said in (without, offered):
+        assert said.startswith("holiday.mp4: does not look like a DensePose render (a figure of coloured body parts")
+        assert "viridis" not in said and "(68, 1, 84)" not in said
+    assert "Render DensePose first" not in without and without.endswith("upload a DensePose render instead")
+    assert offered.endswith("if it is an ordinary video of a person, tick 'Render DensePose first'")
+    assert page_warning("clip.mp4: 3 frames are blank", renders=False) == "clip.mp4: 3 frames are blank"
+
+
+def test_a_still_image_is_known_by_its_content_whatever_its_name_and_a_video_is_not(tmp_path):
+    from magicanimate_cli.serve.limits import still_image_kind
+    from serve_helpers import small_inputs
+
+    photo, video = small_inputs(tmp_path, frames=2)
+    renamed = tmp_path / "photo.mp4"
+    renamed.write_bytes(photo.read_bytes())
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    assert [still_image_kind(p) for p in (photo, renamed, video, text)] == ["PNG", "PNG", None, None]
+
+
+@pytest.mark.parametrize("typed, number", [("", None), (None, None), (" 7 ", 7), ("-1", -1), (12.0, 12), ("3.0", 3)])
+def test_a_number_field_reads_whole_numbers_and_empty(typed, number):
+    from magicanimate_cli.serve.limits import whole_number
+
+    assert whole_number(typed, "Seed") == number
+
+
+@pytest.mark.parametrize("typed, message", [("abc", 'Seed: must be a whole number (got "abc")'),
+                                            ("1.5", "Seed: must be a whole number (got 1.5)"),
+                                            ("inf", "Seed: must be a whole number (got inf)")])
+def test_a_number_field_refuses_anything_else_naming_the_field(typed, message):
+    from magicanimate_cli.serve.limits import whole_number
+
+    with pytest.raises(SettingsError) as refused:
+        whole_number(typed, "Seed")
+    assert str(refused.value) == message
+
+
+def test_the_page_says_places_in_the_queue_and_counts_as_people_do():
+    from magicanimate_cli.serve.handlers import counted, queue_place
+
+    assert [queue_place(n) for n in (1, 2, 3)] == ["your job is next in the queue",
+                                                   "1 job ahead of yours in the queue",
+                                                   "2 jobs ahead of yours in the queue"]
+    assert (counted(1, "frame"), counted(4, "frame")) == ("1 frame", "4 frames")
+
+
+def test_the_preview_note_says_in_words_what_its_columns_and_rows_show(tmp_path):
+    from magicanimate_cli.serve.handlers import preview_note
+    from magicanimate_cli.serve.runner import PreviewMade
+
+    plain = preview_note(PreviewMade(tmp_path / "p.png", (), (0, 4, 8, 12, 16), 17, aligned=False))
+    assert plain.startswith("Preview ready: motion frames 0, 4, 8, 12 and 16 of the 17 frames to animate, a column "
+                            "each: the motion's figure over your photo (red), as fitted, and below it")
+    aligned = preview_note(PreviewMade(tmp_path / "p.png", (), (0,), 1, aligned=True))
+    assert aligned.startswith("Preview ready: motion frame 0, the only one to animate: the motion's figure over "
+                              "your photo (red), as fitted, then where Align moves it (green)")
+
+
 def test_frames_left_empty_mean_all_up_to_the_limit_and_may_not_exceed_it():
     assert check_frames(None, 300) == 300
     assert check_frames(12, 300) == 12

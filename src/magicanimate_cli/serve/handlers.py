@@ -68,10 +68,9 @@ class Handlers:
         try:
             spec = self.spec(render_first, smooth, size, fit, align, frames, steps, guidance, seed, scheduler)
             made = self.runner.preview(reference, motion, spec, request.session_hash)
-        except JobFailed as exc:
-            return None, error(str(exc))
-        except Exception as exc:  # noqa: BLE001
-            return None, error(_unexpected(exc))
+        except Exception as exc:  # noqa: BLE001 - the page shows no preview now; the server keeps none either
+            self.runner.forget_preview(request.session_hash)
+            return None, error(str(exc) if isinstance(exc, JobFailed) else _unexpected(exc))
         return str(made.picture), _with_warnings(preview_note(made), made.warnings)
 
     def uploads_changed(self, reference: str | None, motion: str | None, request: gr.Request):
@@ -200,11 +199,14 @@ def preview_note(made: PreviewMade) -> str:
     """What the preview shows, in words: its own captions are drawn for a full-size look and are small in the
     page."""
     shown = [str(i) for i in made.frames]
-    columns = shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} and {shown[-1]}"
+    if len(shown) == 1:
+        columns = f"motion frame {shown[0]}, the only one to animate"
+    else:
+        columns = (f"motion frames {', '.join(shown[:-1])} and {shown[-1]} of the {counted(made.total, 'frame')} "
+                   "to animate, a column each")
     aligned = ", then where Align moves it (green)" if made.aligned else ""
-    return (f"Preview ready: motion frame{'s' if len(shown) > 1 else ''} {columns} of the "
-            f"{counted(made.total, 'frame')} to animate, a column each: the motion's figure over your photo (red), "
-            f"as fitted{aligned}, and below it the frame the model receives. Its full-screen button (top right) shows it larger.")
+    return (f"Preview ready: {columns}: the motion's figure over your photo (red), as fitted{aligned}, and below "
+            "it the frame the model receives. Its full-screen button (top right) shows it larger.")
 
 
 def _upload_problem(upload: str | None, check) -> str | None:

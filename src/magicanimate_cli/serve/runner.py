@@ -266,7 +266,7 @@ class Runner:
         self.speeds = SpeedBook()
         self.models = ModelCache(settings.weights, settings.dtype, settings.animation_weights)
         self._threads: set[threading.Thread] = set()
-        self._previews: dict[str, Path] = {}
+        self._previews: dict[str, Path | None] = {}  # session → its preview; None: removed as the inputs changed
         self._gone: dict[str, float] = {}  # session → when its page went away (the last hour's)
         self._lock = threading.Lock()
 
@@ -316,16 +316,18 @@ class Runner:
         count = check_motion_upload(motion_upload, frames)
         return reference_upload, motion_upload, pick_seed(settings), count
 
-    def _replace_preview(self, session: str, folder: Path | None) -> bool:
+    def _replace_preview(self, session: str, folder: Path | None, marked: bool = False) -> bool:
         """A session keeps one preview: the one before goes when the next preview replaces it (or the inputs
-        change, or the page goes away). Whether there was one before."""
+        change, which leaves the mark that they did, or the page goes away). Whether the session had a preview
+        or the mark."""
         with self._lock:
+            had = session in self._previews
             old = self._previews.pop(session, None)
-            if folder is not None:
+            if folder is not None or (marked and had):
                 self._previews[session] = folder
         if old is not None:
             self.workspace.finish(old, keep=False)
-        return old is not None
+        return had
 
     def preview(self, reference, motion, spec: JobSpec, session: str) -> PreviewMade:
         """The fit/alignment picture (preflight's `--preview`), without the diffusion model, and the warnings
@@ -353,8 +355,13 @@ class Runner:
                            total, spec.align)
 
     def drop_preview(self, session: str) -> bool:
-        """The page's inputs changed: its preview no longer shows them, and goes. Whether there was one."""
-        return self._replace_preview(session, None)
+        """The page's inputs changed: its preview no longer shows them, and goes. Whether the page's last
+        preview was removed, now or at an earlier change (until the next preview, the page should say so)."""
+        return self._replace_preview(session, None, marked=True)
+
+    def forget_preview(self, session: str) -> None:
+        """The page shows no preview (its last one failed, or the page went away): none is kept for it."""
+        self._replace_preview(session, None)
 
     def _page_warnings(self, warnings: list[str], uploads: list[Upload]) -> tuple[str, ...]:
         """The command line's warnings in the page's words, offering only what this server can do."""
@@ -478,7 +485,7 @@ class Runner:
             self._gone = {s: t for s, t in self._gone.items() if now - t < GONE_KEPT}
             self._gone[session] = now
         self.cancel(session)
-        self._replace_preview(session, None)
+        self.forget_preview(session)
         self.hooks.reached(f"session:gone:{session}")
 
     def stop(self) -> None:
