@@ -62,6 +62,18 @@ def gate_let_go(gate):
     gate.reset()
 
 
+@pytest.fixture(autouse=True)
+def tabs_closed(browser):
+    """Every tab a test opened is closed after it: each open page holds a connection to the server (its
+    heartbeat), and Chromium opens at most 6 to one host, so a seventh page would never load."""
+    yield
+    first, *others = browser.window_handles
+    for handle in others:
+        browser.switch_to.window(handle)
+        browser.close()
+    browser.switch_to.window(first)
+
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> tuple[Path, Path]:
     return small_inputs(tmp_path_factory.mktemp("browser-inputs"), frames=4)

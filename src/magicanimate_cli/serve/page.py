@@ -31,13 +31,17 @@ INTRO = ("# MagicAnimate\nAnimate the person in a photo along a motion: a DenseP
 DEMO_INTRO = ("\n\nThis server runs the **demo**: a tiny model with random weights (its video is noise shaped by "
               "the pose). Click the row under **Demo inputs** (left) to fill in its photo and motion.")
 
+READY = "No job yet: choose a photo and a motion, then **Preview** to see how they meet, or **Animate**."
+
 PAGE_CSS = """
 #downloads .label-clear-button { display: none; }
 #downloads .filename .stem { white-space: normal; overflow-wrap: anywhere; }
+#status-area .prose { padding: 0 var(--size-2); }
 """
 """Gradio 6.31 offers to remove a file from a list of several even where the list is only shown (the results):
 nothing a user should click. It also cuts a long file name to one line with an ellipsis, which makes a video
-and its render (`...-densepose.mp4`) look alike: the names wrap instead."""
+and its render (`...-densepose.mp4`) look alike: the names wrap instead. The status area's lines keep off its
+edges."""
 
 
 def theme() -> gr.themes.Base:
@@ -75,7 +79,7 @@ def build_page(settings: ServeSettings, handlers: Handlers, examples: tuple[Path
                     animate_button = gr.Button("Animate", variant="primary", elem_id="animate-button")
                     cancel_button = gr.Button("Cancel", interactive=False, elem_id="cancel-button")
                 with gr.Group(elem_id="status-area"):
-                    status = gr.Markdown(elem_id="status")  # the job's line: Animate and Cancel
+                    status = gr.Markdown(READY, elem_id="status")  # the job's line: Animate and Cancel
                     note = gr.Markdown(elem_id="note")  # Preview, and what a change of the inputs did
                 preview = gr.Image(label="Preview", type="filepath", interactive=False, elem_id="preview",
                                    buttons=["fullscreen", "download"])
