@@ -28,20 +28,22 @@ SYSTEM_MONO = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace
 INTRO = ("# MagicAnimate\nAnimate the person in a photo along a motion: a DensePose render, or an ordinary "
          "video with *Render DensePose first*. **Preview** shows how the motion meets the photo in seconds; "
          "**Animate** then runs the model.")
+DEMO_EXAMPLE = "the demo's photo and DensePose motion"
 DEMO_INTRO = ("\n\nThis server runs the **demo**: a tiny model with random weights (its video is noise shaped by "
-              "the pose). Click the row under **Demo inputs** (left) to fill in its photo and motion.")
+              f"the pose). Click *{DEMO_EXAMPLE}* under **Demo inputs** (left) to fill them in.")
 
 READY = "No job yet: choose a photo and a motion, then **Preview** to see how they meet, or **Animate**."
 
 PAGE_CSS = """
 #downloads .label-clear-button { display: none; }
 #downloads .filename .stem { white-space: normal; overflow-wrap: anywhere; }
-#status-area .prose { padding: 0 var(--size-2); }
+#status-area .block { padding: var(--size-1) var(--size-3); }
+#status-area .block:has(.md:empty) { display: none; }
 """
 """Gradio 6.31 offers to remove a file from a list of several even where the list is only shown (the results):
 nothing a user should click. It also cuts a long file name to one line with an ellipsis, which makes a video
-and its render (`...-densepose.mp4`) look alike: the names wrap instead. The status area's lines keep off its
-edges."""
+and its render (`...-densepose.mp4`) look alike: the names wrap instead. The status area's two lines sit close
+together, and an empty one takes no room."""
 
 
 def theme() -> gr.themes.Base:
@@ -122,7 +124,7 @@ def _inputs(examples: tuple[Path, Path] | None) -> tuple[UploadField, gr.Image, 
                          type="filepath", elem_id="motion", render=False)
     if examples is not None:
         gr.Examples([[str(p) for p in examples]], inputs=[reference, motion], label="Demo inputs",
-                    example_labels=["the demo's photo and DensePose motion"])
+                    example_labels=[DEMO_EXAMPLE])
     reference.render()
     photo = gr.Image(label="The photo", type="filepath", interactive=False, visible=False, height=180,
                      elem_id="reference-photo", buttons=[])
