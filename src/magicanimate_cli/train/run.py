@@ -23,7 +23,7 @@ from ..runtime.errors import InputError, OutputError, SettingsError
 from . import checkpoint, tracking
 from .batches import FrameSource
 from .export import write_export
-from .loop import OnStep, Outcome, Trainer, run_loop
+from .loop import OnStep, Outcome, Trainer, Validate, run_loop
 from .metrics import MetricsLog
 from .model import TrainingParts, load_parts
 from .lora import check_peft
@@ -71,7 +71,7 @@ def fingerprint(files: list[Path]) -> str:
 
 def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str, int], ...], images: tuple[str, ...],
           data_fingerprint: str, resume: bool = False, on_step: OnStep | None = None,
-          make_validator: Callable[[TrainingParts], Callable[[int], list[dict]]] | None = None,
+          make_validator: Callable[[TrainingParts], Validate] | None = None,
           on_ready: Callable[[int, list[tuple[str, str]]], None] | None = None) -> RunResult:
     """Check, build, (resume,) train and export. `on_ready(start_step, skipped)` runs once the models are loaded."""
     settings.validate()
