@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..engine.loader import WeightsLayout
 from ..runtime.atomic import write_json_atomic
 from ..runtime.errors import InputError, OutputError, SettingsError
 from . import checkpoint, tracking
@@ -30,7 +29,7 @@ from .lora import check_peft
 from .optim import check_optimizer
 from .processes import process_state
 from .sampling import DataIndex
-from .schedule import check_recorded, check_weights_schedule, inference_schedule
+from .schedule import check_recorded, inference_schedule
 from .settings import TrainSettings, differing_setting
 
 CONFIG = "config.json"
@@ -88,7 +87,6 @@ def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str,
     if recorded is not None:
         check_processes(recorded.get("batch"), batch_record, run)
     schedule = inference_schedule()
-    check_weights_schedule(schedule, WeightsLayout(settings.weights).scheduler / "scheduler_config.json")
     if settings.start_from is not None:
         check_recorded(schedule, _from_schedule(settings.start_from), settings.start_from)
     parts = load_parts(settings.stage, settings.weights, settings.start_from, settings.motion_module, state.device,
