@@ -25,11 +25,16 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 TOLERANCE = 1e-5  # relative: batch 2 against batch 1 × 2, the first step's loss and gradient norm
 
 
+WARMUP = 4
+
+
 def _args(data: Path, run: Path, batch: int, *extra) -> list:
-    """Three stage-1 steps (images and frames, half the references dropped), a checkpoint at 2."""
+    """Three stage-1 steps (images and frames, half the references dropped), a checkpoint at 2, inside a 4-step
+    learning-rate warmup (so every comparison of metrics compares the schedule too)."""
     return ["train", data, "-o", run, "--stage", "1", "--weights", TINY_BUNDLE, "--size", "128", "--steps", "3",
             "--checkpoint-every", "2", "--batch-size", str(batch), "--lr", "1e-4", "--seed", "5",
-            "--ref-dropout", "0.5", "--device", "cpu", "--motion-module", TEMPORAL, "--quiet", *extra]
+            "--ref-dropout", "0.5", "--device", "cpu", "--motion-module", TEMPORAL, "--quiet",
+            "--lr-warmup", str(WARMUP), *extra]
 
 
 def _launch(args: list, folder: Path, processes: int = 2, pause_at: str | None = None) -> list[subprocess.Popen]:
@@ -138,6 +143,17 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(two_processe
     assert [p.name for p in sorted((two_processes / "checkpoints").iterdir())] == ["step-2", "step-3"]
     rng = torch.load(two_processes / "checkpoints" / "step-3" / "rng.pt", weights_only=True)
     assert len(rng["processes"]) == 2
+
+
+def test_the_learning_rate_schedule_steps_once_per_optimizer_step_whatever_the_process_count(two_processes,
+                                                                                            accumulated):
+    """accelerate's prepared scheduler steps once per process at every optimizer step (a warmup N times too fast
+    with N processes); the run's schedule is stepped by the loop, once, and survives a checkpoint the same."""
+    want = [1e-4 * step / WARMUP for step in (1, 2, 3)]
+    for run in (two_processes, accumulated):
+        assert [r["lr"] for r in _steps(run)] == pytest.approx(want, rel=1e-12)
+    schedule = torch.load(two_processes / "checkpoints" / "step-3" / "lr_schedule.pt", weights_only=True)
+    assert schedule["last_epoch"] == 3
 
 
 def test_one_process_with_batch_two_matches_the_same_global_batch_split_in_two(accumulated, one_process):
