@@ -23,6 +23,7 @@ from ..runtime.testhooks import pause_point
 from . import checkpoint, tracking
 from .batches import FrameSource, make_batch
 from .metrics import MetricsLog, StepRecord
+from .timings import TIMINGS, timing_record
 from .latents import LatentCache
 from .model import TrainingParts, encode_latents, set_trainable
 from .lora import add_adapters
@@ -198,18 +199,23 @@ OnStep = Callable[[StepRecord, StepTiming], None]
 
 
 def run_loop(trainer: Trainer, run: Path, on_step: OnStep | None = None,
-             validate: Callable[[int], list[dict]] | None = None) -> Outcome:
+             validate: Callable[[int], list[dict]] | None = None,
+             held_out: Callable[[int], dict] | None = None) -> Outcome:
     """Train up to `settings.steps`, checkpointing every N steps and at the end; SIGTERM/SIGINT save a checkpoint
-    after the step in progress and stop. `validate(step)` returns metric records to log (--validate-every)."""
+    after the step in progress and stop. `validate(step)` returns metric records to log (--validate-every);
+    `held_out(step)` measures the held-out set (before the first update, every --val-every steps, at the end)."""
     s = trainer.settings
     main = trainer.accelerator.is_main_process
-    log = MetricsLog(run)
+    log, timings = MetricsLog(run), MetricsLog(run, TIMINGS)
     last = None
+    if held_out is not None and trainer.step == 0:
+        held_out(0)  # every run's baseline
     with _stop_signals() as stop:
         while trainer.step < s.steps:
             record, timing = trainer.train_step()
             if main:  # one process writes the run's files
                 log.append(record)
+                timings.append(timing_record(record.step, timing.data_s, timing.compute_s, trainer.global_batch))
             tracking.log_step(trainer.accelerator, s.log, record, timing.data_s + timing.compute_s,
                                trainer.global_batch)
             last = record
@@ -217,6 +223,8 @@ def run_loop(trainer: Trainer, run: Path, on_step: OnStep | None = None,
                 for entry in validate(record.step):
                     log.append(entry)
                     tracking.log_validation(trainer.accelerator, s.log, entry)
+            if held_out is not None and (record.step % s.held_out_every == 0 or record.step == s.steps):
+                held_out(record.step)
             pause_point(f"train-step:{record.step}")  # tests stop the run here: metrics written, no checkpoint yet
             if on_step is not None:
                 on_step(record, timing)

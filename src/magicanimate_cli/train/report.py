@@ -18,10 +18,10 @@ from pathlib import Path
 from ..runtime.atomic import write_atomic
 from ..runtime.errors import InputError
 from .metrics import METRICS
+from .timings import TIMINGS
 
 REPORT = "report.png"
 CONFIG = "config.json"
-TIMINGS = "timings.jsonl"
 SMOOTHING = 0.9
 """Weight of the past in the smoothed training loss (as the progress line)."""
 GAIN_STYLES = {"ref_gain": ("o", "-"), "pose_gain": ("s", "--"), "temporal_gain": ("^", ":")}

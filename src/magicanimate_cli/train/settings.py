@@ -23,8 +23,10 @@ RESUMABLE = frozenset({"run", "steps", "checkpoint_every", "keep_checkpoints", "
 trains."""
 # scale: how a step is computed, not what it trains, may change on resume
 RESUMABLE = RESUMABLE | {"gradient_checkpointing", "cache_latents"}
+RESUMABLE = RESUMABLE | {"val_every"}  # held-out: how often it is measured, not what the set is
 PRECISIONS = ("no", "fp16", "bf16")
-RECORDED_BEFORE = {"gradient_accumulation": 1, "mixed_precision": "no", "optimizer": "adamw", "lora": 0}
+RECORDED_BEFORE = {"gradient_accumulation": 1, "mixed_precision": "no", "optimizer": "adamw", "lora": 0,
+                   "val_split": 0.0, "val_items": 16}
 """What a run recorded before these settings existed did without them."""
 
 
@@ -67,6 +69,11 @@ class TrainSettings:
     mixed_precision: str = "no"  # no | fp16 | bf16: frozen networks cast, trainable weights and AdamW stay fp32
     gradient_checkpointing: bool = False  # recompute activations in backward (UNet, encoder, ControlNet, motion)
     cache_latents: bool = False  # VAE latents of each frame encoded once, kept in memory
+    # held-out: the denoising loss and condition gains on a fixed set (train/heldout.py)
+    val_data: Path | None = None  # another DATA folder
+    val_split: float = 0.0  # or this share of DATA's videos and images, by a hash of their names
+    val_every: int | None = None  # steps between measurements (None: every checkpoint); also at step 0 and the end
+    val_items: int = 16  # items in the fixed set
 
     def validate_scale(self) -> None:
         _check(self.gradient_accumulation >= 1,
@@ -117,6 +124,24 @@ class TrainSettings:
         if self.validate_every and self.validation is None:
             raise SettingsError("--validate-every needs --validation DIR")
         self.validate_scale()
+        self.validate_held_out()
+
+    def validate_held_out(self) -> None:
+        if self.val_data is not None and self.val_split:
+            raise SettingsError("--val-data and --val-split each give the held-out set; pass one")
+        _check(0.0 <= self.val_split < 1.0, f"--val-split {self.val_split}: must be within [0, 1)")
+        _check(self.val_every is None or self.val_every >= 1, f"--val-every {self.val_every}: must be at least 1")
+        _check(self.val_items >= 1, f"--val-items {self.val_items}: must be at least 1")
+
+    @property
+    def held_out(self) -> bool:
+        """Whether the run measures a held-out set."""
+        return self.val_data is not None or self.val_split > 0
+
+    @property
+    def held_out_every(self) -> int:
+        """Steps between held-out measurements: --val-every, else every checkpoint."""
+        return self.val_every or self.checkpoint_every
 
     def record(self) -> dict:
         """JSON-ready settings for config.json (paths as strings, the mix as a list)."""

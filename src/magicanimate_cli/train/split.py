@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..runtime.errors import SettingsError
+from .batches import FrameSource
 from .sampling import DataIndex
+from .settings import TrainSettings
 
 
 @dataclass(frozen=True)
@@ -47,3 +49,24 @@ def split_data(data: DataIndex, share: float, folder: Path) -> Split:
 def split_record(split: Split) -> dict:
     """What config.json records of the split: the held-out names."""
     return {"videos": [name for name, _ in split.held_out.videos], "images": list(split.held_out.images)}
+
+
+@dataclass(frozen=True)
+class HeldOutData:
+    """The held-out set's data: where its frames come from, what it holds, and how config.json records it."""
+
+    source: FrameSource
+    index: DataIndex
+    record: dict
+
+
+def held_out_data(settings: TrainSettings, train: DataIndex, source: FrameSource,
+                  other: HeldOutData | None) -> tuple[DataIndex, HeldOutData | None]:
+    """What the run trains on and what it measures: --val-data's folder (`other`, checked by the caller), or
+    --val-split's share of DATA taken out of training, or no held-out set."""
+    if other is not None:
+        return train, other
+    if not settings.val_split:
+        return train, None
+    split = split_data(train, settings.val_split, settings.data)
+    return split.train, HeldOutData(source, split.held_out, {"split": settings.val_split, **split_record(split)})
