@@ -96,6 +96,7 @@ def draw(runs: list[RunSeries]):
     """The report's figure (a matplotlib Figure on an Agg canvas)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(15, 8.5), layout="constrained")
     FigureCanvasAgg(figure)
@@ -103,7 +104,7 @@ def draw(runs: list[RunSeries]):
     colours = [f"C{i % 10}" for i in range(len(runs))]
     for run, colour in zip(runs, colours):
         _losses(axes[0, 0], run, colour, len(runs) > 1)
-        _bands(axes[0, 1], run, colour)
+        _bands(axes[0, 1], run, colour, len(runs) > 1)
         _gains(axes[0, 2], run, colour, len(runs) > 1)
         if run.steps:
             axes[1, 0].plot(run.steps, run.lr, color=colour, label=run.name)
@@ -114,6 +115,7 @@ def draw(runs: list[RunSeries]):
               "timestep band"), ("gain", "condition gains ± s.e. (> 0: the model uses it)"),
               ("learning rate", "learning rate"), ("samples/s", "speed"), ("seconds", "data wait per step"))
     for ax, (label, title) in zip(axes.flat, titles):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step")
         ax.set_ylabel(label)
@@ -131,19 +133,24 @@ def draw(runs: list[RunSeries]):
 def _losses(ax, run: RunSeries, colour: str, named: bool) -> None:
     prefix = f"{run.name}: " if named else ""
     if run.steps:
-        ax.plot(run.steps, run.loss, color=colour, alpha=0.2, linewidth=0.8)
+        ax.plot(run.steps, run.loss, color=colour, alpha=0.25, linewidth=0.8, label=f"{prefix}training (each step)")
         ax.plot(run.steps, smoothed(run.loss), color=colour, label=f"{prefix}training (EMA {SMOOTHING})")
     if run.val:
         ax.errorbar(run.val_steps, [v["loss"] for v in run.val], yerr=[v.get("loss_se", 0.0) for v in run.val],
                     color=colour, marker="o", linestyle="--", capsize=3, label=f"{prefix}held-out")
 
 
-def _bands(ax, run: RunSeries, colour: str) -> None:
+BAND_STYLES = (("v", ":"), ("s", "-."), ("D", "--"), ("^", "-"))
+"""Marker and line per timestep band, low noise to high (the run keeps its colour)."""
+
+
+def _bands(ax, run: RunSeries, colour: str, named: bool) -> None:
     bands = sorted({b for v in run.val for b in v.get("bands", {})}, key=lambda b: int(b[1:].split("-")[0]))
     for k, band in enumerate(bands):
         points = [(s, v["bands"][band]) for s, v in zip(run.val_steps, run.val) if band in v.get("bands", {})]
-        ax.plot(*zip(*points), color=colour, alpha=0.35 + 0.65 * (k + 1) / len(bands), marker=".",
-                label=f"{run.name} {band}")
+        marker, style = BAND_STYLES[k % len(BAND_STYLES)]
+        ax.plot(*zip(*points), color=colour, marker=marker, linestyle=style, markersize=4,
+                label=f"{run.name}: {band}" if named else band)
 
 
 def _gains(ax, run: RunSeries, colour: str, named: bool) -> None:
