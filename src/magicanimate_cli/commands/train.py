@@ -10,6 +10,7 @@ from typing import Literal, Optional
 
 import typer
 
+from ..train.settings import STEPS
 from .common import JSON_HELP, QUIET_HELP, WEIGHTS_DEFAULT, flag, usage
 
 STOP_CODES = {"SIGINT": 130, "SIGTERM": 143}
@@ -29,7 +30,7 @@ def run_train(
     motion_module: Optional[Path] = typer.Option(None, "--motion-module", show_default="--from's",
                                                  help="Stage 2's temporal start: AnimateDiff's mm_sd_v15.ckpt or a "
                                                       "temporal_attention.ckpt."),
-    steps: int = typer.Option(10000, help="Optimizer steps."),
+    steps: int = typer.Option(STEPS, help="Optimizer steps."),
     batch_size: int = typer.Option(1, "--batch-size", help="Samples per step."),
     size: int = typer.Option(512, help="Training size (square), multiple of 8."),
     width: Optional[int] = typer.Option(None, show_default="--size", help="Training width; overrides --size."),
@@ -118,9 +119,10 @@ def run_train(
         val_items=val_items,
         gradient_accumulation=gradient_accumulation, mixed_precision=mixed_precision,  # scale:
         gradient_checkpointing=gradient_checkpointing, cache_latents=cache_latents)
-    settings.validate()
-    if dry_run:  # small:
+    if dry_run:  # small: estimates without a temporal start (it reads none)
+        settings.validate_options()
         return report_dry_run(settings, as_json)
+    settings.validate()
     make_validator = None
     if settings.validate_every:
         make_validator = validator_factory(settings, validation_steps)

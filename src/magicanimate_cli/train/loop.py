@@ -25,11 +25,11 @@ from .batches import FrameSource, make_batch
 from .metrics import MetricsLog, StepRecord
 from .timings import TIMINGS, timing_record
 from .latents import LatentCache
-from .model import TrainingParts, encode_latents, set_trainable
-from .lora import add_adapters
-from .optim import make_optimizer
+from .model import TrainingParts, encode_latents
+from .lora import trainable_parameters
+from .optim import make_optimizer, warmup_schedule
 from .processes import any_process, gather_objects, make_accelerator
-from .precision import cast_frozen, enable_gradient_checkpointing
+from .precision import apply_memory_options
 from .sampling import DataIndex, Mix, StepPlan, plan_step, share
 from .schedule import NoiseSchedule
 from .settings import TrainSettings
@@ -56,24 +56,19 @@ class Trainer:
         self.settings, self.parts, self.data, self.source, self.schedule = settings, parts, data, source, schedule
         # the precision is the run's setting, whatever an accelerate config or ACCELERATE_* variable says
         self.accelerator = make_accelerator(settings, **tracking.accelerator_options(settings.log, settings.run))
-        params = (add_adapters(parts.model, settings.stage, settings.lora, settings.seed) if settings.lora
-                  else set_trainable(parts.model, settings.stage))
-        names = [n for n, p in parts.model.named_parameters() if p.requires_grad]
-        self.originals = cast_frozen(parts, self.accelerator.mixed_precision)
-        if settings.gradient_checkpointing:
-            enable_gradient_checkpointing(parts.model)
-        optimizer = make_optimizer(settings.optimizer, params, settings.lr, settings.weight_decay, settings.device)
-        warmup = settings.lr_warmup
-        lr_schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
-        self.model, self.optimizer, self.lr_schedule = self.accelerator.prepare(parts.model, optimizer, lr_schedule)
+        trainable = trainable_parameters(parts.model, settings.stage, settings.lora, settings.seed)
+        self.params = list(trainable.values())
+        self.originals = apply_memory_options(parts, self.accelerator.mixed_precision, settings.gradient_checkpointing)
+        optimizer = make_optimizer(settings.optimizer, self.params, settings.lr, settings.weight_decay, settings.device)
+        # the schedule stays ours: accelerate's prepared scheduler steps once per process at every optimizer step
+        self.lr_schedule = warmup_schedule(optimizer, settings.lr_warmup)
+        self.model, self.optimizer = self.accelerator.prepare(parts.model, optimizer)
         # accelerate places the prepared model on the process's device; the frozen helpers follow it
         parts.vae.to(self.accelerator.device)
         parts.text = parts.text.to(self.accelerator.device)
-        self.params = params
         self.mix = Mix(settings.stage, settings.image_prob, *settings.joint)
         self.latents = LatentCache(parts.vae) if settings.cache_latents else None
-        self.state = checkpoint.TrainerState(0, dict(zip(names, params)), self.optimizer, self.lr_schedule,
+        self.state = checkpoint.TrainerState(0, trainable, self.optimizer, self.lr_schedule,
                                              torch.Generator("cpu").manual_seed(settings.seed),
                                              self.accelerator.scaler)
 
@@ -147,7 +142,8 @@ class Trainer:
         grad_norm = acc.clip_grad_norm_(self.params, self.settings.max_grad_norm)
         lr = float(self.lr_schedule.get_last_lr()[0])
         self.optimizer.step()
-        self.lr_schedule.step()
+        if not acc.optimizer_step_was_skipped:  # fp16's loss scaler skipped the update: the schedule waits too
+            self.lr_schedule.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.parts.model.bank.clear()  # held through backward with gradient checkpointing
         self.state.step += 1
@@ -196,13 +192,24 @@ def _sample_label(sample) -> str:
 
 
 OnStep = Callable[[StepRecord, StepTiming], None]
+Validate = Callable[[int, int, int], list[dict]]
+"""(step, process index, processes) -> the metric records of this process's share of the validation pairs."""
+
+
+def validate_shared(trainer: Trainer, validate: Validate, step: int) -> list[dict]:
+    """Every process animates its share of the pairs; the main process gets all records, in the pairs' order (the
+    others get none)."""
+    acc = trainer.accelerator
+    shares = gather_objects(acc, validate(step, acc.process_index, trainer.processes))
+    if not acc.is_main_process:
+        return []
+    return sorted((entry for share in shares for entry in share), key=lambda entry: entry["validation"])
 
 
 def run_loop(trainer: Trainer, run: Path, on_step: OnStep | None = None,
-             validate: Callable[[int], list[dict]] | None = None,
-             held_out: Callable[[int], dict] | None = None) -> Outcome:
+             validate: Validate | None = None, held_out: Callable[[int], dict] | None = None) -> Outcome:
     """Train up to `settings.steps`, checkpointing every N steps and at the end; SIGTERM/SIGINT save a checkpoint
-    after the step in progress and stop. `validate(step)` returns metric records to log (--validate-every);
+    after the step in progress and stop. `validate` animates the --validation pairs every --validate-every steps;
     `held_out(step)` measures the held-out set (before the first update, every --val-every steps, at the end)."""
     s = trainer.settings
     main = trainer.accelerator.is_main_process
@@ -219,8 +226,8 @@ def run_loop(trainer: Trainer, run: Path, on_step: OnStep | None = None,
             tracking.log_step(trainer.accelerator, s.log, record, timing.data_s + timing.compute_s,
                                trainer.global_batch)
             last = record
-            if main and validate is not None and s.validate_every and record.step % s.validate_every == 0:
-                for entry in validate(record.step):
+            if validate is not None and s.validate_every and record.step % s.validate_every == 0:
+                for entry in validate_shared(trainer, validate, record.step):
                     log.append(entry)
                     tracking.log_validation(trainer.accelerator, s.log, entry)
             if held_out is not None and (record.step % s.held_out_every == 0 or record.step == s.steps):

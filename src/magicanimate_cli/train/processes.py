@@ -8,6 +8,7 @@ the caller has already joined. A plain `magicanimate train` is accelerate with o
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import torch
@@ -47,7 +48,12 @@ def gather_objects(accelerator, value: Any) -> list[Any]:
 
 
 def any_process(accelerator, value: str | None) -> str | None:
-    """The first process's non-empty `value` (a stop signal's name), the same on every process."""
+    """A stop signal's name (SIGTERM, SIGINT) if any process caught one, the same on every process: one all-reduce
+    of a one-number tensor on the process's device (the highest signal number wins; no pickling)."""
     if accelerator.num_processes == 1:
         return value
-    return next((v for v in gather_objects(accelerator, value) if v), None)
+    import torch.distributed as dist
+
+    flag = torch.tensor([signal.Signals[value].value if value else 0], device=accelerator.device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return signal.Signals(int(flag.item())).name if int(flag.item()) else None

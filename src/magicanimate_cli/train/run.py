@@ -17,13 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..engine.loader import WeightsLayout
 from ..runtime.atomic import write_json_atomic
 from ..runtime.errors import InputError, OutputError, SettingsError
 from . import checkpoint, tracking
 from .batches import FrameSource
 from .export import write_export
-from .loop import OnStep, Outcome, Trainer, run_loop
+from .loop import OnStep, Outcome, Trainer, Validate, run_loop
 from .card import model_card
 from .heldout import HeldOut, choose_items
 from .metrics import METRICS, MetricsLog
@@ -36,7 +35,7 @@ from .lora import check_peft
 from .optim import check_optimizer
 from .processes import process_state
 from .sampling import DataIndex
-from .schedule import check_recorded, check_weights_schedule, inference_schedule
+from .schedule import check_recorded, inference_schedule
 from .settings import TrainSettings, differing_setting
 
 CONFIG = "config.json"
@@ -77,7 +76,7 @@ def fingerprint(files: list[Path]) -> str:
 
 def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str, int], ...], images: tuple[str, ...],
           data_fingerprint: str, resume: bool = False, on_step: OnStep | None = None,
-          make_validator: Callable[[TrainingParts], Callable[[int], list[dict]]] | None = None,
+          make_validator: Callable[[TrainingParts], Validate] | None = None,
           on_ready: Callable[[int, list[tuple[str, str]]], None] | None = None,
           val_data: HeldOutData | None = None) -> RunResult:
     """Check, build, (resume,) train and export. `on_ready(start_step, skipped)` runs once the models are loaded;
@@ -96,7 +95,6 @@ def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str,
     if recorded is not None:
         check_processes(recorded.get("batch"), batch_record, run)
     schedule = inference_schedule()
-    check_weights_schedule(schedule, WeightsLayout(settings.weights).scheduler / "scheduler_config.json")
     if settings.start_from is not None:
         check_recorded(schedule, _from_schedule(settings.start_from), settings.start_from)
     parts = load_parts(settings.stage, settings.weights, settings.start_from, settings.motion_module, state.device,
