@@ -4,6 +4,7 @@ measuring that leaves training untouched."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -113,3 +114,24 @@ def test_measuring_is_repeatable_and_leaves_the_training_steps_unchanged(data, t
     got.append(measured.train_step()[0])
     assert got == want
     assert held.measure() != first  # the weights moved
+
+
+def test_a_split_run_trains_without_its_held_out_names_and_records_them(tmp_path):
+    from magicanimate_cli.train.split import held_out_data
+
+    s = settings(tmp_path / "data", tmp_path / "run", val_split=0.7)
+    names = [n for n in ("videos/walk", "videos/turn", "images/photo0", "images/photo1") if held_out_name(n, 0.7)]
+    train, held = held_out_data(s, POOL, source=None, other=None)
+    assert held.record == {"split": 0.7, "videos": [n[7:] for n in names if n.startswith("videos/")],
+                           "images": [n[7:] for n in names if n.startswith("images/")]}
+    assert not {name for name, _ in train.videos} & set(held.record["videos"])
+    assert not set(train.images) & set(held.record["images"])
+    assert held_out_data(replace(s, val_split=0.0), POOL, source=None, other=None) == (POOL, None)
+
+
+def test_held_out_settings_are_checked(tmp_path):
+    s = settings(tmp_path, tmp_path / "run")
+    for bad, words in (({"val_split": 0.2, "val_data": tmp_path}, "pass one"), ({"val_split": 1.0}, "--val-split"),
+                       ({"val_every": 0}, "--val-every"), ({"val_items": 0}, "--val-items")):
+        with pytest.raises(SettingsError, match=words):
+            replace(s, **bad).validate()

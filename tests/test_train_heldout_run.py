@@ -108,3 +108,12 @@ def test_a_tracker_that_is_not_installed_is_one_line_naming_its_extra(data, tmp_
     lines = err.strip().splitlines()
     assert code != 0 and len(lines) == 1 and "magicanimate-cli[aim]" in lines[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_a_held_out_folder_that_is_not_a_data_folder_is_one_line_before_anything_is_written(data, tmp_path, capsys):
+    args = _args(data, tmp_path / "run", 1)
+    args[args.index("--val-data") + 1] = tmp_path / "missing"
+    code, _, err = run_cli(args, capsys)
+    lines = err.strip().splitlines()
+    assert code != 0 and len(lines) == 1 and str(tmp_path / "missing") in lines[0]
+    assert not (tmp_path / "run").exists()
