@@ -43,7 +43,9 @@ PARTS = {"head": 2, "torso": 1, "left_arm": 4, "right_arm": 3, "left_leg": 8, "r
 
 def person(rng: random.Random) -> dict:
     """A person's look (a colour per part, a background), proportions and motion."""
-    colour = lambda: tuple(rng.randrange(30, 226) for _ in range(3))  # noqa: E731
+    def colour() -> tuple[int, int, int]:
+        return tuple(rng.randrange(30, 226) for _ in range(3))
+
     return {"colours": {p: colour() for p in PARTS}, "background": colour(), "width": rng.uniform(0.16, 0.26),
             "height": rng.uniform(0.55, 0.75), "motion": rng.choice(MOTIONS), "speed": rng.uniform(0.6, 1.4),
             "phase": rng.uniform(0, 6.28)}
@@ -64,8 +66,10 @@ def labels(p: dict, frame: int, size: int) -> np.ndarray:
     swing = int(w * 0.4 * np.sin(2 * t))
     head, torso_h = h // 5, 2 * h // 5
     left = cx - w // 2
-    box = lambda part, y0, y1, x0, x1: out.__setitem__(  # noqa: E731
-        (slice(max(0, y0), max(0, y1)), slice(max(0, x0), max(0, x1))), PARTS[part])
+
+    def box(part: str, y0: int, y1: int, x0: int, x1: int) -> None:
+        out[max(0, y0):max(0, y1), max(0, x0):max(0, x1)] = PARTS[part]
+
     box("head", top, top + head, cx - w // 4, cx + w // 4)
     box("torso", top + head, top + head + torso_h, left, left + w)
     box("left_arm", top + head, top + head + torso_h, left - w // 3 + swing // 2, left + swing // 2)

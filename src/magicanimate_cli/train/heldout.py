@@ -97,8 +97,10 @@ def _sample(kind: str, name: str, frames: int, stage: int, span: int, stride: in
         start = pick.randrange(frames - span + 1)
         return Sample("video", name, tuple(range(start, start + span, stride)), pick.randrange(frames)), CLIP
     target = pick.randrange(frames)
-    reference = target if frames == 1 else (lambda r: r + (r >= target))(pick.randrange(frames - 1))
-    return Sample("video", name, (target,), reference), FRAME
+    if frames == 1:
+        return Sample("video", name, (target,), target), FRAME
+    other = pick.randrange(frames - 1)  # any frame but the target
+    return Sample("video", name, (target,), other + (other >= target)), FRAME
 
 
 def _seed(key: str) -> int:
@@ -154,8 +156,8 @@ def item_losses(model: nn.Module, text: torch.Tensor, schedule: NoiseSchedule, i
     """Item i's loss with every condition, and with each taken away (one forward each, no gradients)."""
     x = items[i]
     noisy = schedule.add_noise(x.latents, x.noise, x.timestep)
-    keep, drop = torch.ones(1, dtype=torch.bool, device=x.latents.device), torch.zeros(
-        1, dtype=torch.bool, device=x.latents.device)
+    keep = torch.ones(1, dtype=torch.bool, device=x.latents.device)
+    drop = ~keep
 
     def loss(pose: torch.Tensor, flags: torch.Tensor) -> float:
         with torch.no_grad(), autocast():
