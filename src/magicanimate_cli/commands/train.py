@@ -91,6 +91,9 @@ def run_train(
     gradient_checkpointing: bool = flag("--gradient-checkpointing",
                                         "Recompute activations in backward: less memory, one more forward of time."),
     cache_latents: bool = flag("--cache-latents", "Encode each frame's VAE latent once and reuse it (in memory)."),
+    max_skipped_steps: int = typer.Option(0, "--max-skipped-steps", metavar="N",
+                                          help="Skip up to N steps whose loss or gradients are not finite (no "
+                                               "update) instead of stopping at the first."),
 ) -> None:
     """Train MagicAnimate on a DATA folder: stage 1 or 2 of the paper, resumable, exported in the released layout."""
     from ..dataset.reader import DataFolder
@@ -118,7 +121,8 @@ def run_train(
         val_data=val_data.resolve() if val_data else None, val_split=val_split, val_every=val_every,
         val_items=val_items,
         gradient_accumulation=gradient_accumulation, mixed_precision=mixed_precision,  # scale:
-        gradient_checkpointing=gradient_checkpointing, cache_latents=cache_latents)
+        gradient_checkpointing=gradient_checkpointing, cache_latents=cache_latents,
+        max_skipped_steps=max_skipped_steps)
     if dry_run:  # small: estimates without a temporal start (it reads none)
         settings.validate_options()
         return report_dry_run(settings, as_json)
@@ -138,7 +142,8 @@ def run_train(
     held = held_out_folder(settings.val_data)
     with display:
         result = train(settings, folder, contents.videos, contents.images, contents.fingerprint, resume=resume,
-                       on_step=display.update, on_ready=ready, make_validator=make_validator, val_data=held)
+                       on_step=display.update, on_ready=ready, make_validator=make_validator, val_data=held,
+                       on_note=lambda line: typer.echo(f"note: {line}", err=True))
     if not result.main:  # scale: the main process prints the summary
         raise typer.Exit(STOP_CODES.get(result.outcome.stopped, 1) if result.outcome.stopped else 0)
     complete = result.export is not None and (result.export / "temporal_attention" / "temporal_attention.ckpt").is_file()

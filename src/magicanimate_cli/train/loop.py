@@ -12,13 +12,14 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from ..runtime.errors import OutputError
 from ..runtime.testhooks import pause_point
 from . import checkpoint, tracking
 from .batches import FrameSource, make_batch
@@ -28,7 +29,10 @@ from .latents import LatentCache
 from .model import TrainingParts, encode_latents
 from .lora import trainable_parameters
 from .optim import make_optimizer, warmup_schedule
-from .processes import any_process, gather_objects, make_accelerator
+from .processes import any_process, gather_objects, make_accelerator, on_main, raise_if_any
+from .diskspace import failure, write_failure
+from .finite import DivergedError, finite, last_good
+from .validation import VALIDATION
 from .precision import apply_memory_options
 from .sampling import DataIndex, Mix, StepPlan, plan_step, share
 from .schedule import NoiseSchedule
@@ -103,7 +107,8 @@ class Trainer:
         return record, StepTiming(data_s, compute_s + time.perf_counter() - t1)
 
     def accumulate_gradients(self) -> tuple[StepPlan, torch.Tensor, float, float]:
-        """Each micro-batch's forward and backward, gradients synchronised over the processes on the last. Noise,
+        """Each micro-batch's forward and backward (accelerate's `accumulate`), gradients synchronised over the
+        processes on the last. Noise,
         timesteps and dropout are drawn for the whole global batch from the run's generator, the same on every
         process, and each sample takes its own row: a sample's draws do not depend on how the batch is split.
         Returns the plan, this process's loss (its share of the step's mean) and the data and compute seconds."""
@@ -123,34 +128,37 @@ class Trainer:
             first = (micro * self.processes + acc.process_index) * s.batch_size
             noise, t, keep = (d[first:first + s.batch_size].to(self.device) for d in draws)
             noisy = self.schedule.add_noise(latents, noise, t)
-            last = micro == s.gradient_accumulation - 1
-            with nullcontext() if last else acc.no_sync(self.model):
+            # accelerate's accumulation: no gradient sync before the last micro-batch, the loss divided by the
+            # micro-batch count in `backward` (what DeepSpeed-style engines expect to be told, not to guess)
+            with acc.accumulate(self.model):
                 with acc.autocast():
                     pred = self.model(noisy, t, self.parts.text.expand(s.batch_size, -1, -1), reference, batch.pose,
                                       keep)
                 loss = F.mse_loss(pred.float(), noise.float())
-                if s.gradient_accumulation > 1:
-                    loss = loss / s.gradient_accumulation
                 acc.backward(loss)
-            total = total + loss.detach()
+            total = total + loss.detach() / s.gradient_accumulation
             data_s, compute_s = data_s + t1 - t0, compute_s + time.perf_counter() - t1
         return plan, total, data_s, compute_s
 
     def apply(self, plan: StepPlan, loss: torch.Tensor) -> StepRecord:
-        """Clip the synchronised gradients, take the AdamW step; the record carries the mean loss over processes."""
+        """Clip the synchronised gradients, take the AdamW step; the record carries the mean loss over processes.
+        A non-finite loss or gradient norm (the same on every process: both are reduced) takes no step and is
+        marked `nonfinite` (fp16's loss scaler keeps its own skips of non-finite gradients)."""
         acc = self.accelerator
-        grad_norm = acc.clip_grad_norm_(self.params, self.settings.max_grad_norm)
+        grad_norm = float(acc.clip_grad_norm_(self.params, self.settings.max_grad_norm))
         lr = float(self.lr_schedule.get_last_lr()[0])
-        self.optimizer.step()
-        if not acc.optimizer_step_was_skipped:  # fp16's loss scaler skipped the update: the schedule waits too
-            self.lr_schedule.step()
+        loss_value = float(acc.reduce(loss, "mean")) if self.processes > 1 else float(loss)
+        nonfinite = not finite(loss_value) or (acc.scaler is None and not finite(grad_norm))
+        if not nonfinite:
+            self.optimizer.step()
+            if not acc.optimizer_step_was_skipped:  # fp16's loss scaler skipped the update: the schedule waits too
+                self.lr_schedule.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.parts.model.bank.clear()  # held through backward with gradient checkpointing
         self.state.step += 1
-        loss_value = float(acc.reduce(loss, "mean")) if self.processes > 1 else float(loss)
-        skipped = acc.optimizer_step_was_skipped if acc.scaler is not None else None
-        return StepRecord(self.state.step, loss_value, lr, plan.branch, float(grad_norm), plan.epoch,
-                          [_sample_label(x) for x in plan.samples], skipped)
+        skipped = acc.optimizer_step_was_skipped if acc.scaler is not None and not nonfinite else None
+        return StepRecord(self.state.step, loss_value, lr, plan.branch, grad_norm, plan.epoch,
+                          [_sample_label(x) for x in plan.samples], skipped, True if nonfinite else None)
 
     def encode(self, plan: StepPlan, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """VAE latents (b, 4, f, h, w) of the targets and (b, 4, h, w) of the references (--cache-latents: each
@@ -173,13 +181,10 @@ class Trainer:
 
     def save_checkpoint(self, run: Path) -> Path:
         """Every process hands its RNG state to the main process, which alone writes the checkpoint; the others
-        wait until it is complete."""
+        wait until it is complete, and stop with it when it cannot be written."""
         states = gather_objects(self.accelerator, checkpoint.process_rng())
-        folder = checkpoint.checkpoint_dir(run, self.state.step)
-        if self.accelerator.is_main_process:
-            folder = checkpoint.save(run, self.state, self.settings.keep_checkpoints, states)
-        self.accelerator.wait_for_everyone()
-        return folder
+        on_main(self.accelerator, lambda: checkpoint.save(run, self.state, self.settings.keep_checkpoints, states))
+        return checkpoint.checkpoint_dir(run, self.state.step)
 
     def restore(self, folder: Path, pieces: frozenset[str] = checkpoint.PIECES) -> int:
         return checkpoint.restore(folder, self.state, pieces, self.accelerator.process_index, self.processes)
@@ -198,9 +203,18 @@ Validate = Callable[[int, int, int], list[dict]]
 
 def validate_shared(trainer: Trainer, validate: Validate, step: int) -> list[dict]:
     """Every process animates its share of the pairs; the main process gets all records, in the pairs' order (the
-    others get none)."""
-    acc = trainer.accelerator
-    shares = gather_objects(acc, validate(step, acc.process_index, trainer.processes))
+    others get none). A video that cannot be written stops every process, with one line from the one that failed."""
+    acc, run = trainer.accelerator, trainer.settings.run
+    error, mine, problem = None, [], None
+    try:
+        mine = validate(step, acc.process_index, trainer.processes)
+    except (OutputError, OSError) as exc:
+        problem = failure(exc)
+    if problem is not None:
+        error = write_failure(run, run / VALIDATION, f"the validation videos of step {step}", 0, problem,
+                              "free some space, then continue with --resume")
+    raise_if_any(acc, error)
+    shares = gather_objects(acc, mine)
     if not acc.is_main_process:
         return []
     return sorted((entry for share in shares for entry in share), key=lambda entry: entry["validation"])
@@ -210,9 +224,9 @@ def run_loop(trainer: Trainer, run: Path, on_step: OnStep | None = None,
              validate: Validate | None = None, held_out: Callable[[int], dict] | None = None) -> Outcome:
     """Train up to `settings.steps`, checkpointing every N steps and at the end; SIGTERM/SIGINT save a checkpoint
     after the step in progress and stop. `validate` animates the --validation pairs every --validate-every steps;
-    `held_out(step)` measures the held-out set (before the first update, every --val-every steps, at the end)."""
-    s = trainer.settings
-    main = trainer.accelerator.is_main_process
+    `held_out(step)` measures the held-out set (before the first update, every --val-every steps, at the end).
+    A non-finite step beyond --max-skipped-steps stops the run (DivergedError) with no checkpoint of it."""
+    s, acc = trainer.settings, trainer.accelerator
     log, timings = MetricsLog(run), MetricsLog(run, TIMINGS)
     last = None
     if held_out is not None and trainer.step == 0:
@@ -220,28 +234,46 @@ def run_loop(trainer: Trainer, run: Path, on_step: OnStep | None = None,
     with _stop_signals() as stop:
         while trainer.step < s.steps:
             record, timing = trainer.train_step()
-            if main:  # one process writes the run's files
-                log.append(record)
-                timings.append(timing_record(record.step, timing.data_s, timing.compute_s, trainer.global_batch))
-            tracking.log_step(trainer.accelerator, s.log, record, timing.data_s + timing.compute_s,
-                               trainer.global_batch)
+            on_main(acc, lambda: log.append(record))  # one process writes the run's files
+            on_main(acc, lambda: timings.append(timing_record(record.step, timing.data_s, timing.compute_s,
+                                                              trainer.global_batch)))
+            if record.nonfinite:
+                check_divergence(trainer, record, run)
+            tracking.log_step(acc, s.log, record, timing.data_s + timing.compute_s, trainer.global_batch)
             last = record
             if validate is not None and s.validate_every and record.step % s.validate_every == 0:
-                for entry in validate_shared(trainer, validate, record.step):
-                    log.append(entry)
-                    tracking.log_validation(trainer.accelerator, s.log, entry)
+                entries = validate_shared(trainer, validate, record.step)
+                on_main(acc, lambda: [log.append(entry) for entry in entries])
+                for entry in entries:
+                    tracking.log_validation(acc, s.log, entry)
             if held_out is not None and (record.step % s.held_out_every == 0 or record.step == s.steps):
                 held_out(record.step)
             pause_point(f"train-step:{record.step}")  # tests stop the run here: metrics written, no checkpoint yet
             if on_step is not None:
                 on_step(record, timing)
             # a signal reaching one process stops them all after the same step (a checkpoint needs every one)
-            stopped = any_process(trainer.accelerator, stop.signal)
+            stopped = any_process(acc, stop.signal)
             if record.step % s.checkpoint_every == 0 or record.step == s.steps or stopped:
                 trainer.save_checkpoint(run)
             if stopped:
                 return Outcome(record.step, stopped, last)
     return Outcome(trainer.step, None, last)
+
+
+def check_divergence(trainer: Trainer, record: StepRecord, run: Path) -> None:
+    """Count a non-finite step; past --max-skipped-steps, stop in one line (every process decides alike: the loss
+    and gradient norm are reduced)."""
+    trainer.state.skipped += 1
+    allowed = trainer.settings.max_skipped_steps
+    if trainer.state.skipped <= allowed:
+        return
+    good = checkpoint.latest(run)
+    advice = (f"{last_good(good)}: continue from it with --resume (and --max-skipped-steps N to skip such steps), "
+              "or start again with a lower --lr") if good is not None else \
+        f"{last_good(good)}: start again with a lower --lr (or --max-skipped-steps N to skip such steps)"
+    raise DivergedError(f"step {record.step}: the loss is {record.loss} and the gradient norm {record.grad_norm}, "
+                        f"not finite; stopped with no checkpoint or export of it ({trainer.state.skipped} such "
+                        f"step(s), --max-skipped-steps {allowed}); {advice}")
 
 
 @dataclass

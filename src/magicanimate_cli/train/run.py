@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,9 @@ from .watching import held_out_hook
 from .model import TrainingParts, load_parts
 from .lora import check_peft
 from .optim import check_optimizer
-from .processes import process_state
+from .diskspace import check_room
+from .estimate import OPTIMIZER_BYTES
+from .processes import check_engine, from_main, on_main, process_state
 from .sampling import DataIndex
 from .schedule import check_recorded, inference_schedule
 from .settings import TrainSettings, differing_setting
@@ -78,10 +81,12 @@ def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str,
           data_fingerprint: str, resume: bool = False, on_step: OnStep | None = None,
           make_validator: Callable[[TrainingParts], Validate] | None = None,
           on_ready: Callable[[int, list[tuple[str, str]]], None] | None = None,
-          val_data: HeldOutData | None = None) -> RunResult:
+          val_data: HeldOutData | None = None, on_note: Callable[[str], None] | None = None) -> RunResult:
     """Check, build, (resume,) train and export. `on_ready(start_step, skipped)` runs once the models are loaded;
-    `val_data` is --val-data's checked folder."""
+    `val_data` is --val-data's checked folder; `on_note(line)` hears what the user should know before training
+    goes on (a damaged checkpoint set aside)."""
     settings.validate()
+    check_engine(os.environ)
     check_optimizer(settings.optimizer, settings.device)
     if settings.lora:
         check_peft()
@@ -112,17 +117,18 @@ def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str,
     if recorded is not None:
         _check_resumable(recorded, record, run)
     trainer = Trainer(settings, parts, index, source, schedule)
-    main = trainer.accelerator.is_main_process
+    acc = trainer.accelerator
+    main = acc.is_main_process
+    needed = checkpoint.expected_bytes(trainer.state, OPTIMIZER_BYTES[settings.optimizer])
+    on_main(acc, lambda: check_room(run, needed, "a checkpoint of this run"))
     start = 0
     if recorded is not None:
-        latest = checkpoint.latest(run)
+        latest = from_main(acc, on_main(acc, lambda: resume_point(run, on_note or (lambda line: None))))
         if latest is not None:
             start = trainer.restore(latest)
-        if main:
-            truncate_logs(run, start)
-    elif main:
-        write_json_atomic(run / CONFIG, record)
-    trainer.accelerator.wait_for_everyone()
+        on_main(acc, lambda: truncate_logs(run, start))
+    else:
+        on_main(acc, lambda: write_json_atomic(run / CONFIG, record))
     if on_ready is not None:
         on_ready(start, skipped)
     validate = make_validator(parts) if make_validator is not None and settings.validate_every else None
@@ -135,13 +141,22 @@ def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str,
     export = None
     if outcome.stopped is None:
         export = run / "export"
-        if main:
-            export = write_export(run, parts.model, parts.motion_state, parts.appearance_config,
-                                  parts.controlnet_config,
-                                  {"stage": settings.stage, "step": trainer.step, "schedule": schedule.record},
-                                  trainer.originals, export_card(run, trainer.step, settings.weights))
-        trainer.accelerator.wait_for_everyone()
+        on_main(acc, lambda: write_export(run, parts.model, parts.motion_state, parts.appearance_config,
+                                          parts.controlnet_config, {"stage": settings.stage, "step": trainer.step,
+                                                                    "schedule": schedule.record},
+                                          trainer.originals, export_card(run, trainer.step, settings.weights)))
     return RunResult(run, outcome, export, start, skipped, main)
+
+
+def resume_point(run: Path, on_note: Callable[[str], None]) -> Path | None:
+    """The newest intact checkpoint; each newer, damaged one is named and set aside as damaged-step-N (none intact
+    is an error; none at all starts from step 0)."""
+    folder, damaged = checkpoint.newest_intact(run)
+    for bad, problem in damaged:
+        aside = checkpoint.set_aside(bad)
+        on_note(f"{problem}: checkpoint {bad.name} is damaged, set aside as {aside.name}; resuming from "
+                f"{folder.name}")
+    return folder
 
 
 def truncate_logs(run: Path, start: int) -> None:

@@ -20,13 +20,14 @@ MIN_SIZE = 128
 STEPS = 10000
 """--steps' default, the one place it is set (Moore-AnimateAnyone trains 30k stage-1 and 10k stage-2 steps)."""
 RESUMABLE = frozenset({"run", "steps", "checkpoint_every", "keep_checkpoints", "device", "validate_every",
-                       "validation", "quiet", "log", "gradient_checkpointing", "cache_latents", "val_every"})
+                       "validation", "quiet", "log", "gradient_checkpointing", "cache_latents",
+                       "max_skipped_steps", "val_every"})
 """Settings a resumed run may change: where the run lives, how long it goes on, how it reports and how a step is
-computed (recomputing activations, caching latents), never what it trains (held-out: how often it is measured, not
-what the set is)."""
+computed (recomputing activations, caching latents) and how many diverging steps it may skip, never what it
+trains (held-out: how often it is measured, not what the set is)."""
 PRECISIONS = ("no", "fp16", "bf16")
 RECORDED_BEFORE = {"gradient_accumulation": 1, "mixed_precision": "no", "optimizer": "adamw", "lora": 0,
-                   "val_split": 0.0, "val_items": 16}
+                   "max_skipped_steps": 0, "val_split": 0.0, "val_items": 16}
 """What a run recorded before these settings existed did without them."""
 
 
@@ -84,6 +85,7 @@ class TrainSettings(StepSettings):
     validation: Path | None = None
     quiet: bool = False
     log: str | None = None  # the trackers, comma-separated (None: metrics.jsonl only)
+    max_skipped_steps: int = 0  # non-finite steps skipped (no update) before the run stops (finite.py)
     # held-out: the denoising loss and condition gains on a fixed set (train/heldout.py)
     val_data: Path | None = None  # another DATA folder
     val_split: float = 0.0  # or this share of DATA's videos and images, by a hash of their names
@@ -116,7 +118,8 @@ class TrainSettings(StepSettings):
                                  ("--frames", self.frames, 1), ("--frame-stride", self.frame_stride, 1),
                                  ("--checkpoint-every", self.checkpoint_every, 1),
                                  ("--keep-checkpoints", self.keep_checkpoints, 1), ("--lr-warmup", self.lr_warmup, 0),
-                                 ("--validate-every", self.validate_every, 0)):
+                                 ("--validate-every", self.validate_every, 0),
+                                 ("--max-skipped-steps", self.max_skipped_steps, 0)):
             _check(value >= low, f"{name} {value}: must be at least {low}")
         _check(self.width % 8 == 0 and self.height % 8 == 0 and min(self.width, self.height) >= MIN_SIZE,
                f"--size {self.width}x{self.height}: width and height must be multiples of 8, at least {MIN_SIZE} "

@@ -13,7 +13,7 @@ from pathlib import Path
 from . import tracking
 from .heldout import HeldOut
 from .metrics import MetricsLog
-from .processes import gather_objects
+from .processes import gather_objects, on_main
 from .report import REPORT, read_run, write_report
 
 
@@ -23,10 +23,14 @@ def held_out_hook(trainer, held: HeldOut, run: Path) -> Callable[[int], dict]:
 
     def measure(step: int) -> dict:
         val = held.measure(acc.process_index, acc.num_processes, acc.autocast, lambda mine: gather_objects(acc, mine))
-        if acc.is_main_process:
-            MetricsLog(run).append({"step": step, "val": val})
-            write_report([read_run(run)], run / REPORT)
+        on_main(acc, lambda: record(run, step, val))
         tracking.log_held_out(acc, trainer.settings.log, step, val)
         return val
 
     return measure
+
+
+def record(run: Path, step: int, val: dict) -> None:
+    """The main process's part: the metrics line, then the report redrawn from the run's files."""
+    MetricsLog(run).append({"step": step, "val": val})
+    write_report([read_run(run)], run / REPORT)
