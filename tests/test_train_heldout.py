@@ -135,3 +135,22 @@ def test_held_out_settings_are_checked(tmp_path):
                        ({"val_every": 0}, "--val-every"), ({"val_items": 0}, "--val-items")):
         with pytest.raises(SettingsError, match=words):
             replace(s, **bad).validate()
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_the_cards_train_line_is_one_the_command_parses_with_the_runs_settings(stage, tmp_path):
+    import shlex
+
+    import typer.main
+
+    from magicanimate_cli.cli import app
+    from magicanimate_cli.train.card import train_command
+
+    s = replace(settings(tmp_path / "data", tmp_path / "run", stage, val_data=tmp_path / "held", val_items=5),
+                gradient_checkpointing=True)
+    words = shlex.split(train_command(s.record()))
+    assert words[:2] == ["magicanimate", "train"] and words[3:5] == ["-o", "RUN"]
+    command = typer.main.get_command(app).commands["train"]
+    params = command.make_context("train", words[2:]).params
+    assert (params["lr"], params["steps"], params["seed"], params["val_items"]) == (s.lr, s.steps, s.seed, 5)
+    assert params["gradient_checkpointing"] is True and str(params["val_data"]) == str(tmp_path / "held")

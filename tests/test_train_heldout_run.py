@@ -29,9 +29,10 @@ def _args(data: Path, run: Path, batch: int = 1, *extra) -> list:
 
 @pytest.fixture(scope="module")
 def accumulated(data, tmp_path_factory):
-    """One process, batch 1 × accumulation 2, uninterrupted, with its --json summary."""
+    """One process, batch 1 × accumulation 2, uninterrupted, with its --json summary and a tracker."""
     run = tmp_path_factory.mktemp("accumulated") / "run"
-    code, out, err = _InProcess()(_args(data, run, 1, "--gradient-accumulation", "2", "--json"))
+    code, out, err = _InProcess()(_args(data, run, 1, "--gradient-accumulation", "2", "--json", "--log",
+                                        "tensorboard"))
     assert code == 0, err
     return run, json.loads(out.strip().splitlines()[-1])
 
@@ -117,3 +118,14 @@ def test_a_held_out_folder_that_is_not_a_data_folder_is_one_line_before_anything
     lines = err.strip().splitlines()
     assert code != 0 and len(lines) == 1 and str(tmp_path / "missing") in lines[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_the_held_out_figures_go_to_the_tracker(accumulated):
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    run, _ = accumulated
+    reader = event_accumulator.EventAccumulator(str(run / "logs" / "train"))
+    reader.Reload()
+    assert {"val/loss", "val/ref_gain", "val/pose_gain_se", "val/band/t0-249"} <= set(reader.Tags()["scalars"])
+    records = _held_out(run)
+    assert [e.step for e in reader.Scalars("val/loss")] == [r["step"] for r in records]
+    assert [e.value for e in reader.Scalars("val/loss")] == pytest.approx([r["val"]["loss"] for r in records])
