@@ -93,7 +93,8 @@ def write_people(root: Path, count: int, frames: int, size: int, seed: int) -> P
     for i in range(count):
         p = person(rng)
         parts = [labels(p, f, size) for f in range(frames)]
-        for folder, pictures in (("videos", [photo(p, x) for x in parts]), ("densepose", [colourise(x) for x in parts])):
+        for folder, pictures in (("videos", [photo(p, x) for x in parts]),
+                                 ("densepose", [colourise(x) for x in parts])):
             with open_writer(root / folder / f"person{i:02d}.mp4", Fraction(25), size, size, crf=4) as writer:
                 for picture in pictures:
                     writer.write(picture)

@@ -53,8 +53,9 @@ def _body(config: dict, held_out: dict | None, command: str | None, meta: dict) 
              "| | |", "|---|---|",
              f"| stage | {s['stage']} |",
              f"| steps | {config.get('steps_done', s['steps'])} |",
-             f"| global batch | {batch.get('global_batch', s['batch_size'])} ({batch.get('batch_size', s['batch_size'])}"
-             f" × {batch.get('processes', 1)} processes × {batch.get('gradient_accumulation', 1)} accumulation) |",
+             f"| global batch | {batch.get('global_batch', s['batch_size'])} "
+             f"({batch.get('batch_size', s['batch_size'])} × {batch.get('processes', 1)} processes × "
+             f"{batch.get('gradient_accumulation', 1)} accumulation) |",
              f"| learning rate | {s['lr']} (warmup {s['lr_warmup']} steps) |",
              f"| size | {s['width']}×{s['height']}" + (f", {s['frames']} frames" if s['stage'] == 2 else "") + " |",
              f"| data | {data.get('videos', '?')} videos, {data.get('images', '?')} images "

@@ -173,9 +173,10 @@ def item_losses(model: nn.Module, text: torch.Tensor, schedule: NoiseSchedule, i
 
 class SkippedMotion(nn.Module):
     """A motion module's residual path alone: its input, in the memory layout a motion module returns (frame by
-    frame, channels last: its attention works on (frames, pixels, channels) rows). A plain identity keeps the input's layout instead, and the convolutions and norms after it then
-    round differently: the gain would measure layout, not the temporal layers (a motion module whose output
-    projection is zero gives exactly this)."""
+    frame, channels last: its attention works on (frames, pixels, channels) rows). A plain identity keeps the
+    input's layout instead, and the convolutions and norms after it then round differently: the gain would
+    measure layout, not the temporal layers (a motion module whose output projection is zero gives exactly
+    this)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.permute(0, 2, 3, 4, 1).contiguous().permute(0, 4, 1, 2, 3)
