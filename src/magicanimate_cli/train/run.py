@@ -144,7 +144,7 @@ def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str,
         on_main(acc, lambda: write_export(run, parts.model, parts.motion_state, parts.appearance_config,
                                           parts.controlnet_config, {"stage": settings.stage, "step": trainer.step,
                                                                     "schedule": schedule.record},
-                                          trainer.originals, export_card(run, trainer.step, settings.weights)))
+                                          trainer.originals, export_card(run, trainer.step, settings)))
     return RunResult(run, outcome, export, start, skipped, main)
 
 
@@ -177,11 +177,13 @@ def held_out_measure(trainer: Trainer, data: HeldOutData | None, run: Path) -> C
                                           s.height), run)
 
 
-def export_card(run: Path, steps: int, weights: Path) -> str:
-    """The export's model card from the run's config.json and its last held-out measurement."""
+def export_card(run: Path, steps: int, settings: TrainSettings) -> str:
+    """The export's model card from the run's config.json, the settings it ended with (a resumed run may have
+    changed --steps and how it reports) and its last held-out measurement."""
     config = json.loads((run / CONFIG).read_text(encoding="utf-8"))
     val = read_run(run).val
-    return model_card({**config, "steps_done": steps}, val[-1] if val else None, weights)
+    return model_card({**config, "settings": settings.record(), "steps_done": steps}, val[-1] if val else None,
+                      settings.weights)
 
 
 def global_batch_record(settings: TrainSettings, processes: int) -> dict:
