@@ -15,6 +15,7 @@ import shlex
 from pathlib import Path
 
 from ..engine.sources import read_sources
+from .settings import RESUMABLE
 
 CARD = "README.md"
 TAGS = ["magicanimate", "human-image-animation", "densepose", "controlnet", "diffusers"]
@@ -83,9 +84,10 @@ def _body(config: dict, held_out: dict | None, command: str | None, meta: dict) 
 
 
 OPTION_NAMES = {"start_from": "--from"}
-LEFT_OUT = {"data", "run", "stage", "quiet", "weight_decay", "max_grad_norm", "validation", "validate_every", "log"}
-"""Settings that are not options of their own (DATA, -o, --stage are written first) or say nothing of what was
-trained (reporting)."""
+LEFT_OUT = {"data", "run", "stage", "weight_decay", "max_grad_norm"} | (RESUMABLE - {"steps"})
+"""Settings that are not options of their own (DATA, -o, --stage are written first) or that a resumed run may
+change because they say nothing of what is trained (checkpoints, reporting, the device, memory options): the
+card of a model is the same however its run was checkpointed, watched or interrupted."""
 
 
 def train_command(settings: dict) -> str:
