@@ -85,7 +85,7 @@ def test_a_run_writes_config_metrics_checkpoints_and_the_released_layout(finishe
     assert set(_files(run / "export")) == {
         "appearance_encoder/config.json", "appearance_encoder/diffusion_pytorch_model.safetensors",
         "densepose_controlnet/config.json", "densepose_controlnet/diffusion_pytorch_model.safetensors",
-        "temporal_attention/temporal_attention.ckpt", "training.json"}
+        "temporal_attention/temporal_attention.ckpt", "training.json", "README.md"}  # the model card: the only new file
 
 
 def test_stage2_from_an_export_changes_only_the_temporal_file(finished, data, tmp_path, capsys):
@@ -100,7 +100,7 @@ def test_stage2_from_an_export_changes_only_the_temporal_file(finished, data, tm
     assert [json.loads(line)["branch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == ["clip"]
     before, after = _files(stage1 / "export"), _files(run / "export")
     changed = {name for name in before if before[name] != after[name]}
-    assert changed == {"temporal_attention/temporal_attention.ckpt", "training.json"}
+    assert changed == {"temporal_attention/temporal_attention.ckpt", "training.json", "README.md"}  # its own card
 
 
 def test_validation_animates_the_pairs_through_the_engine_and_scores_them(finished):

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import animate, download, evaluate, fuse_long, pose, prepare_data, serve, train
+from . import animate, download, evaluate, fuse_long, pose, prepare_data, serve, train, train_report
 
-COMMAND_MODULES: list = [download, pose, prepare_data, train, animate, evaluate, fuse_long, serve]
+COMMAND_MODULES: list = [download, pose, prepare_data, train, train_report, animate, evaluate, fuse_long, serve]

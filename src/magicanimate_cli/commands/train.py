@@ -67,8 +67,20 @@ def run_train(
     lora: int = typer.Option(0, "--lora", metavar="RANK", show_default="off",
                              help="Train low-rank adapters of this rank on the stage's attention projections "
                                   "instead of all weights; the export merges them."),
-    log: Optional[Literal["tensorboard"]] = typer.Option(None, "--log", show_default="none",
-                                                         help="Tracker for loss, lr and samples/s (RUN/logs/)."),
+    log: Optional[list[str]] = typer.Option(None, "--log", metavar="TRACKER", show_default="none",
+                                            help="Tracker(s) for loss, lr, samples/s and the held-out figures: any of "
+                                                 "accelerate's (tensorboard, wandb, mlflow, ...), repeated or "
+                                                 "comma-separated; file-based ones write under RUN/logs/."),
+    # held-out: the denoising loss and condition gains on a fixed set (docs/training.md, "Is it learning?")
+    val_data: Optional[Path] = typer.Option(None, "--val-data", metavar="DATA2", show_default="none",
+                                            help="Held-out set: another DATA folder, never trained on."),
+    val_split: float = typer.Option(0.0, "--val-split", metavar="F", show_default="none",
+                                    help="Held-out set: this share of DATA's videos and images (chosen by a hash of "
+                                         "their names), left out of training."),
+    val_every: Optional[int] = typer.Option(None, "--val-every", show_default="--checkpoint-every",
+                                            help="Steps between held-out measurements (also at step 0 and the end)."),
+    val_items: int = typer.Option(16, "--val-items", help="Items of the fixed held-out set (evenly spaced "
+                                                          "timesteps)."),
     # scale: memory and the global batch (docs/training.md, "Memory")
     gradient_accumulation: int = typer.Option(1, "--gradient-accumulation",
                                               help="Micro-batches per optimizer step (global batch = batch size x "
@@ -105,7 +117,9 @@ def run_train(
         ref_dropout=ref_dropout, checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
         device=str(resolve_device(device)), quiet=quiet, validate_every=validate_every,
         validation=validation.resolve() if validation else None,
-        optimizer=optimizer, lora=lora, log=log,  # small:
+        optimizer=optimizer, lora=lora, log=",".join(log) if log else None,  # small:
+        val_data=val_data.resolve() if val_data else None, val_split=val_split, val_every=val_every,
+        val_items=val_items,
         gradient_accumulation=gradient_accumulation, mixed_precision=mixed_precision,  # scale:
         gradient_checkpointing=gradient_checkpointing, cache_latents=cache_latents,
         max_skipped_steps=max_skipped_steps)
@@ -125,9 +139,10 @@ def run_train(
         for name, reason in skipped:
             display.note(f"skipped {name}: {reason}")
 
+    held = held_out_folder(settings.val_data)
     with display:
         result = train(settings, folder, contents.videos, contents.images, contents.fingerprint, resume=resume,
-                       on_step=display.update, on_ready=ready, make_validator=make_validator,
+                       on_step=display.update, on_ready=ready, make_validator=make_validator, val_data=held,
                        on_note=lambda line: typer.echo(f"note: {line}", err=True))
     if not result.main:  # scale: the main process prints the summary
         raise typer.Exit(STOP_CODES.get(result.outcome.stopped, 1) if result.outcome.stopped else 0)
@@ -137,7 +152,8 @@ def run_train(
     summary = {"run": str(result.run), "stage": stage_n, "steps": result.outcome.steps_done,
                "resumed_from": result.resumed_from, "stopped": result.outcome.stopped,
                "loss": last.loss if last else None, "export": str(result.export) if result.export else None,
-               "skipped": [list(s) for s in result.skipped], "animate": command}
+               "skipped": [list(s) for s in result.skipped], "animate": command,
+               "val": last_held_out(result.run)}
     if as_json:
         typer.echo(json.dumps(summary))
     if result.outcome.stopped:
@@ -151,6 +167,28 @@ def run_train(
         else:
             typer.echo("the export has no temporal_attention/ (a stage-1 run without --motion-module): train stage 2 "
                        "on it (--from this export, --motion-module FILE) before animating")
+
+
+def held_out_folder(folder: Path | None):
+    """--val-data's DATA folder, checked now (before any output), as the run's held-out data."""
+    if folder is None:
+        return None
+    from ..dataset.reader import DataFolder
+    from ..train.split import HeldOutData
+    from ..train.sampling import DataIndex
+
+    data = DataFolder(folder)
+    contents = data.check()
+    return HeldOutData(data, DataIndex(contents.videos, contents.images),
+                       {"data": str(folder.resolve()), "fingerprint": contents.fingerprint})
+
+
+def last_held_out(run: Path) -> dict | None:
+    """The run's last held-out record (for the --json summary)."""
+    from ..train.report import read_run
+
+    val = read_run(run).val
+    return val[-1] if val else None
 
 
 def report_dry_run(settings, as_json: bool) -> None:  # small:

@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import save_file
 
 from ..runtime.atomic import write_folder_atomic
+from .card import CARD
 from .diskspace import WRITE_ERRORS, failure, write_failure
 from .finite import DivergedError, first_nonfinite
 from .lora import LORA_DIR, plain_state_dict, write_adapters
@@ -49,9 +50,10 @@ def export_states(model: TrainingModel, motion_state: dict[str, torch.Tensor] | 
 
 def write_export(run: Path, model: TrainingModel, motion_state: dict[str, torch.Tensor] | None,
                  appearance_config: dict, controlnet_config: dict, record: dict,
-                 originals: dict[str, torch.Tensor] | None = None) -> Path:
-    """Write RUN/export atomically (replacing an earlier one); `record` goes to export/training.json. Weights with a
-    non-finite value are never written; a full disk is said plainly."""
+                 originals: dict[str, torch.Tensor] | None = None, card: str | None = None) -> Path:
+    """Write RUN/export atomically (replacing an earlier one); `record` goes to export/training.json, `card` (a
+    model card, card.py) to export/README.md. Weights with a non-finite value are never written; a full disk is
+    said plainly."""
     target = Path(run) / EXPORT
     states = export_states(model, motion_state, originals)
     bad = first_nonfinite((f"{part}: {name}", t) for part, state in states.items() for name, t in state.items())
@@ -72,6 +74,8 @@ def write_export(run: Path, model: TrainingModel, motion_state: dict[str, torch.
         write_adapters({APPEARANCE_DIR: model.appearance_encoder, CONTROLNET_DIR: model.controlnet,
                         "temporal_attention": model.unet}, temp / LORA_DIR)  # --lora: the adapters, beside
         (temp / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+        if card is not None:
+            (temp / CARD).write_text(card, encoding="utf-8")
 
     problem = None
     try:

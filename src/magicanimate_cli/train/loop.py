@@ -24,6 +24,7 @@ from ..runtime.testhooks import pause_point
 from . import checkpoint, tracking
 from .batches import FrameSource, make_batch
 from .metrics import MetricsLog, StepRecord
+from .timings import TIMINGS, timing_record
 from .latents import LatentCache
 from .model import TrainingParts, encode_latents
 from .lora import trainable_parameters
@@ -220,17 +221,22 @@ def validate_shared(trainer: Trainer, validate: Validate, step: int) -> list[dic
 
 
 def run_loop(trainer: Trainer, run: Path, on_step: OnStep | None = None,
-             validate: Validate | None = None) -> Outcome:
+             validate: Validate | None = None, held_out: Callable[[int], dict] | None = None) -> Outcome:
     """Train up to `settings.steps`, checkpointing every N steps and at the end; SIGTERM/SIGINT save a checkpoint
-    after the step in progress and stop. `validate` animates the --validation pairs every --validate-every steps.
+    after the step in progress and stop. `validate` animates the --validation pairs every --validate-every steps;
+    `held_out(step)` measures the held-out set (before the first update, every --val-every steps, at the end).
     A non-finite step beyond --max-skipped-steps stops the run (DivergedError) with no checkpoint of it."""
     s, acc = trainer.settings, trainer.accelerator
-    log = MetricsLog(run)
+    log, timings = MetricsLog(run), MetricsLog(run, TIMINGS)
     last = None
+    if held_out is not None and trainer.step == 0:
+        held_out(0)  # every run's baseline
     with _stop_signals() as stop:
         while trainer.step < s.steps:
             record, timing = trainer.train_step()
             on_main(acc, lambda: log.append(record))  # one process writes the run's files
+            on_main(acc, lambda: timings.append(timing_record(record.step, timing.data_s, timing.compute_s,
+                                                              trainer.global_batch)))
             if record.nonfinite:
                 check_divergence(trainer, record, run)
             tracking.log_step(acc, s.log, record, timing.data_s + timing.compute_s, trainer.global_batch)
@@ -240,6 +246,8 @@ def run_loop(trainer: Trainer, run: Path, on_step: OnStep | None = None,
                 on_main(acc, lambda: [log.append(entry) for entry in entries])
                 for entry in entries:
                     tracking.log_validation(acc, s.log, entry)
+            if held_out is not None and (record.step % s.held_out_every == 0 or record.step == s.steps):
+                held_out(record.step)
             pause_point(f"train-step:{record.step}")  # tests stop the run here: metrics written, no checkpoint yet
             if on_step is not None:
                 on_step(record, timing)

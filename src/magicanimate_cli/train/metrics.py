@@ -39,8 +39,8 @@ class StepRecord:
 class MetricsLog:
     """Appends records; on resume drops what a killed run wrote after its last checkpoint."""
 
-    def __init__(self, run: Path) -> None:
-        self.path = Path(run) / METRICS
+    def __init__(self, run: Path, name: str = METRICS) -> None:
+        self.path = Path(run) / name
 
     def truncate_after(self, step: int) -> None:
         """Keep the records of steps <= `step` (atomically: temp file, then rename)."""

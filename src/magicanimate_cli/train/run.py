@@ -24,7 +24,13 @@ from . import checkpoint, tracking
 from .batches import FrameSource
 from .export import write_export
 from .loop import OnStep, Outcome, Trainer, Validate, run_loop
-from .metrics import MetricsLog
+from .card import model_card
+from .heldout import HeldOut, choose_items
+from .metrics import METRICS, MetricsLog
+from .report import read_run
+from .split import HeldOutData, held_out_data
+from .timings import TIMINGS
+from .watching import held_out_hook
 from .model import TrainingParts, load_parts
 from .lora import check_peft
 from .optim import check_optimizer
@@ -75,9 +81,10 @@ def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str,
           data_fingerprint: str, resume: bool = False, on_step: OnStep | None = None,
           make_validator: Callable[[TrainingParts], Validate] | None = None,
           on_ready: Callable[[int, list[tuple[str, str]]], None] | None = None,
-          on_note: Callable[[str], None] | None = None) -> RunResult:
+          val_data: HeldOutData | None = None, on_note: Callable[[str], None] | None = None) -> RunResult:
     """Check, build, (resume,) train and export. `on_ready(start_step, skipped)` runs once the models are loaded;
-    `on_note(line)` hears what the user should know before training goes on (a damaged checkpoint set aside)."""
+    `val_data` is --val-data's checked folder; `on_note(line)` hears what the user should know before training
+    goes on (a damaged checkpoint set aside)."""
     settings.validate()
     check_engine(os.environ)
     check_optimizer(settings.optimizer, settings.device)
@@ -85,7 +92,7 @@ def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str,
         check_peft()
     tracking.check_tracker(settings.log)
     kept, skipped = usable_videos(videos, settings, settings.data)
-    index = DataIndex(kept, images)
+    index, held_data = held_out_data(settings, DataIndex(kept, images), source, val_data)
     run = settings.run
     recorded = _recorded_config(run, resume)
     state = process_state(settings.device)
@@ -101,10 +108,12 @@ def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str,
     if settings.stage == 2 and settings.frames > longest:
         raise SettingsError(f"--frames {settings.frames}: the motion module's position table holds {longest} frames")
     record = {"format": CONFIG_FORMAT, "settings": settings.record(), "schedule": schedule.record,
-              "data": {"fingerprint": data_fingerprint, "videos": len(kept), "images": len(images),
+              "data": {"fingerprint": data_fingerprint, "videos": len(index.videos), "images": len(index.images),
                        "skipped": [list(s) for s in skipped]},
               "weights": {"fingerprint": fingerprint(parts.sources), "files": [str(p) for p in parts.sources]},
               "batch": batch_record}
+    if held_data is not None:
+        record["val"] = held_data.record
     if recorded is not None:
         _check_resumable(recorded, record, run)
     trainer = Trainer(settings, parts, index, source, schedule)
@@ -117,15 +126,16 @@ def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str,
         latest = from_main(acc, on_main(acc, lambda: resume_point(run, on_note or (lambda line: None))))
         if latest is not None:
             start = trainer.restore(latest)
-        on_main(acc, lambda: MetricsLog(run).truncate_after(start))
+        on_main(acc, lambda: truncate_logs(run, start))
     else:
         on_main(acc, lambda: write_json_atomic(run / CONFIG, record))
     if on_ready is not None:
         on_ready(start, skipped)
     validate = make_validator(parts) if make_validator is not None and settings.validate_every else None
+    measure = held_out_measure(trainer, held_data, run)
     tracking.start(trainer.accelerator, settings.log, settings.record())
     try:
-        outcome = run_loop(trainer, run, on_step, validate)
+        outcome = run_loop(trainer, run, on_step, validate, measure)
     finally:
         tracking.finish(trainer.accelerator, settings.log)
     export = None
@@ -134,7 +144,7 @@ def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str,
         on_main(acc, lambda: write_export(run, parts.model, parts.motion_state, parts.appearance_config,
                                           parts.controlnet_config, {"stage": settings.stage, "step": trainer.step,
                                                                     "schedule": schedule.record},
-                                          trainer.originals))
+                                          trainer.originals, export_card(run, trainer.step, settings)))
     return RunResult(run, outcome, export, start, skipped, main)
 
 
@@ -147,6 +157,33 @@ def resume_point(run: Path, on_note: Callable[[str], None]) -> Path | None:
         on_note(f"{problem}: checkpoint {bad.name} is damaged, set aside as {aside.name}; resuming from "
                 f"{folder.name}")
     return folder
+
+
+def truncate_logs(run: Path, start: int) -> None:
+    """On resume, drop what a killed run logged after its checkpoint (from nothing: every line, step 0's held-out
+    measurement included, since the loop measures it again)."""
+    for name in (METRICS, TIMINGS):
+        MetricsLog(run, name).truncate_after(start if start > 0 else -1)
+
+
+def held_out_measure(trainer: Trainer, data: HeldOutData | None, run: Path) -> Callable[[int], dict] | None:
+    """The loop's held-out measurement, on the set fixed by the seed (None without a held-out set)."""
+    if data is None:
+        return None
+    s = trainer.settings
+    held = choose_items(data.index, s.stage, s.clip_frames, s.frame_stride, s.seed, trainer.schedule.timesteps,
+                        s.val_items)
+    return held_out_hook(trainer, HeldOut(held, data.source, trainer.parts, trainer.schedule, s.stage, s.width,
+                                          s.height), run)
+
+
+def export_card(run: Path, steps: int, settings: TrainSettings) -> str:
+    """The export's model card from the run's config.json, the settings it ended with (a resumed run may have
+    changed --steps and how it reports) and its last held-out measurement."""
+    config = json.loads((run / CONFIG).read_text(encoding="utf-8"))
+    val = read_run(run).val
+    return model_card({**config, "settings": settings.record(), "steps_done": steps}, val[-1] if val else None,
+                      settings.weights)
 
 
 def global_batch_record(settings: TrainSettings, processes: int) -> dict:

@@ -21,13 +21,13 @@ STEPS = 10000
 """--steps' default, the one place it is set (Moore-AnimateAnyone trains 30k stage-1 and 10k stage-2 steps)."""
 RESUMABLE = frozenset({"run", "steps", "checkpoint_every", "keep_checkpoints", "device", "validate_every",
                        "validation", "quiet", "log", "gradient_checkpointing", "cache_latents",
-                       "max_skipped_steps"})
+                       "max_skipped_steps", "val_every"})
 """Settings a resumed run may change: where the run lives, how long it goes on, how it reports and how a step is
 computed (recomputing activations, caching latents) and how many diverging steps it may skip, never what it
-trains."""
+trains (held-out: how often it is measured, not what the set is)."""
 PRECISIONS = ("no", "fp16", "bf16")
 RECORDED_BEFORE = {"gradient_accumulation": 1, "mixed_precision": "no", "optimizer": "adamw", "lora": 0,
-                   "max_skipped_steps": 0}
+                   "max_skipped_steps": 0, "val_split": 0.0, "val_items": 16}
 """What a run recorded before these settings existed did without them."""
 
 
@@ -84,8 +84,13 @@ class TrainSettings(StepSettings):
     validate_every: int = 0
     validation: Path | None = None
     quiet: bool = False
-    log: str | None = None  # the tracker (None: metrics.jsonl only)
+    log: str | None = None  # the trackers, comma-separated (None: metrics.jsonl only)
     max_skipped_steps: int = 0  # non-finite steps skipped (no update) before the run stops (finite.py)
+    # held-out: the denoising loss and condition gains on a fixed set (train/heldout.py)
+    val_data: Path | None = None  # another DATA folder
+    val_split: float = 0.0  # or this share of DATA's videos and images, by a hash of their names
+    val_every: int | None = None  # steps between measurements (None: every checkpoint); also at step 0 and the end
+    val_items: int = 16  # items in the fixed set
 
     def validate_scale(self) -> None:
         _check(self.gradient_accumulation >= 1,
@@ -137,6 +142,24 @@ class TrainSettings(StepSettings):
         if self.validate_every and self.validation is None:
             raise SettingsError("--validate-every needs --validation DIR")
         self.validate_scale()
+        self.validate_held_out()
+
+    def validate_held_out(self) -> None:
+        if self.val_data is not None and self.val_split:
+            raise SettingsError("--val-data and --val-split each give the held-out set; pass one")
+        _check(0.0 <= self.val_split < 1.0, f"--val-split {self.val_split}: must be within [0, 1)")
+        _check(self.val_every is None or self.val_every >= 1, f"--val-every {self.val_every}: must be at least 1")
+        _check(self.val_items >= 1, f"--val-items {self.val_items}: must be at least 1")
+
+    @property
+    def held_out(self) -> bool:
+        """Whether the run measures a held-out set."""
+        return self.val_data is not None or self.val_split > 0
+
+    @property
+    def held_out_every(self) -> int:
+        """Steps between held-out measurements: --val-every, else every checkpoint."""
+        return self.val_every or self.checkpoint_every
 
     def record(self) -> dict:
         """JSON-ready settings for config.json (paths as strings, the mix as a list)."""
