@@ -131,7 +131,9 @@ def test_bad_sources_are_skipped_with_their_reason_and_leave_no_files(prepared, 
                  and not p.relative_to(data).as_posix().startswith(".prepare/")]
     assert sorted(leftovers) == sorted(["manifest.json", "videos/a.mp4", "densepose/a.mp4", "videos/00001.mp4",
                                         "densepose/00001.mp4", "videos/nested/b.mp4", "densepose/nested/b.mp4",
-                                        "images/p1.png", "images_densepose/p1.png"])
+                                        "images/p1.png", "images_densepose/p1.png"]
+                                      + [f"ready/{name}.{kind}" for name in ("a", "00001", "nested/b")
+                                         for kind in ("frames", "labels", "json")])
 
 
 # ------------------------------------------------------------------------------------- options and resuming

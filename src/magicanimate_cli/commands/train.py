@@ -78,9 +78,22 @@ def run_train(
     gradient_checkpointing: bool = flag("--gradient-checkpointing",
                                         "Recompute activations in backward: less memory, one more forward of time."),
     cache_latents: bool = flag("--cache-latents", "Encode each frame's VAE latent once and reuse it (in memory)."),
+    # data: what a sample is and how it is read (docs/training.md, "What a sample is", "Feeding the GPU")
+    fit: Literal["pad", "crop", "stretch"] = typer.Option("pad", "--fit",
+                                                          help="Fit frames to the training size as animate --fit "
+                                                               "does (pad: whole frame, render background "
+                                                               "around it)."),
+    ref_margin: int = typer.Option(30, "--ref-margin", help="Frames between a reference and its targets (about "
+                                                            "one second; 0: any other frame)."),
+    data_workers: Optional[int] = typer.Option(None, "--data-workers", show_default="cores per process - 1, at most 8",
+                                               help="Worker processes reading data ahead (0: in the training "
+                                                    "process); never changes the result."),
+    verify_data: bool = flag("--verify-data", "Decode every frame of DATA before training (prepare-data did; "
+                                              "by default only headers and records are checked)."),
 ) -> None:
     """Train MagicAnimate on a DATA folder: stage 1 or 2 of the paper, resumable, exported in the released layout."""
     from ..dataset.reader import DataFolder
+    from ..dataset.startup import check_once
     from ..runtime.devices import resolve_device
     from ..runtime.home import default_weights_dir
     from ..train.progress import TrainProgress
@@ -88,7 +101,7 @@ def run_train(
     from ..train.settings import TrainSettings, parse_joint, resolve_mix
 
     folder = DataFolder(data)
-    contents = None if dry_run else folder.check()  # small: --dry-run reads no data
+    contents = None if dry_run else check_once(folder, verify_data)  # small: --dry-run reads no data
     stage_n = int(stage)
     tau0, mix = resolve_mix(stage_n, image_prob, parse_joint(joint), contents is None or bool(contents.images), data)
     settings = TrainSettings(
@@ -103,7 +116,8 @@ def run_train(
         validation=validation.resolve() if validation else None,
         optimizer=optimizer, lora=lora, log=log,  # small:
         gradient_accumulation=gradient_accumulation, mixed_precision=mixed_precision,  # scale:
-        gradient_checkpointing=gradient_checkpointing, cache_latents=cache_latents)
+        gradient_checkpointing=gradient_checkpointing, cache_latents=cache_latents,
+        fit=fit, ref_margin=ref_margin, data_workers=resolve_workers(data_workers))  # data:
     settings.validate()
     if dry_run:  # small:
         return report_dry_run(settings, as_json)
@@ -144,6 +158,13 @@ def run_train(
         else:
             typer.echo("the export has no temporal_attention/ (a stage-1 run without --motion-module): train stage 2 "
                        "on it (--from this export, --motion-module FILE) before animating")
+
+
+def resolve_workers(asked: int | None) -> int:  # data:
+    """--data-workers, or the default from the cores each training process of this machine has."""
+    from ..train.feed import default_workers
+
+    return asked if asked is not None else default_workers(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
 def report_dry_run(settings, as_json: bool) -> None:  # small:

@@ -126,3 +126,21 @@ def looks_like_render(frame: np.ndarray) -> bool:
     if colour is None or 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2] > _DARK_LUMA:
         return False
     return palette_share(frame) >= _PALETTE_SHARE
+
+
+# ------------------------------------------------------------------------------------------ back to part labels
+
+def nearest_labels(frame: np.ndarray) -> np.ndarray:
+    """(H, W) uint8 part labels of an RGB render: each pixel's nearest palette colour (largest channel
+    difference), so an exact render gives its labels back exactly and a lossy copy (H.264 moves flat colours by a
+    few levels) is snapped back onto the palette that `colourise` draws. Training stores renders this way: one
+    byte a pixel instead of three, and the colours the ControlNet reads are exact by construction."""
+    pixels = np.asarray(frame).astype(np.int16)
+    best = np.full(pixels.shape[:2], 1 << 14, dtype=np.int16)
+    labels = np.zeros(pixels.shape[:2], dtype=np.uint8)
+    for label, colour in enumerate(PART_COLOURS.astype(np.int16)):
+        distance = np.abs(pixels - colour).max(axis=-1)
+        closer = distance < best
+        best[closer] = distance[closer]
+        labels[closer] = label
+    return labels

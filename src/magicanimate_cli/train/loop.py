@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 from ..runtime.testhooks import pause_point
 from . import checkpoint, tracking
-from .batches import FrameSource, make_batch
+from .batches import Batch, FrameSource
+from .feed import Feed, FeedPlan
 from .metrics import MetricsLog, StepRecord
 from .latents import LatentCache
 from .model import TrainingParts, encode_latents, set_trainable
@@ -97,7 +98,7 @@ class Trainer:
         """The global batch's plan (every process plans the same step and takes its share)."""
         s = self.settings
         return plan_step(self.state.step if step is None else step, s.seed, self.data, self.mix, self.global_batch,
-                         s.clip_frames, s.frame_stride)
+                         s.clip_frames, s.frame_stride, s.ref_margin)
 
     def train_step(self) -> tuple[StepRecord, StepTiming]:
         """One optimizer step: the gradients of the global batch, then clipping and AdamW."""
@@ -119,7 +120,7 @@ class Trainer:
         for micro in range(s.gradient_accumulation):
             t0 = time.perf_counter()
             mine = share(plan, acc.process_index, self.processes, micro, s.batch_size)
-            batch = make_batch(mine, self.source, s.width, s.height).to(self.device)
+            batch = self.next_batch(plan.step, micro).to(self.device)
             t1 = time.perf_counter()
             latents, reference = self.encode(mine, batch)
             if draws is None:
@@ -139,6 +140,25 @@ class Trainer:
             total = total + loss.detach()
             data_s, compute_s = data_s + t1 - t0, compute_s + time.perf_counter() - t1
         return plan, total, data_s, compute_s
+
+    def next_batch(self, step: int, micro: int) -> Batch:
+        """This process's micro-batch of the step, from the feed (started at the first step this process trains,
+        so a resumed run reads on from its checkpoint; started again where a restore moved the step)."""
+        if getattr(self, "feed", None) is not None and self.feed.next_key != (step, micro):
+            self.close_feed()
+        if getattr(self, "feed", None) is None:
+            s = self.settings
+            plan = FeedPlan(s.seed, self.data, self.mix, self.global_batch, s.clip_frames, s.frame_stride,
+                            s.ref_margin, self.accelerator.process_index, self.processes, s.gradient_accumulation,
+                            s.batch_size, s.width, s.height, s.fit)
+            self.feed = Feed(plan, self.source, step, s.steps, s.data_workers)
+        return self.feed.take(step, micro)[0]
+
+    def close_feed(self) -> None:
+        """Stop the data workers (the run is over or stopped)."""
+        if getattr(self, "feed", None) is not None:
+            self.feed.close()
+            self.feed = None
 
     def apply(self, plan: StepPlan, loss: torch.Tensor) -> StepRecord:
         """Clip the synchronised gradients, take the AdamW step; the record carries the mean loss over processes."""
@@ -205,7 +225,7 @@ def run_loop(trainer: Trainer, run: Path, on_step: OnStep | None = None,
     main = trainer.accelerator.is_main_process
     log = MetricsLog(run)
     last = None
-    with _stop_signals() as stop:
+    with _stop_signals() as stop, _closing_feed(trainer):
         while trainer.step < s.steps:
             record, timing = trainer.train_step()
             if main:  # one process writes the run's files
@@ -227,6 +247,14 @@ def run_loop(trainer: Trainer, run: Path, on_step: OnStep | None = None,
             if stopped:
                 return Outcome(record.step, stopped, last)
     return Outcome(trainer.step, None, last)
+
+
+@contextmanager
+def _closing_feed(trainer: Trainer):
+    try:
+        yield
+    finally:
+        trainer.close_feed()
 
 
 @dataclass

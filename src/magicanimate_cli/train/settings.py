@@ -25,6 +25,13 @@ trains."""
 RESUMABLE = RESUMABLE | {"gradient_checkpointing", "cache_latents"}
 PRECISIONS = ("no", "fp16", "bf16")
 RECORDED_BEFORE = {"gradient_accumulation": 1, "mixed_precision": "no", "optimizer": "adamw", "lora": 0}
+# data: the worker count changes when a batch is read, never what it holds (train/feed.py)
+RESUMABLE = RESUMABLE | {"data_workers"}
+RECORDED_BEFORE = {**RECORDED_BEFORE, "fit": "crop", "ref_margin": 0}
+DEFAULT_REF_MARGIN = 30
+"""Frames between a reference and its targets: about one second of a 25-30 fps clip (Moore-AnimateAnyone keeps
+30, MusePose 128), far enough that the reference is not a near copy of the target to be learnt."""
+FIT_MODES = ("pad", "crop", "stretch")
 """What a run recorded before these settings existed did without them."""
 
 
@@ -67,6 +74,15 @@ class TrainSettings:
     mixed_precision: str = "no"  # no | fp16 | bf16: frozen networks cast, trainable weights and AdamW stay fp32
     gradient_checkpointing: bool = False  # recompute activations in backward (UNet, encoder, ControlNet, motion)
     cache_latents: bool = False  # VAE latents of each frame encoded once, kept in memory
+    # data: what a sample is and how it is read (docs/training.md, "What a sample is")
+    fit: str = "pad"  # animate --fit's choices and default: frames and renders shaped as at inference
+    ref_margin: int = DEFAULT_REF_MARGIN  # frames between a reference and its targets (0: any other frame)
+    data_workers: int = 0  # DataLoader worker processes (0: read in the training process)
+
+    def validate_data(self) -> None:
+        _check(self.fit in FIT_MODES, f"--fit {self.fit}: choose one of {', '.join(FIT_MODES)}")
+        _check(self.ref_margin >= 0, f"--ref-margin {self.ref_margin}: must be at least 0")
+        _check(self.data_workers >= 0, f"--data-workers {self.data_workers}: must be at least 0")
 
     def validate_scale(self) -> None:
         _check(self.gradient_accumulation >= 1,
@@ -117,6 +133,7 @@ class TrainSettings:
         if self.validate_every and self.validation is None:
             raise SettingsError("--validate-every needs --validation DIR")
         self.validate_scale()
+        self.validate_data()
 
     def record(self) -> dict:
         """JSON-ready settings for config.json (paths as strings, the mix as a list)."""
