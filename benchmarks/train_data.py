@@ -11,7 +11,9 @@ DataLoader feed (train/feed.py) with --workers worker processes. Prints one JSON
   peak_rss_mib    peak resident memory of the main process plus each worker's (an upper bound: forked workers
                   share pages with the main process, counted in both)
   breakdown_ms    per sample, in this process on the same samples: read (JPEG / PNG decode or video seek and
-                  decode), fit (resize, pad, palette) and collate (stack and tensors)
+                  decode), fit (resize, pad), collate (stack into uint8 tensors); and to_float_on_cpu, the palette
+                  and float conversion `train` does on the training device after the worker hands the bytes over
+                  (not part of samples_per_s: on a GPU it costs next to nothing)
   u_ms            the time PyAV takes to decode one frame of DATA's first video sequentially on one thread (no
                   RGB conversion), measured in the same run, so that figures in u hold across machines
   per_sample_u    1 / samples_per_s in u
@@ -32,7 +34,7 @@ import torch
 
 from magicanimate_cli.dataset.reader import DataFolder
 from magicanimate_cli.dataset.startup import check_once
-from magicanimate_cli.train.batches import _pixels, _pose, fit_frame, fit_labels
+from magicanimate_cli.train.batches import RawBatch, fit_frame, fit_labels
 from magicanimate_cli.train.feed import Feed, FeedPlan
 from magicanimate_cli.train.sampling import DataIndex, Mix, plan_step
 from magicanimate_cli.train.settings import DEFAULT_REF_MARGIN
@@ -99,7 +101,7 @@ def throughput(folder: DataFolder, plan: FeedPlan, args) -> tuple[float, float]:
 
 def breakdown(folder: DataFolder, plan: FeedPlan, args, count: int) -> dict[str, float]:
     """Mean milliseconds per sample of each phase, in this process."""
-    read = fit = collate = 0.0
+    read = fit = collate = floats = 0.0
     for step in range(count):
         sample = plan_step(step, plan.seed, plan.data, plan.mix, 1, plan.clip_frames, plan.frame_stride,
                            plan.ref_margin).samples[0]
@@ -110,10 +112,13 @@ def breakdown(folder: DataFolder, plan: FeedPlan, args, count: int) -> dict[str,
         poses = np.stack([fit_labels(x, args.size, args.size, args.fit) for x in labels])
         ref = fit_frame(reference, args.size, args.size, args.fit)
         t2 = time.perf_counter()
-        _pixels(targets[None]), _pose(poses[None]), _pixels(ref[None])
+        raw = RawBatch(*(torch.from_numpy(np.stack([x])) for x in (targets, poses, ref)))
         t3 = time.perf_counter()
-        read, fit, collate = read + t1 - t0, fit + t2 - t1, collate + t3 - t2
-    return {"read": 1000 * read / count, "fit": 1000 * fit / count, "collate": 1000 * collate / count}
+        raw.to("cpu")
+        t4 = time.perf_counter()
+        read, fit, collate, floats = read + t1 - t0, fit + t2 - t1, collate + t3 - t2, floats + t4 - t3
+    return {"read": 1000 * read / count, "fit": 1000 * fit / count, "collate": 1000 * collate / count,
+            "to_float_on_cpu": 1000 * floats / count}
 
 
 def main() -> None:

@@ -160,8 +160,8 @@ def test_pad_keeps_the_whole_frame_with_render_background_around_the_pose():
     tall = np.zeros((160, 90), np.uint8)
     tall[:3, :], tall[-3:, :] = 3, 5  # head and feet rows
     pose = fit_labels(tall, 64, 64, "pad")
-    assert (pose[:, 0] == BACKGROUND).all() and (pose[:, -1] == BACKGROUND).all()
-    assert (pose[0, 20:44] == colourise(np.uint8(3))).all() and (pose[-1, 20:44] == colourise(np.uint8(5))).all()
+    assert (pose[:, :14] == 0).all() and (pose[:, 50:] == 0).all()  # label 0: drawn as the render's background
+    assert (pose[0, 14:50] == 3).all() and (pose[-1, 14:50] == 5).all()
     photo = np.zeros((160, 90, 3), np.uint8)
     photo[:, :12] = 200
     assert (fit_frame(photo, 64, 64, "pad")[:, 0] == 200).all()  # edge pixels, as animate pads its reference
@@ -188,6 +188,9 @@ def test_a_batch_asks_only_for_the_samples_frames_and_the_reference_picture():
     batch = make_batch(plan, source, 32, 32)
     assert source.asked == [("a", (3, 5), 40)]
     assert batch.target.shape == (1, 2, 3, 32, 32) and batch.pose.shape == (1, 2, 3, 32, 32)
+    drawn = (batch.pose[0, 0].movedim(0, -1) * 255).round().to(torch.uint8)
+    assert (drawn[:, 0] == torch.tensor(BACKGROUND, dtype=torch.uint8)).all()  # padded: the render's background
+    assert (drawn[:, 16] == torch.from_numpy(colourise(np.uint8(1)))).all()  # the label drawn in its colour
 
 
 def _feed_batches(root: Path, workers: int, start: int = 0) -> list:
@@ -205,8 +208,8 @@ def _feed_batches(root: Path, workers: int, start: int = 0) -> list:
 def test_the_worker_count_never_changes_a_batch_and_a_feed_resumes_at_any_step(ready):
     alone, two = _feed_batches(ready, 0), _feed_batches(ready, 2)
     for a, b in zip(alone, two, strict=True):
-        assert all(torch.equal(x, y) for x, y in zip((a.target, a.pose, a.reference), (b.target, b.pose,
-                                                                                         b.reference)))
+        assert all(torch.equal(x, y) for x, y in zip((a.target, a.labels, a.reference), (b.target, b.labels,
+                                                                                             b.reference)))
     resumed = _feed_batches(ready, 2, start=2)
     assert all(torch.equal(a.target, b.target) for a, b in zip(alone[4:], resumed, strict=True))
 

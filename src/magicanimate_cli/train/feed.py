@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .batches import Batch, FrameSource, make_batch
+from .batches import FrameSource, RawBatch, read_batch
 from .sampling import DataIndex, Mix, plan_step, share
 
 PREFETCH = 2
@@ -48,12 +48,12 @@ class FeedPlan:
     height: int
     fit: str
 
-    def micro_batch(self, source: FrameSource, step: int, micro: int) -> Batch:
+    def micro_batch(self, source: FrameSource, step: int, micro: int) -> RawBatch:
         """Process `rank`'s part of micro-batch `micro` of step `step`, read and fitted."""
         plan = plan_step(step, self.seed, self.data, self.mix, self.global_batch, self.clip_frames,
                          self.frame_stride, self.ref_margin)
         mine = share(plan, self.rank, self.processes, micro, self.batch_size)
-        return make_batch(mine, source, self.width, self.height, self.fit)
+        return read_batch(mine, source, self.width, self.height, self.fit)
 
 
 class MicroBatches(Dataset):
@@ -62,7 +62,7 @@ class MicroBatches(Dataset):
     def __init__(self, plan: FeedPlan, source: FrameSource) -> None:
         self.plan, self.source = plan, source
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[tuple[int, int], Batch]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[tuple[int, int], RawBatch]:
         return key, self.plan.micro_batch(self.source, *key)
 
 
@@ -99,7 +99,7 @@ class Feed:
                                  prefetch_factor=PREFETCH if workers else None, worker_init_fn=_worker_init)
         self._batches = iter(self.loader)
 
-    def take(self, step: int, micro: int) -> tuple[Batch, float]:
+    def take(self, step: int, micro: int) -> tuple[RawBatch, float]:
         started = time.perf_counter()
         key, batch = next(self._batches)
         if tuple(key) != (step, micro):  # the loop and the feed disagree on what comes next: a bug, not bad data

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from ..runtime.testhooks import pause_point
 from . import checkpoint, tracking
-from .batches import Batch, FrameSource
+from .batches import FrameSource, RawBatch
 from .feed import Feed, FeedPlan
 from .metrics import MetricsLog, StepRecord
 from .latents import LatentCache
@@ -141,7 +141,7 @@ class Trainer:
             data_s, compute_s = data_s + t1 - t0, compute_s + time.perf_counter() - t1
         return plan, total, data_s, compute_s
 
-    def next_batch(self, step: int, micro: int) -> Batch:
+    def next_batch(self, step: int, micro: int) -> RawBatch:
         """This process's micro-batch of the step, from the feed (started at the first step this process trains,
         so a resumed run reads on from its checkpoint; started again where a restore moved the step)."""
         if getattr(self, "feed", None) is not None and self.feed.next_key != (step, micro):
