@@ -31,7 +31,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent))
 
 from full_size import random_components  # noqa: E402
-from magicanimate_cli.train.estimate import (EstimateSettings, ModelConfigs, account, count,  # noqa: E402
+from magicanimate_cli.train.estimate import (StepSettings, ModelConfigs, account, count,  # noqa: E402
                                              estimate)
 from magicanimate_cli.train.model import TrainingModel, bypass_motion_modules, load_parts, set_trainable  # noqa: E402
 
@@ -53,8 +53,8 @@ def build(args, device: torch.device) -> tuple[TrainingModel, torch.Tensor]:
     return parts.model, parts.text
 
 
-def wanted(args) -> EstimateSettings:
-    return EstimateSettings(stage=args.stage, batch_size=args.batch_size, frames=args.frames, width=args.size,
+def wanted(args) -> StepSettings:
+    return StepSettings(stage=args.stage, batch_size=args.batch_size, frames=args.frames, width=args.size,
                             height=args.size, mixed_precision=args.precision,
                             gradient_checkpointing=args.gradient_checkpointing, optimizer=args.optimizer,
                             lora=args.lora, cache_latents=True)  # the benchmark's step has no VAE encode
@@ -69,11 +69,11 @@ def print_flops(args) -> None:
     """FLOPs per training step at the released size for each stage's headline shapes (meta device)."""
     for stage, frames in ((1, 1), (2, args.frames)):
         for batch in sorted({1, args.batch_size}):
-            settings = EstimateSettings(stage=stage, batch_size=batch, frames=frames, width=args.size,
+            settings = StepSettings(stage=stage, batch_size=batch, frames=frames, width=args.size,
                                         height=args.size, cache_latents=False)
             counted = count(settings, ModelConfigs())
             step, ckpt = account(settings, counted), account(
-                EstimateSettings(**{**vars(settings), "gradient_checkpointing": True}), counted)
+                StepSettings(**{**vars(settings), "gradient_checkpointing": True}), counted)
             model_only = counted.step.forward_flops + counted.step.backward_flops
             print(f"stage {stage} {args.size}px batch {batch}" + (f" frames {frames}" if stage == 2 else "") +
                   f": {model_only / TERA:.2f} TFLOP forward+backward, {counted.step.vae_flops / TERA:.2f} VAE "

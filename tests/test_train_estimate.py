@@ -13,9 +13,11 @@ from conftest import TINY_BUNDLE, run_cli
 from train_fixtures import MA, OneThread
 from dataclasses import replace
 
-from magicanimate_cli.train.estimate import (EstimateSettings, ModelConfigs, account, count, estimate, mark_trainable,
+from magicanimate_cli.train.estimate import (StepSettings, ModelConfigs, account, count, estimate, mark_trainable,
                                              meta_parts, module_counts)
 from magicanimate_cli.train.model import MOTION, load_parts, set_trainable
+from magicanimate_cli.train.settings import TrainSettings
+from magicanimate_cli.runtime.errors import SettingsError
 
 TINY = ModelConfigs.from_folders(TINY_BUNDLE, MA)
 MICRO = replace(ModelConfigs.from_folders(TINY_BUNDLE), unet={
@@ -54,7 +56,7 @@ def test_counts_equal_the_real_modules_counts_on_the_tiny_bundle(stage):
 
 def _activations(**kw) -> tuple[int, int]:
     base = {"stage": 2, "frames": 2, "width": 128, "height": 128, "batch_size": 1}
-    result = estimate(EstimateSettings(**{**base, **kw}), MICRO)
+    result = estimate(StepSettings(**{**base, **kw}), MICRO)
     return result.activations_plain, result.activations_checkpointed
 
 
@@ -68,7 +70,7 @@ def test_activations_grow_with_batch_frames_and_size_and_shrink_with_checkpointi
 
 
 def test_memory_options_change_the_parts_they_should():
-    settings = EstimateSettings(1, width=128, height=128)
+    settings = StepSettings(1, width=128, height=128)
     counted = count(settings, MICRO)
     plain = account(settings, counted)
     eight = account(replace(settings, optimizer="adamw8bit"), counted)
@@ -112,3 +114,17 @@ def test_dry_run_with_a_from_folder_missing_its_config_is_one_line(tmp_path, cap
             tmp_path / "nothing", "--dry-run"]
     code, _, err = run_cli(args, capsys)
     assert code != 0 and len(err.strip().splitlines()) == 1 and "config.json" in err
+
+
+def test_a_stage2_dry_run_needs_no_temporal_start_but_a_run_does(tmp_path, capsys):
+    """--dry-run reads no temporal file, so stage 2 estimates without --motion-module; training still asks for one."""
+    args = ["train", tmp_path / "no-data", "-o", tmp_path / "run", "--stage", "2", "--weights", tmp_path / "none",
+            "--size", "128", "--frames", "2"]
+    code, out, err = run_cli([*args, "--dry-run", "--json"], capsys)
+    assert code == 0, err
+    record = json.loads(out.strip().splitlines()[-1])
+    assert record["settings"]["stage"] == 2 and record["trainable"] > 0
+    wanted = TrainSettings(data=tmp_path, run=tmp_path / "run", weights=tmp_path, stage=2)
+    wanted.validate_options()
+    with pytest.raises(SettingsError, match="temporal start"):
+        wanted.validate()

@@ -8,12 +8,13 @@ from pathlib import Path
 import torch
 from diffusers import ControlNetModel, UNet2DConditionModel
 
+from conftest import TINY_BUNDLE
 from magicanimate_cli.engine.loader import on_meta
 from magicanimate_cli.engine.models import sd15
 from magicanimate_cli.engine.models.appearance_encoder import build_appearance_encoder, unet_config_kwargs
 from magicanimate_cli.engine.models.unet3d import TemporalUNet, TemporalUNetConfig
 from magicanimate_cli.train.export import export_states
-from magicanimate_cli.train.model import (APPEARANCE_DIR, CONTROLNET_DIR, TEMPORAL_FILE, TrainingModel,
+from magicanimate_cli.train.model import (APPEARANCE_DIR, CONTROLNET_DIR, MOTION, TEMPORAL_FILE, TrainingModel,
                                           bypass_motion_modules)
 
 MANIFESTS = Path(__file__).parent / "data" / "parity" / "manifest"
@@ -54,3 +55,18 @@ def test_stage1_export_carries_the_temporal_start_unchanged_and_nothing_without_
     assert _shapes(states[TEMPORAL_FILE]) == _manifest("unet3d_motion")
     assert _shapes(states[CONTROLNET_DIR]) == _manifest("controlnet")
     assert TEMPORAL_FILE not in export_states(model, None)
+
+
+def test_a_stage1_fine_tune_of_a_from_folder_carries_its_temporal_file_so_the_export_animates():
+    """`train --stage 1 --from MagicAnimate/` without --motion-module: the folder's temporal file is the temporal
+    start, exported unchanged; --motion-module takes its place."""
+    from magicanimate_cli.engine.loader import read_checkpoint
+    from magicanimate_cli.train.model import load_parts
+    from train_fixtures import MA, TEMPORAL
+
+    parts = load_parts(1, TINY_BUNDLE, MA)
+    states = export_states(parts.model, parts.motion_state)
+    want = {k: v for k, v in read_checkpoint(TEMPORAL).items() if MOTION in k}
+    assert set(states[TEMPORAL_FILE]) == set(want)
+    assert all(torch.equal(states[TEMPORAL_FILE][k], want[k]) for k in want)
+    assert TEMPORAL in parts.sources

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from conftest import run_cli, TINY_BUNDLE
 from magicanimate_cli.train.batches import make_batch
 from magicanimate_cli.train.export import export_states
+from magicanimate_cli.train.latents import LatentCache
 from magicanimate_cli.train.precision import enable_gradient_checkpointing
 from train_fixtures import MA, SIZE, data, make_trainer, one_thread, settings  # noqa: F401 (fixtures)
 
@@ -95,3 +96,21 @@ def test_cached_latents_equal_computed_ones_and_are_encoded_once(data, tmp_path)
     assert len(cached.latents) == len(calls)
     got, want = cached.train_step()[0], plain.train_step()[0]
     assert got.samples == want.samples and got.loss == pytest.approx(want.loss, rel=1e-5)
+
+
+def test_the_latent_cache_keeps_within_its_bound_and_encodes_a_dropped_frame_again_the_same(data, tmp_path):
+    """--cache-latents is bounded: past the bound the least recently used latent goes, and encoding it again gives
+    the same tensor bit for bit (the bound changes time, never a result)."""
+    trainer = make_trainer(settings(data, tmp_path / "run", batch_size=2))
+    plan = trainer.plan(0)
+    frames = make_batch(plan, trainer.source, SIZE, SIZE).reference
+    latent_bytes = 4 * (SIZE // 8) ** 2 * 4
+    cache = LatentCache(trainer.parts.vae, max_bytes=2 * latent_bytes)
+    first = cache.frame("a", 0, frames[0:1]).clone()
+    cache.frame("b", 0, frames[1:2])
+    cache.frame("a", 0, frames[0:1])  # used again: "b" is now the least recent
+    cache.frame("c", 0, frames[1:2])
+    assert len(cache) == 2 and cache.bytes == 2 * latent_bytes and set(cache.latents) == {("a", 0), ("c", 0)}
+    cache.frame("b", 0, frames[1:2])
+    assert ("a", 0) not in cache.latents
+    assert torch.equal(cache.frame("a", 0, frames[0:1]), first)

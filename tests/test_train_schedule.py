@@ -1,4 +1,5 @@
-"""Training noises with the schedule the engine samples with, and refuses weights or runs made with another."""
+"""Training noises with the schedule the engine samples with (not the weights' SD 1.5 scheduler file), and refuses
+runs and exports made with another."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ import pytest
 import torch
 
 from magicanimate_cli.engine.schedulers import make_scheduler
-from magicanimate_cli.runtime.errors import SettingsError, WeightsError
-from magicanimate_cli.train.schedule import check_recorded, check_weights_schedule, inference_schedule
+from conftest import TINY_BUNDLE
+from magicanimate_cli.demo import released
+from magicanimate_cli.demo.tiny_weights import build_tiny_weights
+from magicanimate_cli.engine.loader import SD_DIR
+from magicanimate_cli.runtime.errors import SettingsError
+from magicanimate_cli.train.schedule import check_recorded, inference_schedule
 
 
 def test_training_noise_is_the_inference_ddims_forward_process():
@@ -24,13 +29,17 @@ def test_training_noise_is_the_inference_ddims_forward_process():
                                "beta_schedule": "linear", "prediction_type": "epsilon"}
 
 
-def test_weights_whose_scheduler_config_differs_are_refused(tmp_path):
-    config = tmp_path / "scheduler_config.json"
-    config.write_text(json.dumps({"beta_schedule": "scaled_linear", "beta_start": 0.00085}))
-    with pytest.raises(WeightsError, match="beta_schedule"):
-        check_weights_schedule(inference_schedule(), config)
-    config.write_text(json.dumps({"beta_schedule": "linear", "_class_name": "PNDMScheduler"}))
-    check_weights_schedule(inference_schedule(), config)  # the class is not the schedule
+def test_the_tiny_bundle_holds_sd15s_released_scheduler_config_which_training_does_not_follow(tmp_path):
+    """The tests' weights carry the release's shape-free JSON files byte for byte (PNDM, scaled_linear), so every
+    training test runs on what `download-weights` fetches; the demo bundle writes the same bytes; the schedule
+    training records is still the inference DDIM's linear one."""
+    for root in (TINY_BUNDLE, build_tiny_weights(tmp_path / "demo")):
+        for name, contents in released.FILES.items():
+            assert (root / SD_DIR / name).read_text() == released.file_text(contents), name
+    assert json.loads((TINY_BUNDLE / SD_DIR / "scheduler" / "scheduler_config.json").read_text())["beta_schedule"] \
+        == "scaled_linear"
+    assert [len(released.file_text(c).encode()) for c in released.FILES.values()] == [308, 541, 472, 806]
+    assert inference_schedule().record["beta_schedule"] == "linear"
 
 
 def test_a_start_trained_on_another_schedule_is_refused(tmp_path):

@@ -10,6 +10,7 @@ from typing import Literal, Optional
 
 import typer
 
+from ..train.settings import STEPS
 from .common import JSON_HELP, QUIET_HELP, WEIGHTS_DEFAULT, flag, usage
 
 STOP_CODES = {"SIGINT": 130, "SIGTERM": 143}
@@ -29,7 +30,7 @@ def run_train(
     motion_module: Optional[Path] = typer.Option(None, "--motion-module", show_default="--from's",
                                                  help="Stage 2's temporal start: AnimateDiff's mm_sd_v15.ckpt or a "
                                                       "temporal_attention.ckpt."),
-    steps: int = typer.Option(10000, help="Optimizer steps."),
+    steps: int = typer.Option(STEPS, help="Optimizer steps."),
     batch_size: int = typer.Option(1, "--batch-size", help="Samples per step."),
     size: int = typer.Option(512, help="Training size (square), multiple of 8."),
     width: Optional[int] = typer.Option(None, show_default="--size", help="Training width; overrides --size."),
@@ -78,6 +79,9 @@ def run_train(
     gradient_checkpointing: bool = flag("--gradient-checkpointing",
                                         "Recompute activations in backward: less memory, one more forward of time."),
     cache_latents: bool = flag("--cache-latents", "Encode each frame's VAE latent once and reuse it (in memory)."),
+    max_skipped_steps: int = typer.Option(0, "--max-skipped-steps", metavar="N",
+                                          help="Skip up to N steps whose loss or gradients are not finite (no "
+                                               "update) instead of stopping at the first."),
     # data: what a sample is and how it is read (docs/training.md, "What a sample is", "Feeding the GPU")
     fit: Literal["pad", "crop", "stretch"] = typer.Option("pad", "--fit",
                                                           help="Fit frames to the training size as animate --fit "
@@ -117,10 +121,12 @@ def run_train(
         optimizer=optimizer, lora=lora, log=log,  # small:
         gradient_accumulation=gradient_accumulation, mixed_precision=mixed_precision,  # scale:
         gradient_checkpointing=gradient_checkpointing, cache_latents=cache_latents,
+        max_skipped_steps=max_skipped_steps,
         fit=fit, ref_margin=ref_margin, data_workers=resolve_workers(data_workers))  # data:
-    settings.validate()
-    if dry_run:  # small:
+    if dry_run:  # small: estimates without a temporal start (it reads none)
+        settings.validate_options()
         return report_dry_run(settings, as_json)
+    settings.validate()
     make_validator = None
     if settings.validate_every:
         make_validator = validator_factory(settings, validation_steps)
@@ -135,7 +141,8 @@ def run_train(
 
     with display:
         result = train(settings, folder, contents.videos, contents.images, contents.fingerprint, resume=resume,
-                       on_step=display.update, on_ready=ready, make_validator=make_validator)
+                       on_step=display.update, on_ready=ready, make_validator=make_validator,
+                       on_note=lambda line: typer.echo(f"note: {line}", err=True))
     if not result.main:  # scale: the main process prints the summary
         raise typer.Exit(STOP_CODES.get(result.outcome.stopped, 1) if result.outcome.stopped else 0)
     complete = result.export is not None and (result.export / "temporal_attention" / "temporal_attention.ckpt").is_file()

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..engine.loader import MA_DIR, SD_DIR, VAE_DIR
 from ..engine.models import sd15
+from . import released
 
 WIDTHS = [32, 32, 32, 32]
 
@@ -27,9 +28,6 @@ VAE_CONFIG = {**sd15.VAE, "block_out_channels": WIDTHS, "layers_per_block": 1, "
 TEXT_CONFIG = {**sd15.TEXT_ENCODER, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
                "num_attention_heads": 4, "vocab_size": 514, "bos_token_id": 512, "eos_token_id": 513,
                "pad_token_id": 513}
-
-SPECIAL_TOKENS = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
-                  "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}
 
 
 def randomise(model: nn.Module, seed: int) -> None:
@@ -86,18 +84,11 @@ def build_tiny_weights(root: str | Path, seed: int = 0) -> Path:
     root = Path(root)
     sd, ma = root / SD_DIR, root / MA_DIR
 
-    _write_json(sd / "model_index.json", {"_class_name": "StableDiffusionPipeline",
-                                          "scheduler": ["diffusers", "DDIMScheduler"],
-                                          "text_encoder": ["transformers", "CLIPTextModel"],
-                                          "tokenizer": ["transformers", "CLIPTokenizer"],
-                                          "unet": ["diffusers", "UNet2DConditionModel"]})
-    _write_json(sd / "scheduler" / "scheduler_config.json", {"_class_name": "DDIMScheduler", "beta_start": 0.00085,
-                                                             "beta_end": 0.012, "beta_schedule": "linear"})
+    for name, contents in released.FILES.items():  # the release's own files where no shape depends on them
+        (sd / name).parent.mkdir(parents=True, exist_ok=True)
+        (sd / name).write_text(released.file_text(contents))
     _write_json(sd / "tokenizer" / "vocab.json", _byte_vocab())
     (sd / "tokenizer" / "merges.txt").write_text("#version: 0.2\n")
-    _write_json(sd / "tokenizer" / "special_tokens_map.json", SPECIAL_TOKENS)
-    _write_json(sd / "tokenizer" / "tokenizer_config.json", {**SPECIAL_TOKENS, "model_max_length": 77,
-                                                             "tokenizer_class": "CLIPTokenizer"})
 
     text = CLIPTextEncoder(CLIPTextConfig.from_dict(TEXT_CONFIG))
     randomise(text, seed + 600)

@@ -6,28 +6,14 @@ released sizes (SD 1.5's configs), so a user can size a GPU before downloading a
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from ..engine.loader import WeightsLayout
-from .estimate import GiB, Estimate, EstimateSettings, ModelConfigs, estimate
+from .estimate import GiB, Estimate, ModelConfigs, estimate
 from .settings import TrainSettings
-
-
-def estimate_settings(settings: TrainSettings) -> EstimateSettings:
-    """The estimate's view of a run. The memory options this version of `train` lacks are read as their
-    defaults (off), so the estimate follows whichever of them the command has."""
-    return EstimateSettings(
-        stage=settings.stage, batch_size=settings.batch_size, frames=settings.frames, width=settings.width,
-        height=settings.height, ref_dropout=settings.ref_dropout,
-        mixed_precision=getattr(settings, "mixed_precision", "no"),
-        gradient_checkpointing=bool(getattr(settings, "gradient_checkpointing", False)),
-        gradient_accumulation=int(getattr(settings, "gradient_accumulation", 1)),
-        cache_latents=bool(getattr(settings, "cache_latents", False)),
-        optimizer=getattr(settings, "optimizer", "adamw"), lora=int(getattr(settings, "lora", 0)))
 
 
 def run_configs(weights: Path, start_from: Path | None) -> tuple[ModelConfigs, str]:
@@ -41,10 +27,8 @@ def run_configs(weights: Path, start_from: Path | None) -> tuple[ModelConfigs, s
 def dry_run(settings: TrainSettings) -> tuple[Estimate, dict]:
     """The estimate and its JSON record (settings included)."""
     configs, source = run_configs(settings.weights, settings.start_from)
-    wanted = estimate_settings(settings)
-    result = estimate(wanted, configs)
-    record = {"dry_run": True, "configs": source, "settings": asdict(wanted),
-              **result.record()}
+    result = estimate(settings, configs)
+    record = {"dry_run": True, "configs": source, "settings": settings.step_record(), **result.record()}
     return result, record
 
 

@@ -32,6 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..engine.loader import WeightsLayout, on_meta, read_json
 from ..engine.models import sd15
 from .lora_targets import adapter_parameters, lora_targets
+from .settings import StepSettings
 from .model import APPEARANCE_DIR, CONTROLNET_DIR, MOTION, TrainingModel, bypass_motion_modules, set_trainable
 
 GiB = 2**30
@@ -40,28 +41,6 @@ PRECISIONS = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16
 OPTIMIZER_BYTES = {"adamw": 8, "adamw8bit": 2}
 SMALL_8BIT = 4096
 """bitsandbytes keeps fp32 states for tensors smaller than this (its `min_8bit_size`)."""
-
-
-@dataclass(frozen=True)
-class EstimateSettings:
-    """What the estimate depends on: the run's shape and its memory options (names as `train`'s options)."""
-
-    stage: int
-    batch_size: int = 1
-    frames: int = 16
-    width: int = 512
-    height: int = 512
-    mixed_precision: str = "no"
-    gradient_checkpointing: bool = False
-    gradient_accumulation: int = 1
-    optimizer: str = "adamw"
-    lora: int = 0
-    cache_latents: bool = False
-    ref_dropout: float = 0.1
-
-    @property
-    def clip_frames(self) -> int:
-        return self.frames if self.stage == 2 else 1
 
 
 @dataclass(frozen=True)
@@ -366,7 +345,7 @@ class Counted:
     optimizer_sizes: tuple[int, ...]  # element counts of the tensors the optimizer updates
 
 
-def count(settings: EstimateSettings, configs: ModelConfigs | None = None) -> Counted:
+def count(settings: StepSettings, configs: ModelConfigs | None = None) -> Counted:
     """Build the run's networks on the meta device and run one micro-batch (the costly half of `estimate`)."""
     s = settings
     parts = meta_parts(s.stage, configs or ModelConfigs(), PRECISIONS[s.mixed_precision])
@@ -380,7 +359,7 @@ def count(settings: EstimateSettings, configs: ModelConfigs | None = None) -> Co
     return Counted(modules, step, sizes)
 
 
-def account(settings: EstimateSettings, counted: Counted) -> Estimate:
+def account(settings: StepSettings, counted: Counted) -> Estimate:
     """Memory and FLOPs from what was counted, for the optimizer, checkpointing, accumulation and caching."""
     s, step = settings, counted.step
     trainable = sum(m.trainable for m in counted.modules)
@@ -405,7 +384,7 @@ def account(settings: EstimateSettings, counted: Counted) -> Estimate:
                     step.activations_checkpointed)
 
 
-def estimate(settings: EstimateSettings, configs: ModelConfigs | None = None) -> Estimate:
+def estimate(settings: StepSettings, configs: ModelConfigs | None = None) -> Estimate:
     """Counts, FLOPs per optimizer step and peak memory per process for `settings` (a pure function of its
     arguments: nothing is loaded, nothing is allocated beyond meta tensors)."""
     return account(settings, count(settings, configs))

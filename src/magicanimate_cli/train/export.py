@@ -18,6 +18,9 @@ import torch
 from safetensors.torch import save_file
 
 from ..runtime.atomic import write_folder_atomic
+from ..runtime.errors import OutputError
+from .diskspace import failure, write_failure
+from .finite import DivergedError, first_nonfinite
 from .lora import LORA_DIR, plain_state_dict, write_adapters
 from .model import APPEARANCE_DIR, CONTROLNET_DIR, MOTION, TEMPORAL_FILE, TrainingModel
 
@@ -48,11 +51,16 @@ def export_states(model: TrainingModel, motion_state: dict[str, torch.Tensor] | 
 def write_export(run: Path, model: TrainingModel, motion_state: dict[str, torch.Tensor] | None,
                  appearance_config: dict, controlnet_config: dict, record: dict,
                  originals: dict[str, torch.Tensor] | None = None) -> Path:
-    """Write RUN/export atomically (replacing an earlier one); `record` goes to export/training.json."""
+    """Write RUN/export atomically (replacing an earlier one); `record` goes to export/training.json. Weights with a
+    non-finite value are never written; a full disk is said plainly."""
     target = Path(run) / EXPORT
+    states = export_states(model, motion_state, originals)
+    bad = first_nonfinite((f"{part}: {name}", t) for part, state in states.items() for name, t in state.items())
+    if bad is not None:
+        raise DivergedError(f"{target}: not written: {bad} is not finite")
 
     def fill(temp: Path) -> None:
-        for part, state in export_states(model, motion_state, originals).items():
+        for part, state in states.items():
             tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}
             if part == TEMPORAL_FILE:
                 (temp / part).parent.mkdir(parents=True)
@@ -66,5 +74,14 @@ def write_export(run: Path, model: TrainingModel, motion_state: dict[str, torch.
                         "temporal_attention": model.unet}, temp / LORA_DIR)  # --lora: the adapters, beside
         (temp / "training.json").write_text(json.dumps(record, indent=2) + "\n")
 
-    write_folder_atomic(target, fill, "export")
+    problem = None
+    try:
+        write_folder_atomic(target, fill, "export")
+    except (OutputError, OSError, RuntimeError) as exc:
+        problem = failure(exc)
+    if problem is not None:
+        needed = sum(t.numel() * 4 for state in states.values() for t in state.values())
+        raise write_failure(Path(run), target, "the export", needed, problem,
+                            "the checkpoints are intact: free some space, then run the same command with --resume "
+                            "to write it")
     return target

@@ -19,17 +19,21 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..runtime.errors import OutputError
 from ..runtime.testhooks import pause_point
 from . import checkpoint, tracking
 from .batches import FrameSource, RawBatch
 from .feed import Feed, FeedPlan
 from .metrics import MetricsLog, StepRecord
 from .latents import LatentCache
-from .model import TrainingParts, encode_latents, set_trainable
-from .lora import add_adapters
-from .optim import make_optimizer
-from .processes import any_process, gather_objects, make_accelerator
-from .precision import cast_frozen, enable_gradient_checkpointing
+from .model import TrainingParts, encode_latents
+from .lora import trainable_parameters
+from .optim import make_optimizer, warmup_schedule
+from .processes import any_process, gather_objects, make_accelerator, on_main, raise_if_any
+from .diskspace import failure, write_failure
+from .finite import DivergedError, finite, last_good
+from .validation import VALIDATION
+from .precision import apply_memory_options
 from .sampling import DataIndex, Mix, StepPlan, plan_step, share
 from .schedule import NoiseSchedule
 from .settings import TrainSettings
@@ -56,24 +60,20 @@ class Trainer:
         self.settings, self.parts, self.data, self.source, self.schedule = settings, parts, data, source, schedule
         # the precision is the run's setting, whatever an accelerate config or ACCELERATE_* variable says
         self.accelerator = make_accelerator(settings, **tracking.accelerator_options(settings.log, settings.run))
-        params = (add_adapters(parts.model, settings.stage, settings.lora, settings.seed) if settings.lora
-                  else set_trainable(parts.model, settings.stage))
-        names = [n for n, p in parts.model.named_parameters() if p.requires_grad]
-        self.originals = cast_frozen(parts, self.accelerator.mixed_precision)
-        if settings.gradient_checkpointing:
-            enable_gradient_checkpointing(parts.model)
-        optimizer = make_optimizer(settings.optimizer, params, settings.lr, settings.weight_decay, settings.device)
-        warmup = settings.lr_warmup
-        lr_schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
-        self.model, self.optimizer, self.lr_schedule = self.accelerator.prepare(parts.model, optimizer, lr_schedule)
+        trainable = trainable_parameters(parts.model, settings.stage, settings.lora, settings.seed)
+        self.params = list(trainable.values())
+        self.originals = apply_memory_options(parts, self.accelerator.mixed_precision, settings.gradient_checkpointing)
+        optimizer = make_optimizer(settings.optimizer, self.params, settings.lr, settings.weight_decay, settings.device)
+        # the schedule stays ours: accelerate's prepared scheduler steps once per process at every optimizer step
+        self.lr_schedule = warmup_schedule(optimizer, settings.lr_warmup)
+        self.model, self.optimizer = self.accelerator.prepare(parts.model, optimizer)
         # accelerate places the prepared model on the process's device; the frozen helpers follow it
         parts.vae.to(self.accelerator.device)
         parts.text = parts.text.to(self.accelerator.device)
-        self.params = params
         self.mix = Mix(settings.stage, settings.image_prob, *settings.joint)
         self.latents = LatentCache(parts.vae) if settings.cache_latents else None
-        self.state = checkpoint.TrainerState(0, dict(zip(names, params)), self.optimizer, self.lr_schedule,
+        self.feed: Feed | None = None  # started at the first step read (next_batch)
+        self.state = checkpoint.TrainerState(0, trainable, self.optimizer, self.lr_schedule,
                                              torch.Generator("cpu").manual_seed(settings.seed),
                                              self.accelerator.scaler)
 
@@ -144,9 +144,9 @@ class Trainer:
     def next_batch(self, step: int, micro: int) -> RawBatch:
         """This process's micro-batch of the step, from the feed (started at the first step this process trains,
         so a resumed run reads on from its checkpoint; started again where a restore moved the step)."""
-        if getattr(self, "feed", None) is not None and self.feed.next_key != (step, micro):
+        if self.feed is not None and self.feed.next_key != (step, micro):
             self.close_feed()
-        if getattr(self, "feed", None) is None:
+        if self.feed is None:
             s = self.settings
             plan = FeedPlan(s.seed, self.data, self.mix, self.global_batch, s.clip_frames, s.frame_stride,
                             s.ref_margin, self.accelerator.process_index, self.processes, s.gradient_accumulation,
@@ -156,24 +156,29 @@ class Trainer:
 
     def close_feed(self) -> None:
         """Stop the data workers (the run is over or stopped)."""
-        if getattr(self, "feed", None) is not None:
+        if self.feed is not None:
             self.feed.close()
             self.feed = None
 
     def apply(self, plan: StepPlan, loss: torch.Tensor) -> StepRecord:
-        """Clip the synchronised gradients, take the AdamW step; the record carries the mean loss over processes."""
+        """Clip the synchronised gradients, take the AdamW step; the record carries the mean loss over processes.
+        A non-finite loss or gradient norm (the same on every process: both are reduced) takes no step and is
+        marked `nonfinite` (fp16's loss scaler keeps its own skips of non-finite gradients)."""
         acc = self.accelerator
-        grad_norm = acc.clip_grad_norm_(self.params, self.settings.max_grad_norm)
+        grad_norm = float(acc.clip_grad_norm_(self.params, self.settings.max_grad_norm))
         lr = float(self.lr_schedule.get_last_lr()[0])
-        self.optimizer.step()
-        self.lr_schedule.step()
+        loss_value = float(acc.reduce(loss, "mean")) if self.processes > 1 else float(loss)
+        nonfinite = not finite(loss_value) or (acc.scaler is None and not finite(grad_norm))
+        if not nonfinite:
+            self.optimizer.step()
+            if not acc.optimizer_step_was_skipped:  # fp16's loss scaler skipped the update: the schedule waits too
+                self.lr_schedule.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.parts.model.bank.clear()  # held through backward with gradient checkpointing
         self.state.step += 1
-        loss_value = float(acc.reduce(loss, "mean")) if self.processes > 1 else float(loss)
-        skipped = acc.optimizer_step_was_skipped if acc.scaler is not None else None
-        return StepRecord(self.state.step, loss_value, lr, plan.branch, float(grad_norm), plan.epoch,
-                          [_sample_label(x) for x in plan.samples], skipped)
+        skipped = acc.optimizer_step_was_skipped if acc.scaler is not None and not nonfinite else None
+        return StepRecord(self.state.step, loss_value, lr, plan.branch, grad_norm, plan.epoch,
+                          [_sample_label(x) for x in plan.samples], skipped, True if nonfinite else None)
 
     def encode(self, plan: StepPlan, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """VAE latents (b, 4, f, h, w) of the targets and (b, 4, h, w) of the references (--cache-latents: each
@@ -196,13 +201,10 @@ class Trainer:
 
     def save_checkpoint(self, run: Path) -> Path:
         """Every process hands its RNG state to the main process, which alone writes the checkpoint; the others
-        wait until it is complete."""
+        wait until it is complete, and stop with it when it cannot be written."""
         states = gather_objects(self.accelerator, checkpoint.process_rng())
-        folder = checkpoint.checkpoint_dir(run, self.state.step)
-        if self.accelerator.is_main_process:
-            folder = checkpoint.save(run, self.state, self.settings.keep_checkpoints, states)
-        self.accelerator.wait_for_everyone()
-        return folder
+        on_main(self.accelerator, lambda: checkpoint.save(run, self.state, self.settings.keep_checkpoints, states))
+        return checkpoint.checkpoint_dir(run, self.state.step)
 
     def restore(self, folder: Path, pieces: frozenset[str] = checkpoint.PIECES) -> int:
         return checkpoint.restore(folder, self.state, pieces, self.accelerator.process_index, self.processes)
@@ -215,38 +217,76 @@ def _sample_label(sample) -> str:
 
 
 OnStep = Callable[[StepRecord, StepTiming], None]
+Validate = Callable[[int, int, int], list[dict]]
+"""(step, process index, processes) -> the metric records of this process's share of the validation pairs."""
+
+
+def validate_shared(trainer: Trainer, validate: Validate, step: int) -> list[dict]:
+    """Every process animates its share of the pairs; the main process gets all records, in the pairs' order (the
+    others get none). A video that cannot be written stops every process, with one line from the one that failed."""
+    acc, run = trainer.accelerator, trainer.settings.run
+    error, mine, problem = None, [], None
+    try:
+        mine = validate(step, acc.process_index, trainer.processes)
+    except (OutputError, OSError) as exc:
+        problem = failure(exc)
+    if problem is not None:
+        error = write_failure(run, run / VALIDATION, f"the validation videos of step {step}", 0, problem,
+                              "free some space, then continue with --resume")
+    raise_if_any(acc, error)
+    shares = gather_objects(acc, mine)
+    if not acc.is_main_process:
+        return []
+    return sorted((entry for share in shares for entry in share), key=lambda entry: entry["validation"])
 
 
 def run_loop(trainer: Trainer, run: Path, on_step: OnStep | None = None,
-             validate: Callable[[int], list[dict]] | None = None) -> Outcome:
+             validate: Validate | None = None) -> Outcome:
     """Train up to `settings.steps`, checkpointing every N steps and at the end; SIGTERM/SIGINT save a checkpoint
-    after the step in progress and stop. `validate(step)` returns metric records to log (--validate-every)."""
-    s = trainer.settings
-    main = trainer.accelerator.is_main_process
+    after the step in progress and stop. `validate` animates the --validation pairs every --validate-every steps.
+    A non-finite step beyond --max-skipped-steps stops the run (DivergedError) with no checkpoint of it."""
+    s, acc = trainer.settings, trainer.accelerator
     log = MetricsLog(run)
     last = None
     with _stop_signals() as stop, _closing_feed(trainer):
         while trainer.step < s.steps:
             record, timing = trainer.train_step()
-            if main:  # one process writes the run's files
-                log.append(record)
-            tracking.log_step(trainer.accelerator, s.log, record, timing.data_s + timing.compute_s,
-                               trainer.global_batch)
+            on_main(acc, lambda: log.append(record))  # one process writes the run's files
+            if record.nonfinite:
+                check_divergence(trainer, record, run)
+            tracking.log_step(acc, s.log, record, timing.data_s + timing.compute_s, trainer.global_batch)
             last = record
-            if main and validate is not None and s.validate_every and record.step % s.validate_every == 0:
-                for entry in validate(record.step):
-                    log.append(entry)
-                    tracking.log_validation(trainer.accelerator, s.log, entry)
+            if validate is not None and s.validate_every and record.step % s.validate_every == 0:
+                entries = validate_shared(trainer, validate, record.step)
+                on_main(acc, lambda: [log.append(entry) for entry in entries])
+                for entry in entries:
+                    tracking.log_validation(acc, s.log, entry)
             pause_point(f"train-step:{record.step}")  # tests stop the run here: metrics written, no checkpoint yet
             if on_step is not None:
                 on_step(record, timing)
             # a signal reaching one process stops them all after the same step (a checkpoint needs every one)
-            stopped = any_process(trainer.accelerator, stop.signal)
+            stopped = any_process(acc, stop.signal)
             if record.step % s.checkpoint_every == 0 or record.step == s.steps or stopped:
                 trainer.save_checkpoint(run)
             if stopped:
                 return Outcome(record.step, stopped, last)
     return Outcome(trainer.step, None, last)
+
+
+def check_divergence(trainer: Trainer, record: StepRecord, run: Path) -> None:
+    """Count a non-finite step; past --max-skipped-steps, stop in one line (every process decides alike: the loss
+    and gradient norm are reduced)."""
+    trainer.state.skipped += 1
+    allowed = trainer.settings.max_skipped_steps
+    if trainer.state.skipped <= allowed:
+        return
+    good = checkpoint.latest(run)
+    advice = (f"{last_good(good)}: continue from it with --resume (and --max-skipped-steps N to skip such steps), "
+              "or start again with a lower --lr") if good is not None else \
+        f"{last_good(good)}: start again with a lower --lr (or --max-skipped-steps N to skip such steps)"
+    raise DivergedError(f"step {record.step}: the loss is {record.loss} and the gradient norm {record.grad_norm}, "
+                        f"not finite; stopped with no checkpoint or export of it ({trainer.state.skipped} such "
+                        f"step(s), --max-skipped-steps {allowed}); {advice}")
 
 
 @contextmanager

@@ -31,6 +31,16 @@ def check_peft() -> None:
         raise SettingsError("--lora needs peft, which is not installed (pip install 'magicanimate-cli[train]')")
 
 
+def trainable_parameters(model: nn.Module, stage: int, rank: int, seed: int) -> dict[str, nn.Parameter]:
+    """What a run trains, name -> parameter in the optimizer's order: rank-`rank` adapters, or (rank 0) the stage's
+    own weights. Everything else is frozen."""
+    from .model import set_trainable
+
+    params = add_adapters(model, stage, rank, seed) if rank else set_trainable(model, stage)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    return dict(zip(names, params))
+
+
 def add_adapters(model: nn.Module, stage: int, rank: int, seed: int) -> list[nn.Parameter]:
     """Wrap the stage's targets with rank-`rank` adapters and freeze everything else; the adapters' parameters,
     in module order (the optimizer's). The random A matrices come from `seed` (torch's global generator is left

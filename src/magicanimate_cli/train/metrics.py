@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..runtime.atomic import write_atomic
+from .diskspace import failure, write_failure
 
 METRICS = "metrics.jsonl"
 
@@ -25,11 +26,13 @@ class StepRecord:
     epoch: int
     samples: list[str] = field(default_factory=list)
     skipped: bool | None = None  # --mixed-precision fp16: the loss scaler skipped this update (inf/nan gradients)
+    nonfinite: bool | None = None  # the loss or gradients were not finite: no update (--max-skipped-steps)
 
     def line(self) -> str:
         record = asdict(self)
-        if record["skipped"] is None:  # only fp16 runs have a loss scaler that can skip
-            del record["skipped"]
+        for key in ("skipped", "nonfinite"):  # only fp16 runs can skip; only a diverging step is non-finite
+            if record[key] is None:
+                del record[key]
         return json.dumps(record, ensure_ascii=False)
 
 
@@ -49,10 +52,18 @@ class MetricsLog:
         write_atomic(self.path, lambda temp: temp.write_text(text, encoding="utf-8"))
 
     def append(self, record: StepRecord | dict) -> None:
+        """Add one line; a failed write (a full disk) is one line naming the file and the free space."""
         line = record.line() if isinstance(record, StepRecord) else json.dumps(record, ensure_ascii=False)
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
-            handle.flush()
+        problem = None
+        try:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+                handle.flush()
+        except OSError as exc:
+            problem = failure(exc)
+        if problem is not None:
+            raise write_failure(self.path.parent, self.path, "metrics.jsonl", len(line) + 1, problem,
+                                "free some space, then continue with --resume")
 
     def records(self) -> list[dict]:
         if not self.path.is_file():

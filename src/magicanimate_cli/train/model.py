@@ -50,8 +50,13 @@ class TrainingModel(nn.Module):
         self.bank = SampleReferenceBank(len(reference_blocks(unet)))
         attach_writer(appearance_encoder, self.bank)
         attach_sample_reader(unet, self.bank)
-        # scale: with gradient checkpointing, backward re-runs the reading attention, which needs the bank
-        self.keep_bank_for_backward = False
+        self.bank_kept = False  # keep_bank_for_backward
+
+    def keep_bank_for_backward(self, keep: bool) -> None:
+        """With gradient checkpointing the backward pass re-runs the UNet's reading attention, which needs the
+        reference features: `forward` then leaves the bank filled (the next forward, or the optimizer step,
+        clears it) instead of clearing it as it returns."""
+        self.bank_kept = keep
 
     def attach(self) -> None:
         """(Re)install the training processors: after validation, the engine's Animator installs its own."""
@@ -78,7 +83,7 @@ class TrainingModel(nn.Module):
         try:
             return self.unet(noisy, t, text, down, unfold_frames(mid, frames))
         finally:
-            if not self.keep_bank_for_backward:  # otherwise the next forward clears it
+            if not self.bank_kept:
                 self.bank.clear()
                 self.bank.keep = None
 
@@ -140,12 +145,14 @@ class TrainingParts:
 
 
 def from_folder_parts(folder: Path, stage: int, motion_module: Path | None) -> dict[str, Path]:
-    """The parts of a --from folder this stage reads; a missing one is an error naming it."""
+    """The parts of a --from folder this stage reads; a missing one is an error naming it. Without
+    --motion-module the folder's temporal file is the temporal start: stage 2 trains it, stage 1 carries it to
+    its export unchanged (so the export animates), and may go without when the folder has none."""
     needed = {"appearance_encoder": folder / APPEARANCE_DIR, "densepose_controlnet": folder / CONTROLNET_DIR}
-    if stage == 2 and motion_module is None:
-        needed["temporal_attention"] = folder / TEMPORAL_FILE
     if not folder.is_dir():
         raise SettingsError(f"{folder}: --from folder not found")
+    if motion_module is None and (stage == 2 or (folder / TEMPORAL_FILE).is_file()):
+        needed["temporal_attention"] = folder / TEMPORAL_FILE
     for part, path in needed.items():
         ok = path.is_file() if part == "temporal_attention" else (path / "config.json").is_file()
         if not ok:

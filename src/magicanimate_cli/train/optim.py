@@ -40,3 +40,9 @@ def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float, w
 
         return bnb.optim.AdamW8bit(list(params), lr=lr, weight_decay=weight_decay)
     return torch.optim.AdamW(list(params), lr=lr, weight_decay=weight_decay)
+
+
+def warmup_schedule(optimizer: torch.optim.Optimizer, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """--lr-warmup N: the learning rate rises linearly over the first N optimizer steps, then stays (0: constant).
+    Stepped once per optimizer step whatever the process count (the loop steps it, not accelerate)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)

@@ -16,6 +16,16 @@ from .model import TrainingParts, TrainingModel
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
+def apply_memory_options(parts: TrainingParts, precision: str, gradient_checkpointing: bool
+                         ) -> dict[str, torch.Tensor]:
+    """The run's memory options on its networks (after the trainable parameters are chosen: casting skips them);
+    returns the frozen tensors as loaded, for the export (`cast_frozen`)."""
+    originals = cast_frozen(parts, precision)
+    if gradient_checkpointing:
+        enable_gradient_checkpointing(parts.model)
+    return originals
+
+
 def cast_frozen(parts: TrainingParts, precision: str) -> dict[str, torch.Tensor]:
     """Cast every frozen parameter of the model, and the VAE, to `precision`'s type; returns the frozen tensors as
     they were (name -> float32 tensor on the CPU) for the export. "no" casts nothing."""
@@ -38,4 +48,4 @@ def enable_gradient_checkpointing(model: TrainingModel) -> None:
     model.appearance_encoder.enable_gradient_checkpointing()
     model.controlnet.enable_gradient_checkpointing()
     model.unet.enable_gradient_checkpointing()
-    model.keep_bank_for_backward = True
+    model.keep_bank_for_backward(True)

@@ -8,10 +8,13 @@ the caller has already joined. A plain `magicanimate train` is accelerate with o
 
 from __future__ import annotations
 
-from typing import Any
+import signal
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 
+from ..runtime.errors import MagicAnimateError
 from .settings import TrainSettings
 
 
@@ -46,8 +49,61 @@ def gather_objects(accelerator, value: Any) -> list[Any]:
     return out
 
 
-def any_process(accelerator, value: str | None) -> str | None:
-    """The first process's non-empty `value` (a stop signal's name), the same on every process."""
+def from_main(accelerator, value: Any) -> Any:
+    """The main process's `value`, on every process."""
     if accelerator.num_processes == 1:
         return value
-    return next((v for v in gather_objects(accelerator, value) if v), None)
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([value], from_process=0)[0]
+
+
+def any_process(accelerator, value: str | None) -> str | None:
+    """A stop signal's name (SIGTERM, SIGINT) if any process caught one, the same on every process: one all-reduce
+    of a one-number tensor on the process's device (the highest signal number wins; no pickling)."""
+    number = signal.Signals[value].value if value else 0
+    highest = _highest(accelerator, number)
+    return signal.Signals(highest).name if highest else None
+
+
+def any_true(accelerator, flag: bool) -> bool:
+    """Whether `flag` is set on any process (one all-reduce), the same on every process."""
+    return bool(_highest(accelerator, int(flag)))
+
+
+def _highest(accelerator, value: int) -> int:
+    if accelerator.num_processes == 1:
+        return value
+    import torch.distributed as dist
+
+    flag = torch.tensor([value], device=accelerator.device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return int(flag.item())
+
+
+class OtherProcessError(MagicAnimateError):
+    """Another process stopped with an error: this one stops too (that process's line says why)."""
+
+
+T = TypeVar("T")
+
+
+def on_main(accelerator, work: Callable[[], T]) -> T | None:
+    """Run `work` (writing the run's files) on the main process alone; every process then learns whether it failed
+    (one all-reduce, which is also the barrier), so none waits for ever on a main process that stopped."""
+    error, result = None, None
+    if accelerator.is_main_process:
+        try:
+            result = work()
+        except MagicAnimateError as exc:
+            error = exc
+    raise_if_any(accelerator, error)
+    return result
+
+
+def raise_if_any(accelerator, error: BaseException | None) -> None:
+    """Raise `error` here, or, when only another process has one, stop with OtherProcessError."""
+    if any_true(accelerator, error is not None):
+        if error is not None:
+            raise error
+        raise OtherProcessError("another process of the run stopped with an error (its message says why)")

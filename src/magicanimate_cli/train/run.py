@@ -17,20 +17,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..engine.loader import WeightsLayout
 from ..runtime.atomic import write_json_atomic
 from ..runtime.errors import InputError, OutputError, SettingsError
 from . import checkpoint, tracking
 from .batches import FrameSource
 from .export import write_export
-from .loop import OnStep, Outcome, Trainer, run_loop
+from .loop import OnStep, Outcome, Trainer, Validate, run_loop
 from .metrics import MetricsLog
 from .model import TrainingParts, load_parts
 from .lora import check_peft
 from .optim import check_optimizer
-from .processes import process_state
+from .diskspace import check_room
+from .estimate import OPTIMIZER_BYTES
+from .processes import from_main, on_main, process_state
 from .sampling import DataIndex
-from .schedule import check_recorded, check_weights_schedule, inference_schedule
+from .schedule import check_recorded, inference_schedule
 from .settings import TrainSettings, differing_setting
 
 CONFIG = "config.json"
@@ -71,9 +72,11 @@ def fingerprint(files: list[Path]) -> str:
 
 def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str, int], ...], images: tuple[str, ...],
           data_fingerprint: str, resume: bool = False, on_step: OnStep | None = None,
-          make_validator: Callable[[TrainingParts], Callable[[int], list[dict]]] | None = None,
-          on_ready: Callable[[int, list[tuple[str, str]]], None] | None = None) -> RunResult:
-    """Check, build, (resume,) train and export. `on_ready(start_step, skipped)` runs once the models are loaded."""
+          make_validator: Callable[[TrainingParts], Validate] | None = None,
+          on_ready: Callable[[int, list[tuple[str, str]]], None] | None = None,
+          on_note: Callable[[str], None] | None = None) -> RunResult:
+    """Check, build, (resume,) train and export. `on_ready(start_step, skipped)` runs once the models are loaded;
+    `on_note(line)` hears what the user should know before training goes on (a damaged checkpoint set aside)."""
     settings.validate()
     check_optimizer(settings.optimizer, settings.device)
     if settings.lora:
@@ -88,7 +91,6 @@ def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str,
     if recorded is not None:
         check_processes(recorded.get("batch"), batch_record, run)
     schedule = inference_schedule()
-    check_weights_schedule(schedule, WeightsLayout(settings.weights).scheduler / "scheduler_config.json")
     if settings.start_from is not None:
         check_recorded(schedule, _from_schedule(settings.start_from), settings.start_from)
     parts = load_parts(settings.stage, settings.weights, settings.start_from, settings.motion_module, state.device,
@@ -104,17 +106,18 @@ def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str,
     if recorded is not None:
         _check_resumable(recorded, record, run)
     trainer = Trainer(settings, parts, index, source, schedule)
-    main = trainer.accelerator.is_main_process
+    acc = trainer.accelerator
+    main = acc.is_main_process
+    needed = checkpoint.expected_bytes(trainer.state, OPTIMIZER_BYTES[settings.optimizer])
+    on_main(acc, lambda: check_room(run, needed, "a checkpoint of this run"))
     start = 0
     if recorded is not None:
-        latest = checkpoint.latest(run)
+        latest = from_main(acc, on_main(acc, lambda: resume_point(run, on_note or (lambda line: None))))
         if latest is not None:
             start = trainer.restore(latest)
-        if main:
-            MetricsLog(run).truncate_after(start)
-    elif main:
-        write_json_atomic(run / CONFIG, record)
-    trainer.accelerator.wait_for_everyone()
+        on_main(acc, lambda: MetricsLog(run).truncate_after(start))
+    else:
+        on_main(acc, lambda: write_json_atomic(run / CONFIG, record))
     if on_ready is not None:
         on_ready(start, skipped)
     validate = make_validator(parts) if make_validator is not None and settings.validate_every else None
@@ -126,13 +129,22 @@ def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str,
     export = None
     if outcome.stopped is None:
         export = run / "export"
-        if main:
-            export = write_export(run, parts.model, parts.motion_state, parts.appearance_config,
-                                  parts.controlnet_config,
-                                  {"stage": settings.stage, "step": trainer.step, "schedule": schedule.record},
-                                  trainer.originals)
-        trainer.accelerator.wait_for_everyone()
+        on_main(acc, lambda: write_export(run, parts.model, parts.motion_state, parts.appearance_config,
+                                          parts.controlnet_config, {"stage": settings.stage, "step": trainer.step,
+                                                                    "schedule": schedule.record},
+                                          trainer.originals))
     return RunResult(run, outcome, export, start, skipped, main)
+
+
+def resume_point(run: Path, on_note: Callable[[str], None]) -> Path | None:
+    """The newest intact checkpoint; each newer, damaged one is named and set aside as damaged-step-N (none intact
+    is an error; none at all starts from step 0)."""
+    folder, damaged = checkpoint.newest_intact(run)
+    for bad, problem in damaged:
+        aside = checkpoint.set_aside(bad)
+        on_note(f"{problem}: checkpoint {bad.name} is damaged, set aside as {aside.name}; resuming from "
+                f"{folder.name}")
+    return folder
 
 
 def global_batch_record(settings: TrainSettings, processes: int) -> dict:

@@ -1,22 +1,23 @@
 """The noise schedule training adds noise with: the one the engine samples with.
 
-MagicAnimate's inference DDIM (engine/schedulers.py) is configured with SD 1.5's training schedule (linear betas
-0.00085-0.012 over 1000 steps, epsilon prediction). Training on any other schedule would teach the model noise
-levels the sampler never asks for (AnimateDiff starts with a mismatched schedule give noise: Moore-AnimateAnyone
-#110), so the schedule is taken from the engine, checked against the weights' scheduler config, recorded in the
-run's config.json and compared when a run resumes or a stage builds on another.
+MagicAnimate's inference DDIM (engine/schedulers.py, the official configs/inference/inference.yaml: linear betas
+0.00085-0.012 over 1000 steps, epsilon prediction) defines it. Training on any other schedule would teach the model
+noise levels the sampler never asks for (AnimateDiff starts with a mismatched schedule give noise:
+Moore-AnimateAnyone #110). The weights folder's `scheduler/scheduler_config.json` is not read: SD 1.5 ships its
+PNDM sampling config there (scaled_linear betas), which inference does not follow either, and `train` takes the
+folder exactly as `download-weights` fetches it. The schedule is recorded in the run's config.json and in every
+export's training.json, and compared when a run resumes or a stage builds on another's export.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..engine.schedulers import make_scheduler, scheduler_record
-from ..runtime.errors import SettingsError, WeightsError
+from ..runtime.errors import SettingsError
 
 SCHEDULE_KEYS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "prediction_type")
 
@@ -45,21 +46,6 @@ def inference_schedule() -> NoiseSchedule:
     scheduler = make_scheduler("ddim")
     config = scheduler_record("ddim")["config"]
     return NoiseSchedule(scheduler.alphas_cumprod.to(torch.float32).clone(), {k: config[k] for k in SCHEDULE_KEYS})
-
-
-def check_weights_schedule(schedule: NoiseSchedule, scheduler_config: Path) -> None:
-    """The weights' `scheduler/scheduler_config.json` must describe the schedule training uses (keys it omits
-    take diffusers' defaults, which are SD 1.5's)."""
-    if not scheduler_config.is_file():
-        return
-    try:
-        found = json.loads(scheduler_config.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise WeightsError(f"{scheduler_config}: not a readable JSON file ({exc})") from None
-    for key in SCHEDULE_KEYS:
-        if key in found and found[key] != schedule.record[key]:
-            raise WeightsError(f"{scheduler_config}: {key} is {found[key]!r}, but MagicAnimate samples with "
-                               f"{schedule.record[key]!r}; training on it would not match inference")
 
 
 def check_recorded(schedule: NoiseSchedule, recorded: dict | None, source: Path) -> None:

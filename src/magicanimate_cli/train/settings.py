@@ -6,7 +6,7 @@ run cannot silently change what it trains.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from ..runtime.errors import SettingsError
@@ -17,39 +17,64 @@ DEFAULT_JOINT = (0.1, 0.3)
 """(tau1, tau2) when DATA has images; without images tau1 is 0 (the paper gives no values; ours)."""
 
 MIN_SIZE = 128
+STEPS = 10000
+"""--steps' default, the one place it is set (Moore-AnimateAnyone trains 30k stage-1 and 10k stage-2 steps)."""
 RESUMABLE = frozenset({"run", "steps", "checkpoint_every", "keep_checkpoints", "device", "validate_every",
-                       "validation", "quiet", "log"})
-"""Settings a resumed run may change: where the run lives, how long it goes on and how it reports, never what it
-trains."""
-# scale: how a step is computed, not what it trains, may change on resume
-RESUMABLE = RESUMABLE | {"gradient_checkpointing", "cache_latents"}
+                       "validation", "quiet", "log", "gradient_checkpointing", "cache_latents",
+                       "max_skipped_steps", "data_workers"})
+"""Settings a resumed run may change: where the run lives, how long it goes on, how it reports and how a step is
+computed (recomputing activations, caching latents, data workers: they change when a batch is read, never what it
+holds) and how many diverging steps it may skip, never what it trains."""
 PRECISIONS = ("no", "fp16", "bf16")
-RECORDED_BEFORE = {"gradient_accumulation": 1, "mixed_precision": "no", "optimizer": "adamw", "lora": 0}
-# data: the worker count changes when a batch is read, never what it holds (train/feed.py)
-RESUMABLE = RESUMABLE | {"data_workers"}
-RECORDED_BEFORE = {**RECORDED_BEFORE, "fit": "crop", "ref_margin": 0}
+RECORDED_BEFORE = {"gradient_accumulation": 1, "mixed_precision": "no", "optimizer": "adamw", "lora": 0,
+                   "max_skipped_steps": 0, "fit": "crop", "ref_margin": 0}
+"""What a run recorded before these settings existed did without them."""
 DEFAULT_REF_MARGIN = 30
 """Frames between a reference and its targets: about one second of a 25-30 fps clip (Moore-AnimateAnyone keeps
 30, MusePose 128), far enough that the reference is not a near copy of the target to be learnt."""
 FIT_MODES = ("pad", "crop", "stretch")
-"""What a run recorded before these settings existed did without them."""
+"""`animate --fit`'s choices; training defaults to animate's default, pad (train/batches.py says why)."""
 
 
 @dataclass(frozen=True)
-class TrainSettings:
-    """What `magicanimate train` was asked to do; paths are absolute."""
+class StepSettings:
+    """The shape of one optimizer step and its memory options: what `train --dry-run` estimates from, and the
+    first fields of every run's settings (names as `train`'s options)."""
 
-    data: Path
-    run: Path
     stage: int
-    weights: Path
-    start_from: Path | None = None  # --from: a folder in the MagicAnimate/ layout
-    motion_module: Path | None = None
-    steps: int = 1000
     batch_size: int = 1
     width: int = 512
     height: int = 512
     frames: int = 16
+    ref_dropout: float = 0.1
+    optimizer: str = "adamw"
+    lora: int = 0  # rank of low-rank adapters; 0: off
+    # scale: memory and the global batch (docs/training.md, "Many GPUs" and "Memory")
+    gradient_accumulation: int = 1  # micro-batches per optimizer step, each of batch_size samples per process
+    mixed_precision: str = "no"  # no | fp16 | bf16: frozen networks cast, trainable weights and AdamW stay fp32
+    gradient_checkpointing: bool = False  # recompute activations in backward (UNet, encoder, ControlNet, motion)
+    cache_latents: bool = False  # VAE latents of each frame encoded once and reused
+
+    @property
+    def clip_frames(self) -> int:
+        """Frames per training clip: K in stage 2; stage 1 trains on single frames (no temporal layers)."""
+        return self.frames if self.stage == 2 else 1
+
+    def step_record(self) -> dict:
+        """The step's settings alone, JSON-ready (the dry run's record)."""
+        return {f.name: getattr(self, f.name) for f in fields(StepSettings)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainSettings(StepSettings):
+    """What `magicanimate train` was asked to do; paths are absolute."""
+
+    data: Path
+    run: Path
+    weights: Path
+    start_from: Path | None = None  # --from: a folder in the MagicAnimate/ layout
+    motion_module: Path | None = None
+    steps: int = STEPS
     frame_stride: int = 1
     lr: float = 1e-5
     lr_warmup: int = 0
@@ -58,22 +83,14 @@ class TrainSettings:
     seed: int = 0
     image_prob: float = 0.0  # tau0 (stage 1)
     joint: tuple[float, float] = (0.0, 0.0)  # (tau1, tau2) (stage 2)
-    ref_dropout: float = 0.1
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     device: str = "cpu"
     validate_every: int = 0
     validation: Path | None = None
     quiet: bool = False
-    # small: the optimizer, low-rank adapters (0: off), the tracker (None: metrics.jsonl only)
-    optimizer: str = "adamw"
-    lora: int = 0
-    log: str | None = None
-    # scale: memory and the global batch (docs/training.md, "Many GPUs" and "Memory")
-    gradient_accumulation: int = 1  # micro-batches per optimizer step, each of batch_size samples per process
-    mixed_precision: str = "no"  # no | fp16 | bf16: frozen networks cast, trainable weights and AdamW stay fp32
-    gradient_checkpointing: bool = False  # recompute activations in backward (UNet, encoder, ControlNet, motion)
-    cache_latents: bool = False  # VAE latents of each frame encoded once, kept in memory
+    log: str | None = None  # the tracker (None: metrics.jsonl only)
+    max_skipped_steps: int = 0  # non-finite steps skipped (no update) before the run stops (finite.py)
     # data: what a sample is and how it is read (docs/training.md, "What a sample is")
     fit: str = "pad"  # animate --fit's choices and default: frames and renders shaped as at inference
     ref_margin: int = DEFAULT_REF_MARGIN  # frames between a reference and its targets (0: any other frame)
@@ -96,18 +113,22 @@ class TrainSettings:
             raise SettingsError("--validate-every runs the engine in fp32 on the trained networks; with "
                                 f"--mixed-precision {self.mixed_precision} validate the export with `animate` instead")
 
-    @property
-    def clip_frames(self) -> int:
-        """Frames per training clip: K in stage 2; stage 1 trains on single frames (no temporal layers)."""
-        return self.frames if self.stage == 2 else 1
-
     def validate(self) -> None:
+        """Every check of a run that trains (`validate_options`, and a temporal start for stage 2)."""
+        self.validate_options()
+        if self.stage == 2 and self.motion_module is None and self.start_from is None:
+            raise SettingsError("--stage 2 needs a temporal start: --motion-module FILE (AnimateDiff's mm_sd_v15.ckpt "
+                                "or a temporal_attention.ckpt) or --from DIR with temporal_attention/")
+
+    def validate_options(self) -> None:
+        """The checks that need no file: what `--dry-run` asks too (it reads no temporal start)."""
         _check(self.stage in (1, 2), f"--stage {self.stage}: the paper has stages 1 and 2")
         for name, value, low in (("--steps", self.steps, 1), ("--batch-size", self.batch_size, 1),
                                  ("--frames", self.frames, 1), ("--frame-stride", self.frame_stride, 1),
                                  ("--checkpoint-every", self.checkpoint_every, 1),
                                  ("--keep-checkpoints", self.keep_checkpoints, 1), ("--lr-warmup", self.lr_warmup, 0),
-                                 ("--validate-every", self.validate_every, 0)):
+                                 ("--validate-every", self.validate_every, 0),
+                                 ("--max-skipped-steps", self.max_skipped_steps, 0)):
             _check(value >= low, f"{name} {value}: must be at least {low}")
         _check(self.width % 8 == 0 and self.height % 8 == 0 and min(self.width, self.height) >= MIN_SIZE,
                f"--size {self.width}x{self.height}: width and height must be multiples of 8, at least {MIN_SIZE} "
@@ -122,9 +143,6 @@ class TrainSettings:
             raise SettingsError("--joint is stage 2's image-video mix; stage 1 takes --image-prob")
         if self.stage == 2 and self.image_prob > 0:
             raise SettingsError("--image-prob is stage 1's image share; stage 2 takes --joint tau1,tau2")
-        if self.stage == 2 and self.motion_module is None and self.start_from is None:
-            raise SettingsError("--stage 2 needs a temporal start: --motion-module FILE (AnimateDiff's mm_sd_v15.ckpt "
-                                "or a temporal_attention.ckpt) or --from DIR with temporal_attention/")
         _check(self.optimizer in ("adamw", "adamw8bit"), f"--optimizer {self.optimizer}: adamw or adamw8bit")
         _check(self.lora >= 0, f"--lora {self.lora}: a rank must be at least 1 (0: off)")
         if self.lora and self.stage == 1 and self.start_from is None:

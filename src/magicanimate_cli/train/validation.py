@@ -4,7 +4,8 @@ DIR holds pairs `NAME.png` (reference) + `NAME.mp4` (DensePose motion), and opti
 ground-truth video). Every N steps each pair is animated by the engine's own `Animator` (the networks being
 trained, at a fixed seed) and written to RUN/validation/step-N/NAME.mp4; with ground truth, the scores the
 command's scorer returns (our `eval`: L1, PSNR, SSIM, and LPIPS when its weights are present) go to
-metrics.jsonl. Stage 1 animates frame by frame (one-frame windows): it trains without temporal layers, and a
+metrics.jsonl. With several processes every process animates its share of the pairs and the main process
+records them all. Stage 1 animates frame by frame (one-frame windows): it trains without temporal layers, and a
 window's ResNets normalise across its frames.
 """
 
@@ -67,7 +68,9 @@ class Validator:
         self.width, self.height, self.run, self.pairs, self.scorer, self.steps = width, height, run, pairs, scorer, steps
 
     @torch.no_grad()
-    def __call__(self, step: int) -> list[dict]:
+    def __call__(self, step: int, rank: int = 0, processes: int = 1) -> list[dict]:
+        """Animate this process's share of the pairs (every `processes`-th from `rank`): with several processes
+        each animates its own, so none waits in a collective for longer than about one pair takes."""
         from ..engine.loader import Components
         from ..engine.pipeline import Animator
 
@@ -79,7 +82,7 @@ class Validator:
         try:
             animator = Animator(components, device)
             window = self.frames if self.stage == 2 else 1
-            for pair in self.pairs:
+            for pair in self.pairs[rank::processes]:
                 # a centre crop, so that the video lines up with its ground truth at the training size
                 reference = fit_reference(load_reference(pair.reference), self.width, self.height, "crop", "bilinear")
                 clip = open_motion(pair.motion)
