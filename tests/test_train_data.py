@@ -227,3 +227,32 @@ def test_prepare_data_hand_laid_makes_pairs_ready_once(tmp_path, capsys):
     assert code == 0 and json.loads(out)["already_ready"] == 1
     code, _, err = run_cli(["prepare-data", root], capsys)
     assert code != 0 and "-o DATA is needed" in err
+
+
+class Handle:
+    def __init__(self, closed: list, key) -> None:
+        self.closed, self.key = closed, key
+
+    def close(self) -> None:
+        self.closed.append(self.key)
+
+
+def test_a_process_keeps_a_bounded_number_of_files_open_and_reopens_a_replaced_one(tmp_path):
+    from collections import OrderedDict
+
+    from magicanimate_cli.dataset.reader import MAX_OPEN, _kept_open
+
+    files = [tmp_path / f"{i}.bin" for i in range(MAX_OPEN + 1)]
+    for file in files:
+        file.write_bytes(b"x")
+    handles, closed = OrderedDict(), []
+    for key, file in enumerate(files[:MAX_OPEN]):
+        _kept_open(handles, key, (file,), lambda key=key: Handle(closed, key))
+    _kept_open(handles, 0, (files[0],), lambda: Handle(closed, "again"))  # reused, and now the most recent
+    _kept_open(handles, MAX_OPEN, (files[-1],), lambda: Handle(closed, "new"))
+    assert closed == [1] and len(handles) == MAX_OPEN and handles[0][1].key == 0
+    files[0].write_bytes(b"longer")
+    assert _kept_open(handles, 0, (files[0],), lambda: Handle(closed, "reopened")).key == "reopened"
+    files[0].unlink()
+    with pytest.raises(InputError, match=r"0.bin: file not found"):
+        _kept_open(handles, 0, (files[0],), lambda: Handle(closed, "never"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -39,6 +40,8 @@ def test_two_workers_killed_and_resumed_end_with_the_export_of_a_run_read_in_pro
     alone = tmp_path / "alone"
     code, _, err = run_cli(_args(data, alone, 0), capsys)
     assert code == 0, err
+    timings = [json.loads(line) for line in (alone / "timing.jsonl").read_text().splitlines()]
+    assert [t["step"] for t in timings] == [1, 2, 3] and all(t["data_wait_s"] >= 0 for t in timings)
     run = tmp_path / "workers"
     proc = start_paused_at("train-step:3", _args(data, run, 2), env=ENV)  # step 3 done, its checkpoint not
     proc.kill()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,13 +41,43 @@ class DataContents:
     ready: tuple[str, ...] = ()  # the videos read from their ready copy
 
 
+MAX_OPEN = 16
+"""Ready copies (two files each) and videos (a decoder each, tens of MB at 1080x1920) a process keeps open: the
+most recently read, so that a clip's next sample reuses them while memory and file descriptors stay bounded
+however many clips DATA holds."""
+
+
 @dataclass
 class _Open:
-    """The files one process holds open (a forked worker starts its own: `pid` tells whose they are)."""
+    """The files one process holds open, least recently used first (a forked worker starts its own: `pid` tells
+    whose they are)."""
 
     pid: int
-    stores: dict[str, StoreReader] = field(default_factory=dict)
-    videos: dict[Path, SeekableVideo] = field(default_factory=dict)
+    stores: OrderedDict[str, StoreReader] = field(default_factory=OrderedDict)
+    videos: OrderedDict[Path, SeekableVideo] = field(default_factory=OrderedDict)
+
+
+def _kept_open(handles: OrderedDict, key, paths: tuple[Path, ...], opener):
+    """`handles[key]`, opened if needed, or again when a file at `paths` is no longer the one held open (replaced
+    or removed during the run: an error naming it, as if it had never been open); the least recently used handle
+    is closed beyond MAX_OPEN. One stat per file and read."""
+    stamps = tuple(_stamp(path) for path in paths)
+    held = handles.pop(key, None)
+    if held is not None and held[0] != stamps:
+        held[1].close()
+        held = None
+    handles[key] = held if held is not None else (stamps, opener())
+    while len(handles) > MAX_OPEN:
+        handles.popitem(last=False)[1][1].close()
+    return handles[key][1]
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    try:
+        stat = path.stat()
+    except OSError:
+        raise InputError(f"{path}: file not found (removed while training?)") from None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 class DataFolder:
@@ -152,16 +183,11 @@ class DataFolder:
         return self._open
 
     def _store(self, name: str, index: StoreIndex) -> StoreReader:
-        stores = self._handles().stores
-        if name not in stores:
-            stores[name] = StoreReader(index)
-        return stores[name]
+        return _kept_open(self._handles().stores, name, (index.paths.frames, index.paths.labels),
+                          lambda: StoreReader(index))
 
     def _video(self, path: Path) -> SeekableVideo:
-        videos = self._handles().videos
-        if path not in videos:
-            videos[path] = SeekableVideo(path)
-        return videos[path]
+        return _kept_open(self._handles().videos, path, (path,), lambda: SeekableVideo(path))
 
 
 def _paired(video: Path, render: Path, v: tuple[int, int, int], r: tuple[int, int, int],

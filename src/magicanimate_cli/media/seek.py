@@ -37,8 +37,8 @@ class VideoHeader:
 
 HEADER_ONLY = {"skip_frame": "all"}
 """Opening a file probes its streams by decoding their first frames (~70 ms for a 1080x1920 H.264 file); the
-decoder told to skip every frame leaves the probe to the container's header (~8 ms), which holds the frame count
-and size a start-up check needs."""
+probe's decoder told to skip every frame leaves it to the container's header (~8 ms), which holds the frame count
+and size a start-up check needs. The option reaches only the probe: the stream's own decoder decodes as usual."""
 
 
 def read_header(path: Path) -> VideoHeader:
@@ -57,7 +57,7 @@ class SeekableVideo:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.container = _open_container(self.path)
+        self.container = _open_container(self.path, HEADER_ONLY)  # the probe's decoder only: this one decodes
         self.stream = _video_stream(self.container, self.path)
         self.times, self.keyframes = _packet_index(self.container, self.stream, self.path)
 

@@ -25,6 +25,7 @@ from . import checkpoint, tracking
 from .batches import FrameSource, RawBatch
 from .feed import Feed, FeedPlan
 from .metrics import MetricsLog, StepRecord
+from .timing import TimingLog
 from .latents import LatentCache
 from .model import TrainingParts, encode_latents
 from .lora import trainable_parameters
@@ -41,7 +42,7 @@ from .settings import TrainSettings
 
 @dataclass
 class StepTiming:
-    data_s: float  # reading and fitting frames
+    data_s: float  # waiting for the step's batches (read by the data workers, or here with --data-workers 0)
     compute_s: float  # encoding, forward, backward, optimizer
 
 
@@ -246,12 +247,13 @@ def run_loop(trainer: Trainer, run: Path, on_step: OnStep | None = None,
     after the step in progress and stop. `validate` animates the --validation pairs every --validate-every steps.
     A non-finite step beyond --max-skipped-steps stops the run (DivergedError) with no checkpoint of it."""
     s, acc = trainer.settings, trainer.accelerator
-    log = MetricsLog(run)
+    log, timings = MetricsLog(run), TimingLog(run)
     last = None
     with _stop_signals() as stop, _closing_feed(trainer):
         while trainer.step < s.steps:
             record, timing = trainer.train_step()
             on_main(acc, lambda: log.append(record))  # one process writes the run's files
+            on_main(acc, lambda: timings.append(record.step, timing.data_s, timing.compute_s))
             if record.nonfinite:
                 check_divergence(trainer, record, run)
             tracking.log_step(acc, s.log, record, timing.data_s + timing.compute_s, trainer.global_batch)
