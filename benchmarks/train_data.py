@@ -15,7 +15,8 @@ DataLoader feed (train/feed.py) with --workers worker processes. Prints one JSON
                   and float conversion `train` does on the training device after the worker hands the bytes over
                   (not part of samples_per_s: on a GPU it costs next to nothing)
   u_ms            the time PyAV takes to decode one frame of DATA's first video sequentially on one thread (no
-                  RGB conversion), measured in the same run, so that figures in u hold across machines
+                  RGB conversion), measured just before and just after the timed samples (the mean), so that
+                  figures in u hold across machines and loads
   per_sample_u    1 / samples_per_s in u
 """
 
@@ -142,9 +143,11 @@ def main() -> None:
     span = (args.frames - 1) * args.frame_stride + 1 if args.stage == 2 else 1
     data = DataIndex(tuple(v for v in contents.videos if v[1] >= span))
     plan = feed_plan(data, args)
+    source = folder.layout.video(contents.videos[0][0])
+    before = decode_unit(source)
     rate, rss = throughput(folder, plan, args)
+    u = (before + decode_unit(source)) / 2  # around the timed run: a busy machine slows both alike
     parts = breakdown(folder, plan, args, min(args.samples, 20))
-    u = decode_unit(folder.layout.video(contents.videos[0][0]))
     record = {"stage": args.stage, "size": args.size, "frames": plan.clip_frames,
               "frame_stride": args.frame_stride, "workers": args.workers, "samples": args.samples,
               "videos": len(data.videos), "ready": len(contents.ready), "samples_per_s": round(rate, 2),
