@@ -256,3 +256,16 @@ def test_a_process_keeps_a_bounded_number_of_files_open_and_reopens_a_replaced_o
     files[0].unlink()
     with pytest.raises(InputError, match=r"0.bin: file not found"):
         _kept_open(handles, 0, (files[0],), lambda: Handle(closed, "never"))
+
+
+def test_verify_data_decodes_every_frame_and_names_a_damaged_ready_copy(tmp_path):
+    root = make_data(tmp_path / "data", {"walk": 9}, size=64)
+    make_ready(DataLayout(root), Quiet())
+    assert DataFolder(root).check(verify=True) == DataFolder(root).check()
+    labels = root / "ready" / "walk.labels"
+    damaged = bytearray(labels.read_bytes())
+    damaged[len(damaged) // 2:len(damaged) // 2 + 64] = bytes(64)  # same size: the header check cannot tell
+    labels.write_bytes(bytes(damaged))
+    assert DataFolder(root).check().ready == ("walk",)
+    with pytest.raises(InputError, match=r"walk.labels: frame \d+ is damaged"):
+        DataFolder(root).check(verify=True)
