@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from safetensors.torch import load_file
 from conftest import TINY_BUNDLE, run_cli
 from magicanimate_cli.runtime.testhooks import PAUSE_AT, PAUSE_READY
 from magicanimate_cli.train.sampling import DataIndex, Mix, plan_step, share
+from train_helpers import make_validation
 from train_fixtures import TEMPORAL, data, make_trainer, one_thread, settings  # noqa: F401 (fixtures)
 
 RANKS = Path(__file__).parent / "train_ranks.py"
@@ -25,11 +27,32 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 TOLERANCE = 1e-5  # relative: batch 2 against batch 1 × 2, the first step's loss and gradient norm
 
 
+WARMUP = 4
+
+
 def _args(data: Path, run: Path, batch: int, *extra) -> list:
-    """Three stage-1 steps (images and frames, half the references dropped), a checkpoint at 2."""
+    """Three stage-1 steps (images and frames, half the references dropped), a checkpoint at 2, inside a 4-step
+    learning-rate warmup (so every comparison of metrics compares the schedule too)."""
     return ["train", data, "-o", run, "--stage", "1", "--weights", TINY_BUNDLE, "--size", "128", "--steps", "3",
             "--checkpoint-every", "2", "--batch-size", str(batch), "--lr", "1e-4", "--seed", "5",
-            "--ref-dropout", "0.5", "--device", "cpu", "--motion-module", TEMPORAL, "--quiet", *extra]
+            "--ref-dropout", "0.5", "--device", "cpu", "--motion-module", TEMPORAL, "--quiet",
+            "--lr-warmup", str(WARMUP), *extra]
+
+
+def _validating(data: Path, run: Path, batch: int, *extra) -> list:
+    """`_args` with a validation video (one DDIM step) at step 2: with two processes each animates its share of
+    the two pairs."""
+    return _args(data, run, batch, "--validate-every", "2", "--validation", data.parent / "validation",
+                 "--validation-steps", "1", *extra)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def validation_pairs(data):
+    """Two validation pairs beside DATA (one with ground truth, so the scores go to metrics.jsonl)."""
+    folder = make_validation(data.parent / "validation")
+    for suffix in (".png", ".mp4"):
+        shutil.copy(folder / f"dancer{suffix}", folder / f"second{suffix}")
+    return folder
 
 
 def _launch(args: list, folder: Path, processes: int = 2, pause_at: str | None = None) -> list[subprocess.Popen]:
@@ -74,8 +97,13 @@ def _run_ranks(args: list, folder: Path) -> None:
     assert codes == [0, 0], [_stderr(p) for p in procs]
 
 
-def _steps(run: Path) -> list[dict]:
+def _records(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _steps(run: Path) -> list[dict]:
+    """The optimizer steps' records (validation records left out)."""
+    return [r for r in _records(run) if "validation" not in r]
 
 
 def _assert_same_run(run: Path, reference: Path) -> None:
@@ -106,7 +134,7 @@ def accumulated(data, tmp_path_factory):
     run = tmp_path_factory.mktemp("accumulated") / "run"
     from test_train_cli import _InProcess
 
-    code, _, err = _InProcess()(_args(data, run, 1, "--gradient-accumulation", "2"))
+    code, _, err = _InProcess()(_validating(data, run, 1, "--gradient-accumulation", "2"))
     assert code == 0, err
     return run
 
@@ -115,7 +143,7 @@ def accumulated(data, tmp_path_factory):
 def two_processes(data, tmp_path_factory):
     """Two processes (gloo), batch 1 each."""
     folder = tmp_path_factory.mktemp("two")
-    _run_ranks(_args(data, folder / "run", 1), folder)
+    _run_ranks(_validating(data, folder / "run", 1), folder)
     return folder / "run"
 
 
@@ -133,11 +161,25 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(two_processe
     """Two processes with batch 1 take exactly the steps of one process with batch 1 × accumulation 2 (the same
     per-sample arithmetic; only where the two gradients are summed differs), bit for bit on the CPU."""
     _assert_same_run(two_processes, accumulated)
+    validated = [r for r in _records(two_processes) if "validation" in r]
+    assert [r["validation"] for r in validated] == ["dancer", "second"] and "psnr" in validated[0]
+    assert sorted(p.name for p in (two_processes / "validation" / "step-2").iterdir()) == ["dancer.mp4", "second.mp4"]
     batch = json.loads((two_processes / "config.json").read_text())["batch"]
     assert batch == {"batch_size": 1, "processes": 2, "gradient_accumulation": 1, "global_batch": 2}
     assert [p.name for p in sorted((two_processes / "checkpoints").iterdir())] == ["step-2", "step-3"]
     rng = torch.load(two_processes / "checkpoints" / "step-3" / "rng.pt", weights_only=True)
     assert len(rng["processes"]) == 2
+
+
+def test_the_learning_rate_schedule_steps_once_per_optimizer_step_whatever_the_process_count(two_processes,
+                                                                                            accumulated):
+    """accelerate's prepared scheduler steps once per process at every optimizer step (a warmup N times too fast
+    with N processes); the run's schedule is stepped by the loop, once, and survives a checkpoint the same."""
+    want = [1e-4 * step / WARMUP for step in (1, 2, 3)]
+    for run in (two_processes, accumulated):
+        assert [r["lr"] for r in _steps(run)] == pytest.approx(want, rel=1e-12)
+    schedule = torch.load(two_processes / "checkpoints" / "step-3" / "lr_schedule.pt", weights_only=True)
+    assert schedule["last_epoch"] == 3
 
 
 def test_one_process_with_batch_two_matches_the_same_global_batch_split_in_two(accumulated, one_process):
@@ -169,7 +211,7 @@ def test_gradient_accumulation_gives_the_update_of_the_whole_batch(data, tmp_pat
 
 def test_a_killed_two_process_run_resumes_to_the_uninterrupted_run_bit_for_bit(two_processes, data, tmp_path):
     """Both processes stopped after step 3's metrics (before its checkpoint) and killed; resumed from step 2."""
-    args = _args(data, tmp_path / "run", 1)
+    args = _validating(data, tmp_path / "run", 1)
     procs = _launch(args, tmp_path, pause_at="train-step:3")
     for proc in procs:
         proc.send_signal(signal.SIGKILL)
@@ -190,3 +232,22 @@ def test_resuming_with_another_number_of_processes_is_refused_in_one_line(two_pr
     assert code != 0 and len(lines) == 1, err
     assert "1 process(es)" in lines[0] and "started with 2" in lines[0]
     assert {p: p.read_bytes() for p in two_processes.rglob("*") if p.is_file()} == before
+
+
+def test_a_checkpoint_the_main_process_cannot_write_stops_every_process_without_a_hang(data, tmp_path):
+    """RUN on a small tmpfs: the main process's second checkpoint fails for want of space. It says so in one line;
+    the other process, waiting for that checkpoint, learns it through one all-reduce and stops too (no collective
+    left waiting); step-2 stays intact."""
+    from test_train_faults import small_disk
+    from magicanimate_cli.train.checkpoint import complete_checkpoints, damage
+
+    with small_disk(tmp_path / "disk", 40) as disk:
+        run = disk / "run"
+        procs = _launch(_args(data, run, 1), tmp_path)
+        codes = [proc.wait(timeout=300) for proc in procs]
+        errors = [_stderr(proc).strip().splitlines() for proc in procs]
+        _wait(procs)
+        assert codes == [1, 1], errors
+        assert "no space left on the device" in errors[0][-1] and "another process" in errors[1][-1]
+        assert [p.name for p in complete_checkpoints(run)] == ["step-2"]
+        assert damage(run / "checkpoints" / "step-2") is None and not (run / "export").exists()

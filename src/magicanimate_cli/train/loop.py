@@ -12,7 +12,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,7 +109,8 @@ class Trainer:
         return record, StepTiming(data_s, compute_s + time.perf_counter() - t1)
 
     def accumulate_gradients(self) -> tuple[StepPlan, torch.Tensor, float, float]:
-        """Each micro-batch's forward and backward, gradients synchronised over the processes on the last. Noise,
+        """Each micro-batch's forward and backward (accelerate's `accumulate`), gradients synchronised over the
+        processes on the last. Noise,
         timesteps and dropout are drawn for the whole global batch from the run's generator, the same on every
         process, and each sample takes its own row: a sample's draws do not depend on how the batch is split.
         Returns the plan, this process's loss (its share of the step's mean) and the data and compute seconds."""
@@ -129,16 +130,15 @@ class Trainer:
             first = (micro * self.processes + acc.process_index) * s.batch_size
             noise, t, keep = (d[first:first + s.batch_size].to(self.device) for d in draws)
             noisy = self.schedule.add_noise(latents, noise, t)
-            last = micro == s.gradient_accumulation - 1
-            with nullcontext() if last else acc.no_sync(self.model):
+            # accelerate's accumulation: no gradient sync before the last micro-batch, the loss divided by the
+            # micro-batch count in `backward` (what DeepSpeed-style engines expect to be told, not to guess)
+            with acc.accumulate(self.model):
                 with acc.autocast():
                     pred = self.model(noisy, t, self.parts.text.expand(s.batch_size, -1, -1), reference, batch.pose,
                                       keep)
                 loss = F.mse_loss(pred.float(), noise.float())
-                if s.gradient_accumulation > 1:
-                    loss = loss / s.gradient_accumulation
                 acc.backward(loss)
-            total = total + loss.detach()
+            total = total + loss.detach() / s.gradient_accumulation
             data_s, compute_s = data_s + t1 - t0, compute_s + time.perf_counter() - t1
         return plan, total, data_s, compute_s
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from ..runtime.errors import MagicAnimateError
+from ..runtime.errors import MagicAnimateError, SettingsError
 from .settings import TrainSettings
 
 
@@ -35,7 +35,24 @@ def make_accelerator(settings: TrainSettings, **options):
 
     AcceleratorState._reset_state(reset_partial_state=False)
     return Accelerator(cpu=torch.device(settings.device).type == "cpu", mixed_precision=settings.mixed_precision,
-                       **options)
+                       gradient_accumulation_steps=settings.gradient_accumulation, **options)
+
+
+SHARDING_ENGINES = {"ACCELERATE_USE_DEEPSPEED": "DeepSpeed", "ACCELERATE_USE_FSDP": "FSDP"}
+"""accelerate launch's variables for the engines that shard optimizer states (and FSDP the weights)."""
+
+
+def check_engine(environ: dict[str, str]) -> None:
+    """Refuse, in one line and before anything is loaded, a launch under DeepSpeed or FSDP: their optimizer
+    states (and FSDP's weights) are sharded over the processes, while train's checkpoints and export are written
+    by the main process from its own full tensors and restored exactly; under them a checkpoint would hold one
+    shard and a resume would silently differ. Data parallelism (DDP) is what train runs."""
+    for variable, engine in SHARDING_ENGINES.items():
+        if environ.get(variable, "").lower() in ("1", "true", "yes"):
+            raise SettingsError(f"{engine} (accelerate launch with a {engine} config, {variable}) is not supported: "
+                                "train's checkpoints and export hold full, unsharded optimizer states and weights; "
+                                "launch with configs/accelerate/multi-gpu.yaml (DDP) and fit memory with "
+                                "--gradient-checkpointing, --mixed-precision bf16, --optimizer adamw8bit or --lora")
 
 
 def gather_objects(accelerator, value: Any) -> list[Any]:

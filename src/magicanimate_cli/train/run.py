@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from .lora import check_peft
 from .optim import check_optimizer
 from .diskspace import check_room
 from .estimate import OPTIMIZER_BYTES
-from .processes import from_main, on_main, process_state
+from .processes import check_engine, from_main, on_main, process_state
 from .sampling import DataIndex
 from .schedule import check_recorded, inference_schedule
 from .settings import TrainSettings, differing_setting
@@ -78,6 +79,7 @@ def train(settings: TrainSettings, source: FrameSource, videos: tuple[tuple[str,
     """Check, build, (resume,) train and export. `on_ready(start_step, skipped)` runs once the models are loaded;
     `on_note(line)` hears what the user should know before training goes on (a damaged checkpoint set aside)."""
     settings.validate()
+    check_engine(os.environ)
     check_optimizer(settings.optimizer, settings.device)
     if settings.lora:
         check_peft()
