@@ -200,7 +200,7 @@ def _feed_batches(root: Path, workers: int, start: int = 0) -> list:
     plan = FeedPlan(4, DataIndex(contents.videos), Mix(2, 0, 0, 0.5), 4, 3, 2, 4, 1, 2, 2, 1, 64, 64, "pad")
     feed = Feed(plan, folder, start, 4, workers)
     try:
-        return [feed.take(step, micro)[0] for step in range(start, 4) for micro in range(2)]
+        return [feed.take(step, micro) for step in range(start, 4) for micro in range(2)]
     finally:
         feed.close()
 

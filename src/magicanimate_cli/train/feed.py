@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -89,8 +88,8 @@ def default_workers(processes_per_machine: int, cpus: int | None = None) -> int:
 
 
 class Feed:
-    """The micro-batches of steps start..end-1 in order; `take(step, micro)` returns the next one and the seconds
-    the caller waited for it."""
+    """The micro-batches of steps start..end-1 in order; `take(step, micro)` returns the next one (the caller
+    times the wait: it is the step's data time)."""
 
     def __init__(self, plan: FeedPlan, source: FrameSource, start: int, end: int, workers: int) -> None:
         self.plan, self.next_key = plan, (start, 0)
@@ -99,13 +98,12 @@ class Feed:
                                  prefetch_factor=PREFETCH if workers else None, worker_init_fn=_worker_init)
         self._batches = iter(self.loader)
 
-    def take(self, step: int, micro: int) -> tuple[RawBatch, float]:
-        started = time.perf_counter()
+    def take(self, step: int, micro: int) -> RawBatch:
         key, batch = next(self._batches)
         if tuple(key) != (step, micro):  # the loop and the feed disagree on what comes next: a bug, not bad data
             raise RuntimeError(f"data feed out of order: step {step} micro-batch {micro} asked for, {key} read")
         self.next_key = (step, micro + 1) if micro + 1 < self.plan.accumulation else (step + 1, 0)
-        return batch, time.perf_counter() - started
+        return batch
 
     def close(self) -> None:
         """Stop the workers now: dropping the loader's iterator shuts them down (its own finaliser)."""

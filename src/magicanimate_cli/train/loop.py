@@ -153,7 +153,7 @@ class Trainer:
                             s.ref_margin, self.accelerator.process_index, self.processes, s.gradient_accumulation,
                             s.batch_size, s.width, s.height, s.fit)
             self.feed = Feed(plan, self.source, step, s.steps, s.data_workers)
-        return self.feed.take(step, micro)[0]
+        return self.feed.take(step, micro)
 
     def close_feed(self) -> None:
         """Stop the data workers (the run is over or stopped)."""
