@@ -139,6 +139,26 @@ def test_a_full_disk_is_one_plain_line_the_earlier_checkpoint_stays_and_the_run_
         assert _files(run / "export") == export and (run / "metrics.jsonl").read_bytes() == metrics
 
 
+def test_an_export_that_does_not_fit_leaves_the_checkpoint_and_is_written_by_resume(data, uninterrupted, tmp_path,
+                                                                                   capsys):
+    """28 MiB: the one checkpoint (step 4, 23 MiB) fits, the export after it does not. One plain line, exit 1, no
+    export or temporary left, the checkpoint intact; with room again, --resume (no step left) writes the export the
+    uninterrupted run wrote."""
+    with small_disk(tmp_path / "disk", 28) as disk:
+        run = disk / "run"
+        args = _args(data, run, "--checkpoint-every", "4", "--keep-checkpoints", "1")
+        code, _, err = run_cli(args, capsys)
+        line = _one_line(err)
+        assert code == 1 and "no space left on the device" in line and "while writing the export" in line
+        assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.json", "metrics.jsonl"]
+        assert damage(run / "checkpoints" / "step-4") is None
+        subprocess.run(["mount", "-o", "remount,size=200m", str(disk)], check=True)
+        code, _, err = run_cli([*args, "--resume"], capsys)
+        assert code == 0, err
+        export, metrics = uninterrupted
+        assert _files(run / "export") == export and (run / "metrics.jsonl").read_bytes() == metrics
+
+
 def test_a_disk_that_cannot_hold_one_checkpoint_is_refused_before_training(data, tmp_path, capsys):
     with small_disk(tmp_path / "disk", 16) as disk:
         code, _, err = run_cli(_args(data, disk / "run"), capsys)

@@ -27,8 +27,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..runtime.atomic import write_folder_atomic
-from ..runtime.errors import InputError, OutputError, SettingsError
-from .diskspace import failure, write_failure
+from ..runtime.errors import InputError, SettingsError
+from .diskspace import WRITE_ERRORS, failure, write_failure
 from .finite import DivergedError, first_nonfinite, last_good, state_tensors
 
 CHECKPOINTS = "checkpoints"
@@ -107,7 +107,7 @@ def save(run: Path, state: TrainerState, keep: int, processes_rng: list[dict] | 
     previous, problem = latest(run), None
     try:
         write_folder_atomic(folder, fill, "checkpoint")
-    except (OutputError, OSError, RuntimeError) as exc:
+    except WRITE_ERRORS as exc:
         problem = failure(exc)
     if problem is not None:
         raise write_failure(run, folder, f"the checkpoint of step {state.step}", expected_bytes(state, 0), problem,

@@ -14,11 +14,15 @@ import gc
 import shutil
 from pathlib import Path
 
+from safetensors import SafetensorError
+
 from ..runtime.atomic import one_line
 from ..runtime.errors import OutputError
 
 MiB = 2**20
 FULL = (errno.ENOSPC, errno.EDQUOT)
+WRITE_ERRORS = (OutputError, OSError, RuntimeError, SafetensorError)
+"""What a failed write of a run's files raises: our atomic writers, the OS, torch's zip writer, safetensors."""
 
 
 class DiskFullError(OutputError):

@@ -18,8 +18,7 @@ import torch
 from safetensors.torch import save_file
 
 from ..runtime.atomic import write_folder_atomic
-from ..runtime.errors import OutputError
-from .diskspace import failure, write_failure
+from .diskspace import WRITE_ERRORS, failure, write_failure
 from .finite import DivergedError, first_nonfinite
 from .lora import LORA_DIR, plain_state_dict, write_adapters
 from .model import APPEARANCE_DIR, CONTROLNET_DIR, MOTION, TEMPORAL_FILE, TrainingModel
@@ -77,7 +76,7 @@ def write_export(run: Path, model: TrainingModel, motion_state: dict[str, torch.
     problem = None
     try:
         write_folder_atomic(target, fill, "export")
-    except (OutputError, OSError, RuntimeError) as exc:
+    except WRITE_ERRORS as exc:
         problem = failure(exc)
     if problem is not None:
         needed = sum(t.numel() * 4 for state in states.values() for t in state.values())
