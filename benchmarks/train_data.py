@@ -10,8 +10,9 @@ DataLoader feed (train/feed.py) with --workers worker processes. Prints one JSON
   samples_per_s   steady state: timed from the first sample every worker has delivered (start-up not counted)
   peak_rss_mib    peak resident memory of the main process plus each worker's (an upper bound: forked workers
                   share pages with the main process, counted in both)
-  breakdown_ms    per sample, in this process on the same samples: read (JPEG / PNG decode or video seek and
-                  decode), fit (resize, pad), collate (stack into uint8 tensors); and to_float_on_cpu, the palette
+  breakdown_ms    per sample, in this process on the same samples: decode (JPEG / PNG, or video seek and decode
+                  with RGB conversion), convert_resize (fit: resize, pad), collate (stack into uint8 tensors); and
+                  to_float_on_cpu, the palette
                   and float conversion `train` does on the training device after the worker hands the bytes over
                   (not part of samples_per_s: on a GPU it costs next to nothing)
   u_ms            the time PyAV takes to decode one frame of DATA's first video sequentially on one thread (no
@@ -118,7 +119,7 @@ def breakdown(folder: DataFolder, plan: FeedPlan, args, count: int) -> dict[str,
         raw.to("cpu")
         t4 = time.perf_counter()
         read, fit, collate, floats = read + t1 - t0, fit + t2 - t1, collate + t3 - t2, floats + t4 - t3
-    return {"read": 1000 * read / count, "fit": 1000 * fit / count, "collate": 1000 * collate / count,
+    return {"decode": 1000 * read / count, "convert_resize": 1000 * fit / count, "collate": 1000 * collate / count,
             "to_float_on_cpu": 1000 * floats / count}
 
 
