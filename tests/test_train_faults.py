@@ -150,7 +150,7 @@ def test_an_export_that_does_not_fit_leaves_the_checkpoint_and_is_written_by_res
         code, _, err = run_cli(args, capsys)
         line = _one_line(err)
         assert code == 1 and "no space left on the device" in line and "while writing the export" in line
-        assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.json", "metrics.jsonl"]
+        assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.json", "metrics.jsonl", "timing.jsonl"]
         assert damage(run / "checkpoints" / "step-4") is None
         subprocess.run(["mount", "-o", "remount,size=200m", str(disk)], check=True)
         code, _, err = run_cli([*args, "--resume"], capsys)
