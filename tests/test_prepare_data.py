@@ -131,7 +131,9 @@ def test_bad_sources_are_skipped_with_their_reason_and_leave_no_files(prepared, 
                  and not p.relative_to(data).as_posix().startswith(".prepare/")]
     assert sorted(leftovers) == sorted(["manifest.json", "videos/a.mp4", "densepose/a.mp4", "videos/00001.mp4",
                                         "densepose/00001.mp4", "videos/nested/b.mp4", "densepose/nested/b.mp4",
-                                        "images/p1.png", "images_densepose/p1.png"])
+                                        "images/p1.png", "images_densepose/p1.png"]
+                                      + [f"ready/{name}.{kind}" for name in ("a", "00001", "nested/b")
+                                         for kind in ("frames", "labels", "json")])
 
 
 # ------------------------------------------------------------------------------------- options and resuming
@@ -268,3 +270,23 @@ def test_a_temporary_left_by_a_killed_run_is_not_a_name_of_the_data(prepared, tm
     (data / "images" / ".hidden" / "p2.png").write_bytes(b"")
     layout = DataLayout(data)
     assert (layout.video_names(), layout.image_names()) == (["00001", "a", "nested/b"], ["p1"])
+
+
+def test_every_prepared_clip_has_a_ready_copy_whose_labels_are_its_render_frame_for_frame(prepared):
+    """The ready copy holds the render as part labels taken before H.264: the render video, snapped back to the
+    palette, agrees with them best frame for frame (at 64x48 the blobs' edges are a large share of the pixels, and
+    4:2:0 chroma moves edge colours past a neighbouring part's, so agreement is high, not total)."""
+    from magicanimate_cli.dataset.reader import DataFolder
+    from magicanimate_cli.motion.palette import nearest_labels
+
+    data = prepared["data"]
+    folder = DataFolder(data)
+    contents = folder.check()
+    assert contents.ready == tuple(sorted(name for name, _ in contents.videos))
+    for name, count in contents.videos:
+        render = open_motion(DataLayout(data).video_render(name)).read_all()
+        snapped = np.stack([nearest_labels(frame) for frame in render])
+        _, labels, _ = folder.video_sample(name, tuple(range(count)), 0)
+        agreement = np.array([[(labels[i] == snapped[j]).mean() for j in range(count)] for i in range(count)])
+        assert labels.shape == snapped.shape and labels.max() > 0
+        assert (agreement.argmax(axis=1) == np.arange(count)).all() and agreement.diagonal().min() > 0.85

@@ -11,21 +11,23 @@ from typing import Optional
 
 import typer
 
-from ..runtime.errors import OutputError
+from ..runtime.errors import OutputError, SettingsError
 from .common import (CRF_OPTION, DEVICE_OPTION, FILL_GAP_OPTION, JSON_HELP, MIN_SCORE_OPTION, PEOPLE_OPTION,
                      POSE_MODEL_OPTION, QUIET_HELP, SHARD_OPTION, SMOOTH_OPTION, SMOOTH_RADIUS_OPTION,
                      WEIGHTS_DEFAULT, People, flag, load_pose_model, make_reporter, pose_settings, smooth_settings,
                      usage)
 
 HELP = ("Prepare training data: render the DensePose of every video (and photo) under SOURCE and write DATA "
-        "(videos/, densepose/, images/, images_densepose/, manifest.json; docs/training-data.md).")
+        "(videos/, densepose/, images/, images_densepose/, ready/, manifest.json; docs/training-data.md). "
+        "With --hand-laid, make the pairs of a DATA folder laid out by hand training-ready, without DensePose.")
 
 
 def prepare_data(
     source: Path = typer.Argument(..., metavar="SOURCE", show_default=False,
                                   help="Folder of videos and frame folders, at any depth (the TikTok dataset's "
                                        "<id>/images/ counts as the clip <id>)."),
-    output: Path = typer.Option(..., "-o", "--output", help="The DATA folder to write (created or added to)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", show_default=False,
+                                          help="The DATA folder to write (created or added to)."),
     images: Optional[Path] = typer.Option(None, "--images", show_default="none",
                                           help="Folder of photos of people, for image-video joint training."),
     min_person_frames: float = typer.Option(0.5, "--min-person-frames",
@@ -34,6 +36,11 @@ def prepare_data(
     max_side: Optional[int] = typer.Option(None, "--max-side", show_default="the source's size",
                                            help="Scale clips and photos down so that their longer side is at most "
                                                 "this many pixels."),
+    short_side: int = typer.Option(512, "--short-side",
+                                   help="Short side of the training-ready frames (ready/), for 512x512 training; "
+                                        "smaller sources are kept as they are."),
+    hand_laid: bool = flag("--hand-laid", "SOURCE is a DATA folder of pairs laid out by hand (videos/, densepose/): "
+                                          "write their training-ready copies (ready/) without DensePose; no -o."),
     pose_model: str = POSE_MODEL_OPTION,
     min_score: float = MIN_SCORE_OPTION,
     people: People = PEOPLE_OPTION,
@@ -50,6 +57,11 @@ def prepare_data(
     as_json: bool = flag("--json", JSON_HELP),
 ) -> None:
     """Render every source's DensePose and write the DATA folder."""
+    if hand_laid:
+        return make_hand_laid_ready(source, output, short_side, quiet, as_json)
+    if output is None:
+        raise SettingsError("-o DATA is needed (the folder to write), unless SOURCE is a DATA folder and --hand-laid "
+                            "is given")
     from ..animate.batch import parse_shard, take_shard
     from ..runtime.cluster import resolve_shard_from_process
     from ..dataset.layout import DataLayout
@@ -58,7 +70,7 @@ def prepare_data(
     shard, device = resolve_shard_from_process(shard, device)
     settings = PrepareSettings(pose_settings(pose_model, weights, device, min_score, people, crf,
                                              smooth_settings(smooth, smooth_radius, fill_gap)),
-                               min_person_frames, max_side, skip_existing)
+                               min_person_frames, max_side, skip_existing, short_side)
     settings.validate()
     share = parse_shard(shard)
     if output.exists() and not output.is_dir():
@@ -80,6 +92,25 @@ def prepare_data(
                    f"and {len(summary.manifest['images'])} photo(s)", err=True)
         for skipped in summary.skipped:
             typer.echo(f"  skipped {skipped['source']}: {skipped['reason']}", err=True)
+
+
+def make_hand_laid_ready(data: Path, output: Optional[Path], short_side: int, quiet: bool, as_json: bool) -> None:
+    """--hand-laid: DATA's video pairs get their ready copies (those already current are kept)."""
+    from ..dataset.layout import DataLayout
+    from ..dataset.ready import make_ready
+
+    if output is not None and output.resolve() != data.resolve():
+        raise SettingsError("--hand-laid makes SOURCE itself training-ready; leave -o out (or give SOURCE again)")
+    if short_side < 16:
+        raise SettingsError(f"--short-side must be 16 or more (got {short_side})")
+    with make_reporter(quiet, as_json) as reporter:
+        summary = make_ready(DataLayout(data), reporter, short_side)
+    if as_json:
+        print(json.dumps({"status": "ok", "data": str(data), "made_ready": len(summary.made),
+                          "already_ready": len(summary.current)}))
+    elif not quiet:
+        typer.echo(f"prepare-data --hand-laid: {len(summary.made)} pair(s) made training-ready, "
+                   f"{len(summary.current)} already were; {data / 'ready'}", err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -94,9 +94,22 @@ def run_train(
     max_skipped_steps: int = typer.Option(0, "--max-skipped-steps", metavar="N",
                                           help="Skip up to N steps whose loss or gradients are not finite (no "
                                                "update) instead of stopping at the first."),
+    # data: what a sample is and how it is read (docs/training.md, "What a sample is", "Feeding the GPU")
+    fit: Literal["pad", "crop", "stretch"] = typer.Option("pad", "--fit",
+                                                          help="Fit frames to the training size as animate --fit "
+                                                               "does (pad: whole frame, render background "
+                                                               "around it)."),
+    ref_margin: int = typer.Option(30, "--ref-margin", help="Frames between a reference and its targets (about "
+                                                            "one second; 0: any other frame)."),
+    data_workers: Optional[int] = typer.Option(None, "--data-workers", show_default="cores per process - 1, at most 8",
+                                               help="Worker processes reading data ahead (0: in the training "
+                                                    "process); never changes the result."),
+    verify_data: bool = flag("--verify-data", "Decode every frame of DATA before training (prepare-data did; "
+                                              "by default only headers and records are checked)."),
 ) -> None:
     """Train MagicAnimate on a DATA folder: stage 1 or 2 of the paper, resumable, exported in the released layout."""
     from ..dataset.reader import DataFolder
+    from ..dataset.startup import check_once
     from ..runtime.devices import resolve_device
     from ..runtime.home import default_weights_dir
     from ..train.progress import TrainProgress
@@ -104,7 +117,7 @@ def run_train(
     from ..train.settings import TrainSettings, parse_joint, resolve_mix
 
     folder = DataFolder(data)
-    contents = None if dry_run else folder.check()  # small: --dry-run reads no data
+    contents = None if dry_run else check_once(folder, verify_data)  # small: --dry-run reads no data
     stage_n = int(stage)
     tau0, mix = resolve_mix(stage_n, image_prob, parse_joint(joint), contents is None or bool(contents.images), data)
     settings = TrainSettings(
@@ -122,7 +135,8 @@ def run_train(
         val_items=val_items,
         gradient_accumulation=gradient_accumulation, mixed_precision=mixed_precision,  # scale:
         gradient_checkpointing=gradient_checkpointing, cache_latents=cache_latents,
-        max_skipped_steps=max_skipped_steps)
+        max_skipped_steps=max_skipped_steps,
+        fit=fit, ref_margin=ref_margin, data_workers=resolve_workers(data_workers))  # data:
     if dry_run:  # small: estimates without a temporal start (it reads none)
         settings.validate_options()
         return report_dry_run(settings, as_json)
@@ -139,7 +153,7 @@ def run_train(
         for name, reason in skipped:
             display.note(f"skipped {name}: {reason}")
 
-    held = held_out_folder(settings.val_data)
+    held = held_out_folder(settings.val_data, verify_data)
     with display:
         result = train(settings, folder, contents.videos, contents.images, contents.fingerprint, resume=resume,
                        on_step=display.update, on_ready=ready, make_validator=make_validator, val_data=held,
@@ -169,16 +183,17 @@ def run_train(
                        "on it (--from this export, --motion-module FILE) before animating")
 
 
-def held_out_folder(folder: Path | None):
-    """--val-data's DATA folder, checked now (before any output), as the run's held-out data."""
+def held_out_folder(folder: Path | None, verify: bool = False):
+    """--val-data's DATA folder, checked now (before any output) as DATA is, as the run's held-out data."""
     if folder is None:
         return None
     from ..dataset.reader import DataFolder
+    from ..dataset.startup import check_once
     from ..train.split import HeldOutData
     from ..train.sampling import DataIndex
 
     data = DataFolder(folder)
-    contents = data.check()
+    contents = check_once(data, verify)
     return HeldOutData(data, DataIndex(contents.videos, contents.images),
                        {"data": str(folder.resolve()), "fingerprint": contents.fingerprint})
 
@@ -189,6 +204,13 @@ def last_held_out(run: Path) -> dict | None:
 
     val = read_run(run).val
     return val[-1] if val else None
+
+
+def resolve_workers(asked: int | None) -> int:  # data:
+    """--data-workers, or the default from the cores each training process of this machine has."""
+    from ..train.feed import default_workers
+
+    return asked if asked is not None else default_workers(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
 def report_dry_run(settings, as_json: bool) -> None:  # small:

@@ -5,6 +5,8 @@ DATA/videos/NAME.mp4              a clip of a person (any size and rate)
 DATA/densepose/NAME.mp4           its DensePose render, frame for frame (same count)
 DATA/images/NAME.png              a photo of a person, for image-video joint training (optional)
 DATA/images_densepose/NAME.png    its DensePose render (same size)
+DATA/ready/NAME.{frames,labels,json}  the pair's training-ready copy (store.py; optional: `train` reads the
+                                  videos without one, only slower)
 DATA/manifest.json                what prepare-data wrote and skipped (optional for hand-made folders)
 ```
 NAME may contain `/` (sources nested in folders keep their relative path, with `/` kept as sub-folders).

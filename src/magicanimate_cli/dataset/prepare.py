@@ -2,9 +2,11 @@
 
 Each clip is decoded once: every frame is written, re-encoded, to `videos/NAME.mp4` and rendered through the
 `pose` machinery (`render_video`, so `--smooth` steadies it exactly as `pose --smooth` does) into
-`densepose/NAME.mp4`. Both files stay temporaries until the pair has passed its checks (every frame decoded, the
-same count in both, a person in at least `min_person_frames` of them); then both are published and the source's
-record written (records.py). A source that fails a check is skipped with its reason, and files an earlier run
+`densepose/NAME.mp4`, and, from the same decode, into the pair's training-ready copy (store.py: frames as JPEG and
+the render as part labels, at `--short-side`), which is what `train` reads. All stay temporaries until the pair has
+passed its checks (every frame decoded, the same count in both, a person in at least `min_person_frames` of them);
+then they are published (the ready copy last, recording the size and mtime of the pair it was made from) and the
+source's record written (records.py). A source that fails a check is skipped with its reason, and files an earlier run
 left under its NAME are removed, so DATA never holds a pair its manifest calls skipped.
 """
 
@@ -31,6 +33,7 @@ from ..runtime.progress import Reporter
 from .layout import DataLayout
 from .records import IMAGE_KIND, VIDEO_KIND, Outcome, read_record, rebuild_manifest, write_record
 from .sources import Source, list_clips, list_images
+from .store import DEFAULT_SHORT_SIDE, StorePaths, StoreWriter, file_stamp
 
 DEFAULT_MIN_PERSON_FRAMES = 0.5
 """A clip is kept when a person is drawn in at least half its frames: most of its frames then teach the model
@@ -45,6 +48,7 @@ class PrepareSettings:
     min_person_frames: float = DEFAULT_MIN_PERSON_FRAMES
     max_side: int | None = None
     skip_existing: bool = False
+    short_side: int = DEFAULT_SHORT_SIDE  # of the training-ready copy (store.py)
 
     def validate(self) -> None:
         self.pose.validate()
@@ -52,6 +56,8 @@ class PrepareSettings:
             raise SettingsError(f"--min-person-frames must be between 0 and 1 (got {self.min_person_frames})")
         if self.max_side is not None and self.max_side < 16:
             raise SettingsError(f"--max-side must be 16 or more (got {self.max_side})")
+        if self.short_side < 16:
+            raise SettingsError(f"--short-side must be 16 or more (got {self.short_side})")
 
 
 @dataclass(frozen=True)
@@ -160,14 +166,18 @@ def prepare_clip(model: PoseModel, settings: PrepareSettings, source: Source, la
                                                 settings.pose.crf))
         render = stack.enter_context(open_writer(layout.video_render(source.name), clip.fps, width, height,
                                                  settings.pose.crf))
-        tee = SavedClip(clip, width, height, video)
-        stats = render_video(model, settings.pose, tee, [render], reporter)
+        store = StoreWriter(StorePaths(layout.root, source.name), settings.short_side)
+        stack.callback(store.abort)  # after publish the temporaries are gone: nothing left to remove
+        tee = SavedClip(clip, width, height, video, store)
+        stats = render_video(model, settings.pose, tee, [render, RenderLabels(store)], reporter)
         problem = pair_problem(len(clip), video.frames_written, render.frames_written,
                                stats.frames - stats.frames_without_people, settings.min_person_frames)
         if problem is not None:
             raise InputError(f"{source.path}: {problem}")  # leaving the block discards both temporaries
         size = video.encoded_size
+        store.paths.index.unlink(missing_ok=True)  # an older copy must not vouch for the new pair
         _publish_pair(render, video)
+        store.publish(clip.fps, {"video": file_stamp(video.path), "render": file_stamp(render.path)})
     return Outcome(source.path, {"name": source.name, "frames": len(clip), "fps": clip.fps, "width": size[0],
                                  "height": size[1], "person_frames": stats.frames - stats.frames_without_people})
 
@@ -211,8 +221,8 @@ class SavedClip:
     """The source clip as `render_video` reads it, each frame (scaled) also written to the re-encoded video as it
     is decoded: one decode feeds both files, so they hold the same frames in the same order."""
 
-    def __init__(self, clip: MotionClip, width: int, height: int, writer) -> None:
-        self.clip, self.width, self.height, self.writer = clip, width, height, writer
+    def __init__(self, clip: MotionClip, width: int, height: int, writer, store: StoreWriter) -> None:
+        self.clip, self.width, self.height, self.writer, self.store = clip, width, height, writer, store
 
     @property
     def path(self) -> Path:
@@ -229,7 +239,18 @@ class SavedClip:
         for frame in self.clip:
             frame = resize(frame, self.width, self.height)
             self.writer.write(frame)
+            self.store.write_frame(frame)
             yield frame
+
+
+class RenderLabels:
+    """A render writer for `render_video` that adds each render to the ready copy (as part labels)."""
+
+    def __init__(self, store: StoreWriter) -> None:
+        self.store = store
+
+    def write(self, image: np.ndarray) -> None:
+        self.store.write_render(image)
 
 
 def _publish_pair(first, second) -> None:
@@ -246,6 +267,9 @@ def _remove_pair(layout: DataLayout, item: WorkItem) -> None:
     name = item.source.name
     paths = ((layout.video(name), layout.video_render(name)) if item.kind == VIDEO_KIND
              else (layout.image(name), layout.image_render(name)))
+    if item.kind == VIDEO_KIND:
+        store = StorePaths(layout.root, name)
+        paths = (store.index, *paths, store.frames, store.labels)  # the index first: no half copy is trusted
     for path in paths:
         path.unlink(missing_ok=True)
 

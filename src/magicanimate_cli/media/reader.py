@@ -377,10 +377,10 @@ def _iter_folder(info: MotionInfo, indices: range) -> Iterator[np.ndarray]:
 # --------------------------------------------------------------------------- videos
 
 
-def _open_container(path: Path) -> av.container.InputContainer:
-    """Open a video container or say in one line why FFmpeg could not."""
+def _open_container(path: Path, options: dict[str, str] | None = None) -> av.container.InputContainer:
+    """Open a video container or say in one line why FFmpeg could not (`options`: FFmpeg's, for the probe)."""
     try:
-        return av.open(str(path), mode="r")
+        return av.open(str(path), mode="r", options=options or {})
     except PermissionError:
         raise InputError(f"{path}: cannot read the file (permission denied)") from None
     except av.error.EOFError:

@@ -32,9 +32,9 @@ from torch import nn
 
 from ..motion.palette import BACKGROUND
 from ..runtime.errors import InputError
-from .batches import FrameSource, make_batch
+from .batches import DEFAULT_FIT, FrameSource, make_batch
 from .model import TrainingParts, encode_latents
-from .sampling import CLIP, FRAME, IMAGE, DataIndex, Sample, StepPlan
+from .sampling import CLIP, FRAME, IMAGE, DataIndex, Sample, StepPlan, far_reference
 from .schedule import NoiseSchedule
 
 ITEMS = 16
@@ -65,12 +65,12 @@ def quantile_timesteps(count: int, timesteps: int) -> list[int]:
 
 
 def choose_items(pool: DataIndex, stage: int, clip_frames: int, stride: int, seed: int, timesteps: int,
-                 count: int = ITEMS) -> HeldOutSet:
+                 count: int = ITEMS, ref_margin: int = 0) -> HeldOutSet:
     """The fixed set: a pure function of the held-out data's names and lengths, the stage and the seed.
 
     Samples are taken in a seeded order of the pool, cycling when the pool is smaller than the set; stage 2
     measures clips of the videos long enough for one (images have no motion), stage 1 single frames of videos
-    and images alike."""
+    and images alike. A video's reference keeps `ref_margin` frames from its targets, as in training."""
     span = (clip_frames - 1) * stride + 1
     videos = [(name, n) for name, n in pool.videos if stage == 1 or n >= span]
     entries = [("video", name, n) for name, n in videos] + ([("image", name, 1) for name in pool.images]
@@ -83,20 +83,24 @@ def choose_items(pool: DataIndex, stage: int, clip_frames: int, stride: int, see
     for i, t in enumerate(quantile_timesteps(count, timesteps)):
         kind, name, frames = order[i % len(order)]
         pick = random.Random(f"{seed}/heldout/item/{i}")
-        items.append(HeldOutItem(*_sample(kind, name, frames, stage, span, stride, pick), t,
+        items.append(HeldOutItem(*_sample(kind, name, frames, stage, span, stride, pick, ref_margin), t,
                                  _seed(f"{seed}/heldout/noise/{i}")))
     return HeldOutSet(tuple(items), timesteps)
 
 
-def _sample(kind: str, name: str, frames: int, stage: int, span: int, stride: int, pick: random.Random
-            ) -> tuple[Sample, str]:
+def _sample(kind: str, name: str, frames: int, stage: int, span: int, stride: int, pick: random.Random,
+            ref_margin: int = 0) -> tuple[Sample, str]:
     """A sample of one entry: an image is its own reference; a video's reference is another of its frames."""
     if kind == "image":
         return Sample("image", name), IMAGE
     if stage == 2:
         start = pick.randrange(frames - span + 1)
-        return Sample("video", name, tuple(range(start, start + span, stride)), pick.randrange(frames)), CLIP
+        clip = tuple(range(start, start + span, stride))
+        reference = far_reference(pick, frames, clip, ref_margin) if ref_margin > 0 else pick.randrange(frames)
+        return Sample("video", name, clip, reference), CLIP
     target = pick.randrange(frames)
+    if ref_margin > 0:
+        return Sample("video", name, (target,), far_reference(pick, frames, (target,), ref_margin)), FRAME
     if frames == 1:
         return Sample("video", name, (target,), target), FRAME
     other = pick.randrange(frames - 1)  # any frame but the target
@@ -124,10 +128,11 @@ class ItemTensors:
 
 
 def item_tensors(item: HeldOutItem, source: FrameSource, vae: nn.Module, width: int, height: int,
-                 device: torch.device) -> ItemTensors:
-    """Read, fit and encode one item with the training's own batch code; its noise from its own generator."""
+                 device: torch.device, fit: str) -> ItemTensors:
+    """Read, fit (as training does: `fit` is --fit) and encode one item with the training's own batch code; its
+    noise from its own generator."""
     plan = StepPlan(0, 0, 0, item.branch, (item.sample,))
-    batch = make_batch(plan, source, width, height).to(device)
+    batch = make_batch(plan, source, width, height, fit).to(device)
     b, f = batch.target.shape[:2]
     latents = encode_latents(vae, batch.target.flatten(0, 1))
     latents = latents.reshape(b, f, *latents.shape[1:]).transpose(1, 2).contiguous()
@@ -243,16 +248,17 @@ class HeldOut:
     so the record does not depend on the process count."""
 
     def __init__(self, held: HeldOutSet, source: FrameSource, parts: TrainingParts, schedule: NoiseSchedule,
-                 stage: int, width: int, height: int) -> None:
+                 stage: int, width: int, height: int, fit: str = DEFAULT_FIT) -> None:
         self.held, self.source, self.parts, self.schedule = held, source, parts, schedule
-        self.stage, self.width, self.height = stage, width, height
+        self.stage, self.width, self.height, self.fit = stage, width, height, fit
         self.tensors: list[ItemTensors] | None = None
 
     def measure(self, rank: int = 0, processes: int = 1, autocast=nullcontext,
                 gather: Callable[[list], list[list]] = lambda mine: [mine]) -> dict:
         device = self.parts.text.device
         if self.tensors is None:
-            self.tensors = [item_tensors(item, self.source, self.parts.vae, self.width, self.height, device)
+            self.tensors = [item_tensors(item, self.source, self.parts.vae, self.width, self.height, device,
+                                         self.fit)
                             for item in self.held.items]
         model = self.parts.model
         mine = [(i, item_losses(model, self.parts.text, self.schedule, self.tensors, i, self.stage == 2, autocast))

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from ..runtime.errors import OutputError
 from ..runtime.testhooks import pause_point
 from . import checkpoint, tracking
-from .batches import FrameSource, make_batch
+from .batches import FrameSource, RawBatch
+from .feed import Feed, FeedPlan
 from .metrics import MetricsLog, StepRecord
 from .timings import TIMINGS, timing_record
 from .latents import LatentCache
@@ -41,7 +42,7 @@ from .settings import TrainSettings
 
 @dataclass
 class StepTiming:
-    data_s: float  # reading and fitting frames
+    data_s: float  # waiting for the step's batches (read by the data workers, or here with --data-workers 0)
     compute_s: float  # encoding, forward, backward, optimizer
 
 
@@ -72,6 +73,7 @@ class Trainer:
         parts.text = parts.text.to(self.accelerator.device)
         self.mix = Mix(settings.stage, settings.image_prob, *settings.joint)
         self.latents = LatentCache(parts.vae) if settings.cache_latents else None
+        self.feed: Feed | None = None  # started at the first step read (next_batch)
         self.state = checkpoint.TrainerState(0, trainable, self.optimizer, self.lr_schedule,
                                              torch.Generator("cpu").manual_seed(settings.seed),
                                              self.accelerator.scaler)
@@ -97,7 +99,7 @@ class Trainer:
         """The global batch's plan (every process plans the same step and takes its share)."""
         s = self.settings
         return plan_step(self.state.step if step is None else step, s.seed, self.data, self.mix, self.global_batch,
-                         s.clip_frames, s.frame_stride)
+                         s.clip_frames, s.frame_stride, s.ref_margin)
 
     def train_step(self) -> tuple[StepRecord, StepTiming]:
         """One optimizer step: the gradients of the global batch, then clipping and AdamW."""
@@ -120,7 +122,7 @@ class Trainer:
         for micro in range(s.gradient_accumulation):
             t0 = time.perf_counter()
             mine = share(plan, acc.process_index, self.processes, micro, s.batch_size)
-            batch = make_batch(mine, self.source, s.width, s.height).to(self.device)
+            batch = self.next_batch(plan.step, micro).to(self.device)
             t1 = time.perf_counter()
             latents, reference = self.encode(mine, batch)
             if draws is None:
@@ -139,6 +141,25 @@ class Trainer:
             total = total + loss.detach() / s.gradient_accumulation
             data_s, compute_s = data_s + t1 - t0, compute_s + time.perf_counter() - t1
         return plan, total, data_s, compute_s
+
+    def next_batch(self, step: int, micro: int) -> RawBatch:
+        """This process's micro-batch of the step, from the feed (started at the first step this process trains,
+        so a resumed run reads on from its checkpoint; started again where a restore moved the step)."""
+        if self.feed is not None and self.feed.next_key != (step, micro):
+            self.close_feed()
+        if self.feed is None:
+            s = self.settings
+            plan = FeedPlan(s.seed, self.data, self.mix, self.global_batch, s.clip_frames, s.frame_stride,
+                            s.ref_margin, self.accelerator.process_index, self.processes, s.gradient_accumulation,
+                            s.batch_size, s.width, s.height, s.fit)
+            self.feed = Feed(plan, self.source, step, s.steps, s.data_workers)
+        return self.feed.take(step, micro)
+
+    def close_feed(self) -> None:
+        """Stop the data workers (the run is over or stopped)."""
+        if self.feed is not None:
+            self.feed.close()
+            self.feed = None
 
     def apply(self, plan: StepPlan, loss: torch.Tensor) -> StepRecord:
         """Clip the synchronised gradients, take the AdamW step; the record carries the mean loss over processes.
@@ -231,7 +252,7 @@ def run_loop(trainer: Trainer, run: Path, on_step: OnStep | None = None,
     last = None
     if held_out is not None and trainer.step == 0:
         held_out(0)  # every run's baseline
-    with _stop_signals() as stop:
+    with _stop_signals() as stop, _closing_feed(trainer):
         while trainer.step < s.steps:
             record, timing = trainer.train_step()
             on_main(acc, lambda: log.append(record))  # one process writes the run's files
@@ -274,6 +295,14 @@ def check_divergence(trainer: Trainer, record: StepRecord, run: Path) -> None:
     raise DivergedError(f"step {record.step}: the loss is {record.loss} and the gradient norm {record.grad_norm}, "
                         f"not finite; stopped with no checkpoint or export of it ({trainer.state.skipped} such "
                         f"step(s), --max-skipped-steps {allowed}); {advice}")
+
+
+@contextmanager
+def _closing_feed(trainer: Trainer):
+    try:
+        yield
+    finally:
+        trainer.close_feed()
 
 
 @dataclass

@@ -59,7 +59,7 @@ def read_run(run: Path) -> RunSeries:
     for record in _lines(run / TIMINGS):
         series.timing_steps.append(int(record["step"]))
         series.samples_per_s.append(float(record["samples_per_s"]))
-        series.data_s.append(float(record["data_s"]))
+        series.data_s.append(float(record["data_wait_s"]))
     return series
 
 

@@ -172,9 +172,9 @@ def held_out_measure(trainer: Trainer, data: HeldOutData | None, run: Path) -> C
         return None
     s = trainer.settings
     held = choose_items(data.index, s.stage, s.clip_frames, s.frame_stride, s.seed, trainer.schedule.timesteps,
-                        s.val_items)
+                        s.val_items, s.ref_margin)
     return held_out_hook(trainer, HeldOut(held, data.source, trainer.parts, trainer.schedule, s.stage, s.width,
-                                          s.height), run)
+                                          s.height, s.fit), run)
 
 
 def export_card(run: Path, steps: int, settings: TrainSettings) -> str:

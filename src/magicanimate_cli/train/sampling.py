@@ -76,8 +76,9 @@ def batches_per_epoch(videos: int, batch_size: int) -> int:
 
 
 def plan_step(step: int, seed: int, data: DataIndex, mix: Mix, batch_size: int, clip_frames: int,
-              stride: int) -> StepPlan:
-    """Branch and samples of optimizer step `step` (0-based); the same arguments always give the same plan."""
+              stride: int, ref_margin: int = 0) -> StepPlan:
+    """Branch and samples of optimizer step `step` (0-based); the same arguments always give the same plan.
+    `ref_margin` > 0 keeps each reference at least that many frames from its targets (`far_reference`)."""
     epoch, index = divmod(step, batches_per_epoch(len(data.videos), batch_size))
     draw = _rng(seed, "step", epoch, index)
     branch = mix.branch(draw.random())
@@ -98,7 +99,9 @@ def plan_step(step: int, seed: int, data: DataIndex, mix: Mix, batch_size: int, 
             frames = tuple(range(start, start + span, stride))
         else:
             frames = (pick.randrange(count),)
-        samples.append(Sample("video", name, frames, _reference_frame(pick, count, frames, branch)))
+        reference = (far_reference(pick, count, frames, ref_margin) if ref_margin > 0
+                     else _reference_frame(pick, count, frames, branch))
+        samples.append(Sample("video", name, frames, reference))
     return StepPlan(step, epoch, index, branch, tuple(samples))
 
 
@@ -109,6 +112,18 @@ def _reference_frame(pick: random.Random, count: int, frames: tuple[int, ...], b
         choice = pick.randrange(count - 1)
         return choice + (choice >= frames[0])
     return pick.randrange(count)
+
+
+def far_reference(pick: random.Random, count: int, frames: tuple[int, ...], margin: int) -> int:
+    """A reference at least `margin` frames from every target frame, uniform over those allowed, so the model
+    cannot learn to copy a near-identical neighbour (Moore-AnimateAnyone keeps 30 frames, MusePose 128). A video
+    too short to leave any such frame gives the frame farthest from the targets (the first of them when tied)."""
+    low, high = min(frames) - margin, max(frames) + margin  # frames in (low, high) are too close
+    allowed = max(0, low + 1) + max(0, count - high)
+    if allowed == 0:
+        return max(range(count), key=lambda i: (min(abs(i - f) for f in frames), -i))
+    choice = pick.randrange(allowed)
+    return choice if choice <= low else high + (choice - max(0, low + 1))
 
 
 def share(plan: StepPlan, rank: int, processes: int, micro: int, batch_size: int) -> StepPlan:

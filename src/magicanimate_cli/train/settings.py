@@ -21,14 +21,21 @@ STEPS = 10000
 """--steps' default, the one place it is set (Moore-AnimateAnyone trains 30k stage-1 and 10k stage-2 steps)."""
 RESUMABLE = frozenset({"run", "steps", "checkpoint_every", "keep_checkpoints", "device", "validate_every",
                        "validation", "quiet", "log", "gradient_checkpointing", "cache_latents",
-                       "max_skipped_steps", "val_every"})
+                       "max_skipped_steps", "val_every", "data_workers"})
 """Settings a resumed run may change: where the run lives, how long it goes on, how it reports and how a step is
-computed (recomputing activations, caching latents) and how many diverging steps it may skip, never what it
-trains (held-out: how often it is measured, not what the set is)."""
+computed (recomputing activations, caching latents, data workers: they change when a batch is read, never what
+it holds) and how many diverging steps it may skip, never what it trains (held-out: how often it is measured, not
+what the set is)."""
 PRECISIONS = ("no", "fp16", "bf16")
 RECORDED_BEFORE = {"gradient_accumulation": 1, "mixed_precision": "no", "optimizer": "adamw", "lora": 0,
-                   "max_skipped_steps": 0, "val_split": 0.0, "val_items": 16}
+                   "max_skipped_steps": 0, "val_split": 0.0, "val_items": 16,
+                   "fit": "crop", "ref_margin": 0}
 """What a run recorded before these settings existed did without them."""
+DEFAULT_REF_MARGIN = 30
+"""Frames between a reference and its targets: about one second of a 25-30 fps clip (Moore-AnimateAnyone keeps
+30, MusePose 128), far enough that the reference is not a near copy of the target to be learnt."""
+FIT_MODES = ("pad", "crop", "stretch")
+"""`animate --fit`'s choices; training defaults to animate's default, pad (train/batches.py says why)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,15 @@ class TrainSettings(StepSettings):
     val_split: float = 0.0  # or this share of DATA's videos and images, by a hash of their names
     val_every: int | None = None  # steps between measurements (None: every checkpoint); also at step 0 and the end
     val_items: int = 16  # items in the fixed set
+    # data: what a sample is and how it is read (docs/training.md, "What a sample is")
+    fit: str = "pad"  # animate --fit's choices and default: frames and renders shaped as at inference
+    ref_margin: int = DEFAULT_REF_MARGIN  # frames between a reference and its targets (0: any other frame)
+    data_workers: int = 0  # DataLoader worker processes (0: read in the training process)
+
+    def validate_data(self) -> None:
+        _check(self.fit in FIT_MODES, f"--fit {self.fit}: choose one of {', '.join(FIT_MODES)}")
+        _check(self.ref_margin >= 0, f"--ref-margin {self.ref_margin}: must be at least 0")
+        _check(self.data_workers >= 0, f"--data-workers {self.data_workers}: must be at least 0")
 
     def validate_scale(self) -> None:
         _check(self.gradient_accumulation >= 1,
@@ -143,6 +159,7 @@ class TrainSettings(StepSettings):
             raise SettingsError("--validate-every needs --validation DIR")
         self.validate_scale()
         self.validate_held_out()
+        self.validate_data()
 
     def validate_held_out(self) -> None:
         if self.val_data is not None and self.val_split:

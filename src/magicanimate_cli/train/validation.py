@@ -23,7 +23,7 @@ from torch import nn
 from ..runtime.errors import InputError
 from ..media.reader import load_reference, open_motion
 from ..media.writer import open_writer
-from .batches import fit
+from ..motion.fit import fit_motion_frame, fit_reference, plan_fit
 from .model import TrainingParts
 
 TRUTH_SUFFIX = ".truth.mp4"
@@ -83,9 +83,11 @@ class Validator:
             animator = Animator(components, device)
             window = self.frames if self.stage == 2 else 1
             for pair in self.pairs[rank::processes]:
-                reference = fit(load_reference(pair.reference)[None], self.width, self.height)[0]
+                # a centre crop, so that the video lines up with its ground truth at the training size
+                reference = fit_reference(load_reference(pair.reference), self.width, self.height, "crop", "bilinear")
                 clip = open_motion(pair.motion)
-                motion = fit(clip.read_all(), self.width, self.height, render=True)
+                crop = plan_fit(clip.width, clip.height, self.width, self.height, "crop")
+                motion = np.stack([fit_motion_frame(frame, crop, "nearest") for frame in clip])
                 result = animator(reference, motion, steps=self.steps, seed=SEED, context_frames=window,
                                   context_overlap=0)
                 video = self.run / VALIDATION / f"step-{step}" / f"{pair.name}.mp4"
