@@ -1,4 +1,5 @@
-"""`train --data-workers`: the worker count never changes a run, and a run read by workers resumes bit for bit."""
+"""`train --data-workers`: the worker count never changes a run (its steps, its held-out figures, its export), and a
+run read by workers resumes bit for bit."""
 
 from __future__ import annotations
 
@@ -26,10 +27,12 @@ def data(tmp_path_factory):
 
 
 def _args(data: Path, run: Path, workers: int, *extra) -> list:
-    """Three stage-1 steps with a checkpoint at 2 (images and videos mixed: both readers are fed)."""
+    """Three stage-1 steps with a checkpoint at 2 (images and videos mixed: both readers are fed), the held-out set
+    (DATA itself, 2 items) measured at every step."""
     return ["train", data, "-o", run, "--stage", "1", "--weights", TINY_BUNDLE, "--size", "128", "--steps", "3",
             "--checkpoint-every", "2", "--lr", "1e-3", "--seed", "7", "--device", "cpu",
-            "--motion-module", TEMPORAL, "--data-workers", str(workers), "--quiet", *extra]
+            "--motion-module", TEMPORAL, "--data-workers", str(workers), "--val-data", data, "--val-every", "1",
+            "--val-items", "2", "--quiet", *extra]
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -49,5 +52,7 @@ def test_two_workers_killed_and_resumed_end_with_the_export_of_a_run_read_in_pro
     assert not (run / "export").exists()
     code, _, err = run_cli(_args(data, run, 2, "--resume"), capsys)
     assert code == 0, err
+    held_out = [r["step"] for r in map(json.loads, (alone / "metrics.jsonl").read_text().splitlines()) if "val" in r]
+    assert held_out == [0, 1, 2, 3]
     assert (run / "metrics.jsonl").read_bytes() == (alone / "metrics.jsonl").read_bytes()
     assert _files(run / "export") == _files(alone / "export")
