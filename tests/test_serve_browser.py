@@ -184,13 +184,19 @@ def test_an_error_stays_in_the_status_area_for_more_than_15_seconds_and_covers_n
     browser.switch_to.window(browser.window_handles[0])
 
 
-def test_cancel_of_a_running_job_says_so_then_ends_cancelled_with_the_buttons_ready(served, browser, gate, inputs):
+def start_a_held_job(served, browser, gate, inputs):
+    """A new tab's job, running and held by the gate after the first of its 2 windows; the tab's waiter."""
     gate.reset()
     gate.hold("window")
     browser.switch_to.new_window("tab")
     wait = open_page(browser, served.url, inputs)
     browser.find_element(By.CSS_SELECTOR, "#animate-button").click()
-    gate.wait_for_arrivals("window")  # the first of its 2 windows is done; it is held before the second
+    gate.wait_for_arrivals("window")
+    return wait
+
+
+def test_cancel_of_a_running_job_says_so_then_ends_cancelled_with_the_buttons_ready(served, browser, gate, inputs):
+    wait = start_a_held_job(served, browser, gate, inputs)
     browser.find_element(By.CSS_SELECTOR, "#cancel-button").click()
     wait.until(lambda d: status(d) == "Cancelling: the job stops at its next window.")
     gate.release("window")
@@ -234,12 +240,7 @@ def test_closing_a_tab_mid_job_lets_the_next_tabs_job_run_at_once(served, browse
 
 
 def test_a_preview_made_while_a_job_runs_leaves_the_jobs_status_line_as_it_was(served, browser, gate, inputs):
-    gate.reset()
-    gate.hold("window")
-    browser.switch_to.new_window("tab")
-    wait = open_page(browser, served.url, inputs)
-    browser.find_element(By.CSS_SELECTOR, "#animate-button").click()
-    gate.wait_for_arrivals("window")  # running: its first of 2 windows is done, it is held before the second
+    wait = start_a_held_job(served, browser, gate, inputs)
     wait.until(lambda d: status(d).startswith("Running on cpu: "))
     running = status(browser)
     assert enabled(browser, "cancel") and not enabled(browser, "animate")  # one job per page; it can be cancelled

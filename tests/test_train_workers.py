@@ -7,23 +7,10 @@ import json
 import os
 from pathlib import Path
 
-import pytest
-
 from conftest import TINY_BUNDLE, run_cli, start_paused_at
-from train_fixtures import OneThread, TEMPORAL, write_data
+from train_fixtures import TEMPORAL, data, one_thread  # noqa: F401 (fixtures)
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with OneThread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return write_data(tmp_path_factory.mktemp("workers") / "data")
 
 
 def _args(data: Path, run: Path, workers: int, *extra) -> list:
