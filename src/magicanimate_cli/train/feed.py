@@ -7,16 +7,10 @@ it), and reading is deterministic, so the worker count only changes *when* a bat
 resumed run simply starts its keys at the restored step. Each worker opens its own files (dataset.reader keeps
 open files per process) and ignores SIGINT, which the training process handles (a checkpoint after the step in
 progress) and which a terminal sends to the whole process group.
-
-Workers start from a fork server, not by forking the training process: a fork copies whatever the parent holds,
-and a video decoder left there with its frame threads (FFmpeg) deadlocks the child that frees it (seen: a worker
-hung in `avcodec_free_context` collecting its parent's garbage). The server is a fresh interpreter that imports the
-feed and the frame source's modules once; each worker forks from it in milliseconds.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 from collections.abc import Iterator
@@ -101,8 +95,7 @@ class Feed:
         self.plan, self.next_key = plan, (start, 0)
         self.loader = DataLoader(MicroBatches(plan, source), batch_size=None,
                                  sampler=StepKeys(start, end, plan.accumulation), num_workers=workers,
-                                 prefetch_factor=PREFETCH if workers else None, worker_init_fn=_worker_init,
-                                 multiprocessing_context=_fork_server(source) if workers else None)
+                                 prefetch_factor=PREFETCH if workers else None, worker_init_fn=_worker_init)
         self._batches = iter(self.loader)
 
     def take(self, step: int, micro: int) -> RawBatch:
@@ -115,13 +108,6 @@ class Feed:
     def close(self) -> None:
         """Stop the workers now: dropping the loader's iterator shuts them down (its own finaliser)."""
         self._batches = None
-
-
-def _fork_server(source: FrameSource):
-    """The fork-server context, its server importing this module and the source's before forking any worker."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__, type(source).__module__])
-    return context
 
 
 def _worker_init(_worker_id: int) -> None:
