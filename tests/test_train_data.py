@@ -74,6 +74,7 @@ def test_a_seek_read_gives_the_frames_a_sequential_decode_gives(tmp_path):
     for _ in range(30):
         indices = [picks.randrange(40) for _ in range(picks.randrange(1, 5))]
         assert all(np.array_equal(got, whole[i]) for got, i in zip(video.frames(indices), indices)), indices
+    video.close()
     assert read_header(path).frames == 40
 
 
@@ -103,6 +104,7 @@ def test_hand_laid_pairs_read_the_same_labels_from_the_videos_and_from_their_rea
     assert np.array_equal(a[1], b[1])  # the render: exact both ways
     assert a[0].shape == b[0].shape and np.abs(a[0].astype(int) - b[0]).mean() < 2  # frames: JPEG, close
     assert np.abs(a[2].astype(int) - b[2]).mean() < 2
+    seek.close(), store.close()
 
 
 def test_a_ready_copy_made_from_other_files_is_refused_naming_it(tmp_path, hand_laid):

@@ -177,6 +177,13 @@ class DataFolder:
                              f"{pixels.shape[1]}x{pixels.shape[0]}")
         return pixels, nearest_labels(drawn)
 
+    def close(self) -> None:
+        """Close the files this process holds open (reads after it open them again)."""
+        handles = self._handles()
+        for held in (*handles.stores.values(), *handles.videos.values()):
+            held[1].close()
+        self._open = _Open(os.getpid())
+
     def _handles(self) -> _Open:
         if self._open.pid != os.getpid():
             self._open = _Open(os.getpid())

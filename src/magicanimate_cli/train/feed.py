@@ -11,6 +11,7 @@ progress) and which a terminal sends to the whole process group.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 from collections.abc import Iterator
@@ -92,6 +93,10 @@ class Feed:
     times the wait: it is the step's data time)."""
 
     def __init__(self, plan: FeedPlan, source: FrameSource, start: int, end: int, workers: int) -> None:
+        if workers:
+            # garbage is freed here, not in the forked workers: a child that frees an object holding threads of its
+            # parent (a frame-threaded FFmpeg decoder left in a reference cycle) deadlocks, as seen in the suite
+            gc.collect()
         self.plan, self.next_key = plan, (start, 0)
         self.loader = DataLoader(MicroBatches(plan, source), batch_size=None,
                                  sampler=StepKeys(start, end, plan.accumulation), num_workers=workers,
