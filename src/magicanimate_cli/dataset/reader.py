@@ -49,8 +49,8 @@ however many clips DATA holds."""
 
 @dataclass
 class _Open:
-    """The files one process holds open, least recently used first (a forked worker starts its own: `pid` tells
-    whose they are)."""
+    """The files one process holds open, least recently used first (a process that forks leaves them to the
+    parent: `pid` tells whose they are; train's workers are spawned and start with none)."""
 
     pid: int
     stores: OrderedDict[str, StoreReader] = field(default_factory=OrderedDict)

@@ -59,8 +59,7 @@ class SeekableVideo:
         self.path = Path(path)
         self.container = _open_container(self.path, HEADER_ONLY)  # the probe's decoder only: this one decodes
         self.stream = _video_stream(self.container, self.path)
-        # one thread: a reader is one core of a data worker, and a decoder with no threads of its own is safe to
-        # leave behind in a process that forks (a forked child freeing a frame-threaded decoder deadlocks)
+        # one thread: a reader is one core of a data worker (workers, not decoder threads, use the machine's cores)
         self.stream.thread_type = "NONE"
         self.stream.codec_context.thread_count = 1
         self.times, self.keyframes = _packet_index(self.container, self.stream, self.path)

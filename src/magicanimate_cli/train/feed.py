@@ -11,7 +11,6 @@ progress) and which a terminal sends to the whole process group.
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 from collections.abc import Iterator
@@ -25,6 +24,12 @@ from .sampling import DataIndex, Mix, plan_step, share
 
 PREFETCH = 2
 """Micro-batches each worker reads ahead (torch's default): enough to hide a slow read behind the next steps."""
+WORKER_START = "spawn"
+"""Workers start as fresh interpreters, not forks. A forked worker inherits the training process's FFmpeg objects
+(decoders, scalers) with the state of threads that exist only in the parent, and a child that frees or reuses one
+waits forever on a condition no thread will signal: seen in the suite, a worker stuck in libswscale's
+`avpriv_slicethread_free` inside `to_ndarray`. Spawning costs an import of torch per worker, once per run (workers
+live for the whole run), and needs a picklable source (DataFolder pickles its paths and indices)."""
 MAX_DEFAULT_WORKERS = 8
 """More workers than this rarely pay: at 8 per GPU the data path outruns the GPU (docs/training.md)."""
 
@@ -93,14 +98,11 @@ class Feed:
     times the wait: it is the step's data time)."""
 
     def __init__(self, plan: FeedPlan, source: FrameSource, start: int, end: int, workers: int) -> None:
-        if workers:
-            # garbage is freed here, not in the forked workers: a child that frees an object holding threads of its
-            # parent (a frame-threaded FFmpeg decoder left in a reference cycle) deadlocks, as seen in the suite
-            gc.collect()
         self.plan, self.next_key = plan, (start, 0)
         self.loader = DataLoader(MicroBatches(plan, source), batch_size=None,
                                  sampler=StepKeys(start, end, plan.accumulation), num_workers=workers,
-                                 prefetch_factor=PREFETCH if workers else None, worker_init_fn=_worker_init)
+                                 prefetch_factor=PREFETCH if workers else None, worker_init_fn=_worker_init,
+                                 multiprocessing_context=WORKER_START if workers else None)
         self._batches = iter(self.loader)
 
     def take(self, step: int, micro: int) -> RawBatch:
