@@ -36,7 +36,8 @@ import torch
 
 from magicanimate_cli.dataset.reader import DataFolder
 from magicanimate_cli.dataset.startup import check_once
-from magicanimate_cli.train.batches import RawBatch, fit_frame, fit_labels
+from magicanimate_cli.motion.fit import fit_reference
+from magicanimate_cli.train.batches import RawBatch, fit_labels
 from magicanimate_cli.train.feed import Feed, FeedPlan
 from magicanimate_cli.train.sampling import DataIndex, Mix, plan_step
 from magicanimate_cli.train.settings import DEFAULT_REF_MARGIN
@@ -110,9 +111,9 @@ def breakdown(folder: DataFolder, plan: FeedPlan, args, count: int) -> dict[str,
         t0 = time.perf_counter()
         frames, labels, reference = folder.video_sample(sample.name, sample.frames, sample.reference)
         t1 = time.perf_counter()
-        targets = np.stack([fit_frame(x, args.size, args.size, args.fit) for x in frames])
+        targets = np.stack([fit_reference(x, args.size, args.size, args.fit) for x in frames])
         poses = np.stack([fit_labels(x, args.size, args.size, args.fit) for x in labels])
-        ref = fit_frame(reference, args.size, args.size, args.fit)
+        ref = fit_reference(reference, args.size, args.size, args.fit)
         t2 = time.perf_counter()
         raw = RawBatch(*(torch.from_numpy(np.stack([x])) for x in (targets, poses, ref)))
         t3 = time.perf_counter()

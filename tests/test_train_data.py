@@ -22,11 +22,11 @@ from magicanimate_cli.dataset.startup import check_once
 from magicanimate_cli.dataset.store import StorePaths, StoreReader, StoreWriter, file_stamp, read_index
 from magicanimate_cli.media.reader import open_motion
 from magicanimate_cli.media.seek import SeekableVideo, read_header
-from magicanimate_cli.motion.fit import resize
 from magicanimate_cli.motion.palette import BACKGROUND, colourise, nearest_labels
 from magicanimate_cli.runtime.errors import InputError
 from magicanimate_cli.runtime.progress import Reporter
-from magicanimate_cli.train.batches import fit_frame, fit_labels, make_batch
+from magicanimate_cli.motion.fit import fit_reference, resize
+from magicanimate_cli.train.batches import fit_labels, make_batch
 from magicanimate_cli.train.feed import Feed, FeedPlan, default_workers
 from magicanimate_cli.train.sampling import DataIndex, Mix, Sample, StepPlan, far_reference, plan_step
 from train_helpers import make_data, person_labels
@@ -166,7 +166,7 @@ def test_pad_keeps_the_whole_frame_with_render_background_around_the_pose():
     assert (pose[0, 14:50] == 3).all() and (pose[-1, 14:50] == 5).all()
     photo = np.zeros((160, 90, 3), np.uint8)
     photo[:, :12] = 200
-    assert (fit_frame(photo, 64, 64, "pad")[:, 0] == 200).all()  # edge pixels, as animate pads its reference
+    assert (fit_reference(photo, 64, 64, "pad")[:, 0] == 200).all()  # edge pixels, as animate pads its reference
 
 
 class Recording:

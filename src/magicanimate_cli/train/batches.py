@@ -22,7 +22,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from ..motion.fit import IMAGE_RESAMPLE, plan_fit, resize
+from ..motion.fit import fit_reference, plan_fit, resize
 from ..motion.palette import PART_COLOURS
 from .sampling import StepPlan
 
@@ -64,15 +64,6 @@ class RawBatch:
         return Batch(_pixels(self.target.to(device)), _pose(pose), _pixels(self.reference.to(device)))
 
 
-def fit_frame(pixels: np.ndarray, width: int, height: int, mode: str) -> np.ndarray:
-    """A uint8 (H, W, 3) frame fitted to width×height (pad: edge pixels around it)."""
-    fit = plan_fit(pixels.shape[1], pixels.shape[0], width, height, mode)
-    box = fit.working_box
-    content = resize(pixels[fit.source_box.slices()], box.width, box.height, IMAGE_RESAMPLE)
-    pad = ((box.top, height - box.bottom), (box.left, width - box.right), (0, 0))
-    return np.pad(content, pad, mode="edge") if any(p for axis in pad for p in axis) else content
-
-
 def fit_labels(labels: np.ndarray, width: int, height: int, mode: str) -> np.ndarray:
     """A (H, W) part-label map fitted like its frame, with nearest neighbour (labels stay labels) and label 0,
     the background, around it (drawn, that is the render's background colour)."""
@@ -97,9 +88,9 @@ def read_batch(plan: StepPlan, source: FrameSource, width: int, height: int, mod
             frames, label_maps, reference = pixels[None], labels[None], pixels
         else:
             frames, label_maps, reference = source.video_sample(sample.name, sample.frames, sample.reference)
-        targets.append(np.stack([fit_frame(x, width, height, mode) for x in frames]))
+        targets.append(np.stack([fit_reference(x, width, height, mode) for x in frames]))
         poses.append(np.stack([fit_labels(x, width, height, mode) for x in label_maps]))
-        references.append(fit_frame(reference, width, height, mode))
+        references.append(fit_reference(reference, width, height, mode))
     return RawBatch(*(torch.from_numpy(np.stack(x)) for x in (targets, poses, references)))
 
 
