@@ -10,7 +10,6 @@ their tensors before writing, so no file a run writes holds a non-finite value a
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -23,10 +22,6 @@ class DivergedError(MagicAnimateError):
     """The run met a non-finite loss, gradient or weight: it stopped without writing anything non-finite."""
 
     exit_code = 3
-
-
-def finite(value: float) -> bool:
-    return math.isfinite(value)
 
 
 def first_nonfinite(tensors: Iterable[tuple[str, torch.Tensor]]) -> str | None:

@@ -9,6 +9,7 @@ exactly by a checkpoint.
 
 from __future__ import annotations
 
+import math
 import signal
 import time
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from .lora import trainable_parameters
 from .optim import make_optimizer, warmup_schedule
 from .processes import any_process, gather_objects, make_accelerator, on_main, raise_if_any
 from .diskspace import failure, write_failure
-from .finite import DivergedError, finite, last_good
+from .finite import DivergedError, last_good
 from .validation import VALIDATION
 from .precision import apply_memory_options
 from .sampling import DataIndex, Mix, StepPlan, plan_step, share
@@ -169,7 +170,7 @@ class Trainer:
         grad_norm = float(acc.clip_grad_norm_(self.params, self.settings.max_grad_norm))
         lr = float(self.lr_schedule.get_last_lr()[0])
         loss_value = float(acc.reduce(loss, "mean")) if self.processes > 1 else float(loss)
-        nonfinite = not finite(loss_value) or (acc.scaler is None and not finite(grad_norm))
+        nonfinite = not math.isfinite(loss_value) or (acc.scaler is None and not math.isfinite(grad_norm))
         if not nonfinite:
             self.optimizer.step()
             if not acc.optimizer_step_was_skipped:  # fp16's loss scaler skipped the update: the schedule waits too
@@ -255,9 +256,10 @@ def run_loop(trainer: Trainer, run: Path, on_step: OnStep | None = None,
     with _stop_signals() as stop, _closing_feed(trainer):
         while trainer.step < s.steps:
             record, timing = trainer.train_step()
-            on_main(acc, lambda: log.append(record))  # one process writes the run's files
-            on_main(acc, lambda: timings.append(timing_record(record.step, timing.data_s, timing.compute_s,
-                                                              trainer.global_batch)))
+            # one process writes the run's files, both in one call (one all-reduce a step tells every process)
+            on_main(acc, lambda: (log.append(record),
+                                  timings.append(timing_record(record.step, timing.data_s, timing.compute_s,
+                                                               trainer.global_batch))))
             if record.nonfinite:
                 check_divergence(trainer, record, run)
             tracking.log_step(acc, s.log, record, timing.data_s + timing.compute_s, trainer.global_batch)
